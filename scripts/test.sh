@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command: brings up the real services, checks formatting and lints, runs every test.
+# Exits non-zero on any failure. Used as is by CI (.ci/run).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_build_tools() {
+  # librdkafka is built from its bundled source: it needs a C toolchain, make and perl.
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v perl >/dev/null 2>&1 || missing+=(perl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing build tools: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+  command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+}
+
+ensure_build_tools
+
+step "services"
+scripts/services.sh up
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --locked

@@ -1,0 +1,5 @@
+//! tributary: change data capture from PostgreSQL to Kafka, exactly once.
+//!
+//! The module layout follows `docs/architecture.md`: one module per box of the pipeline.
+
+pub mod kafka;

@@ -1,0 +1,113 @@
+//! Kafka transactions on the real broker: what commits is seen, what aborts is not, and a
+//! producer with the same transactional.id fences the old one.
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tributary::kafka::transactional_producer;
+
+use crate::support::{
+    kafka::{self, Collector, Isolation, TestTopic},
+    unique_name,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn send(producer: &FutureProducer, topic: &TestTopic, partition: i32, value: &str) {
+    let key = format!("key-{value}");
+    producer
+        .send(
+            FutureRecord::to(&topic.name)
+                .partition(partition)
+                .key(&key)
+                .payload(value),
+            TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|(err, _)| panic!("sending {value} failed: {err}"));
+}
+
+fn values(records: &[kafka::Record]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r.value_str().expect("a value"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_sees_only_committed_transactions() {
+    let topic = TestTopic::create(1).await;
+    let producer = transactional_producer(&kafka::settings(), &unique_name("txn"), TIMEOUT)
+        .await
+        .expect("transactions initialise");
+
+    producer.begin_transaction().expect("begin");
+    for value in ["c1", "c2", "c3"] {
+        send(&producer, &topic, 0, value).await;
+    }
+    producer.commit_transaction(TIMEOUT).expect("commit");
+
+    producer.begin_transaction().expect("begin");
+    for value in ["aborted1", "aborted2"] {
+        send(&producer, &topic, 0, value).await;
+    }
+    producer.abort_transaction(TIMEOUT).expect("abort");
+
+    producer.begin_transaction().expect("begin");
+    for value in ["c4", "c5"] {
+        send(&producer, &topic, 0, value).await;
+    }
+    producer.commit_transaction(TIMEOUT).expect("commit");
+
+    // The aborted records really are in the log...
+    let mut uncommitted = Collector::new(&topic, Isolation::ReadUncommitted);
+    let everything = uncommitted.collect(7, TIMEOUT).await;
+    assert_eq!(
+        values(&everything),
+        ["c1", "c2", "c3", "aborted1", "aborted2", "c4", "c5"]
+    );
+
+    // ...and a read_committed reader skips them, in order, with keys intact.
+    let mut committed = Collector::new(&topic, Isolation::ReadCommitted);
+    let seen = committed.collect(5, TIMEOUT).await;
+    assert_eq!(values(&seen), ["c1", "c2", "c3", "c4", "c5"]);
+    assert_eq!(seen[3].key.as_deref(), Some(&b"key-c4"[..]));
+    committed.expect_no_more(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transaction_is_invisible_and_a_new_producer_fences_the_old() {
+    let topic = TestTopic::create(2).await;
+    let settings = kafka::settings();
+    let transactional_id = unique_name("txn");
+
+    let zombie = transactional_producer(&settings, &transactional_id, TIMEOUT)
+        .await
+        .expect("transactions initialise");
+    zombie.begin_transaction().expect("begin");
+    send(&zombie, &topic, 0, "from-zombie").await;
+    zombie.flush(TIMEOUT).expect("flush");
+
+    // While the transaction is open a read_committed reader sees nothing.
+    let mut committed = Collector::new(&topic, Isolation::ReadCommitted);
+    committed.expect_no_more(Duration::from_secs(2)).await;
+
+    // A new producer with the same id aborts the open transaction and fences the old producer.
+    let successor = transactional_producer(&settings, &transactional_id, TIMEOUT)
+        .await
+        .expect("transactions initialise for the successor");
+    successor.begin_transaction().expect("begin");
+    send(&successor, &topic, 1, "from-successor").await;
+    successor.commit_transaction(TIMEOUT).expect("commit");
+
+    let fenced = zombie.commit_transaction(TIMEOUT);
+    assert!(
+        fenced.is_err(),
+        "the fenced producer's commit must fail, got {fenced:?}"
+    );
+
+    let seen = committed.collect(1, TIMEOUT).await;
+    assert_eq!(values(&seen), ["from-successor"]);
+    assert_eq!(seen[0].partition, 1);
+    committed.expect_no_more(Duration::from_secs(2)).await;
+}

@@ -1,0 +1,10 @@
+//! Integration tests against a real PostgreSQL and a real Kafka broker.
+//!
+//! Start them with `scripts/services.sh up` (or run `scripts/test.sh`, which does). A test whose
+//! service is down fails with a message saying so; none is skipped.
+
+mod support;
+
+mod kafka_transactions;
+mod postgres_replication;
+mod services;
