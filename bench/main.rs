@@ -1,1 +1,54 @@
-fn main() {}
+//! The tributary benchmark harness. See `bench/README.md`.
+//!
+//! `cargo bench --bench tributary-bench -- ceiling [--rows N] [--rows-per-txn N] [--row-width B]`
+//!
+//! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.
+
+mod ceiling;
+mod measure;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tributary-bench",
+    about = "Benchmarks tributary against the physical ceiling"
+)]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+    /// Where JSON reports go.
+    #[arg(long, global = true, default_value = "target/bench")]
+    out_dir: PathBuf,
+    /// Ignored: `cargo bench` passes it to every bench target.
+    #[arg(long, global = true, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Workload {
+    /// How fast pg_recvlogical (pgoutput, proto 1) drains a slot backlog, and its commit-to-
+    /// delivery latency at a steady rate: the ceiling one replication slot can deliver.
+    Ceiling(ceiling::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let report = runtime.block_on(async {
+        match cli.workload {
+            Workload::Ceiling(args) => ceiling::run(args).await,
+        }
+    })?;
+    let path = report.save(&cli.out_dir)?;
+    println!("report written to {}", path.display());
+    Ok(())
+}
