@@ -74,7 +74,7 @@ ensure_pg_installed() {
 pg_home() {
   local home="$DEV/postgres"
   if [ -L "$home" ] || [ -d "$home" ]; then
-    printf '%s\n' "$home"; return
+    readlink -f "$home"; return
   fi
   mkdir -p "$DEV"
   if runuser -u postgres -- test -x "$DEV"; then
@@ -86,7 +86,7 @@ pg_home() {
     install -d -o postgres -g postgres "$elsewhere"
     ln -s "$elsewhere" "$home"
   fi
-  printf '%s\n' "$home"
+  readlink -f "$home"
 }
 
 as_postgres() { runuser -u postgres -- "$@"; }
@@ -201,7 +201,8 @@ pg_up() {
 }
 
 pg_down() {
-  local home="$DEV/postgres" bin
+  local home bin
+  home=$(readlink -f "$DEV/postgres" 2>/dev/null || echo "$DEV/postgres")
   bin=$(pg_bindir)
   if [ -n "$bin" ] && [ -f "$home/data/postmaster.pid" ]; then
     log "stopping PostgreSQL"
@@ -210,7 +211,8 @@ pg_down() {
 }
 
 pg_status() {
-  local home="$DEV/postgres"
+  local home
+  home=$(readlink -f "$DEV/postgres" 2>/dev/null || echo "$DEV/postgres")
   if [ -n "$(pg_bindir)" ] && pg_running "$home"; then
     local pid
     pid=$(head -n 1 "$home/data/postmaster.pid")
@@ -239,7 +241,7 @@ ensure_kafka_libs() {
   rm -rf "$KAFKA_LIBS" "$KAFKA_LIBS.partial"
   mkdir -p "$KAFKA_DIR"
   (cd "$ROOT/scripts/kafka" &&
-    mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+    mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime \
       -DoutputDirectory="$KAFKA_LIBS.partial") >&2 || die "mvn could not resolve the Kafka jars (see above)"
   mv "$KAFKA_LIBS.partial" "$KAFKA_LIBS"
   touch "$KAFKA_LIBS/.complete"
