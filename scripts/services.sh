@@ -119,9 +119,29 @@ EOF
   chown postgres:postgres "$data/pg_hba.conf" "$data/postgresql.conf"
 }
 
+# A private CA and a server certificate for `localhost` (not 127.0.0.1, so tests can tell
+# verify-ca from verify-full). Clients trust .dev/postgres/tls/ca.crt.
+pg_tls_files() {
+  local tls="$1/tls"
+  if [ -f "$tls/server.key" ]; then return; fi
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  install -d -m 755 "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tributary test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$tls/san.ext" -out "$tls/server.crt" >/dev/null 2>&1
+  chown postgres:postgres "$tls/server.key" "$tls/server.crt"
+  chmod 600 "$tls/server.key"
+  chmod 644 "$tls/ca.crt" "$tls/server.crt"
+}
+
 pg_write_settings() {
   local home=$1
   install -d -o postgres -g postgres "$home/run"
+  pg_tls_files "$home"
   cat >"$home/data/tributary.conf" <<EOF
 # Written by scripts/services.sh on every start.
 listen_addresses = '127.0.0.1'
@@ -135,6 +155,9 @@ wal_sender_timeout = '10s'
 logical_decoding_work_mem = '256MB'
 password_encryption = 'scram-sha-256'
 max_wal_size = '4GB'
+ssl = on
+ssl_cert_file = '$home/tls/server.crt'
+ssl_key_file = '$home/tls/server.key'
 EOF
   chown postgres:postgres "$home/data/tributary.conf"
 }

@@ -7,4 +7,5 @@ mod support;
 
 mod kafka_transactions;
 mod postgres_replication;
+mod replication_connection;
 mod services;
