@@ -1,0 +1,15 @@
+//! Configuration: the worker's own file, and connector configs with Debezium/Kafka Connect key
+//! names. Validation reports every bad key at once, each with what is wrong and what to do.
+
+mod connector;
+mod keys;
+mod postgres_source;
+mod worker;
+
+pub use connector::ConnectorConfig;
+pub use keys::{ValidationError, ValidationErrors};
+pub use postgres_source::{
+    AutocreateMode, BinaryHandling, DecimalHandling, PostgresSourceConfig, SnapshotMode,
+    TablePatterns, TimePrecision,
+};
+pub use worker::WorkerConfig;

@@ -1,0 +1,713 @@
+use std::time::Duration;
+
+use regex::{Regex, RegexBuilder};
+use secrecy::SecretString;
+
+use super::{
+    ConnectorConfig, ValidationErrors,
+    keys::{KeyReader, closest},
+};
+use crate::{
+    event::TableId,
+    source::postgres::tls::{SslConfig, SslMode},
+};
+
+/// The connector classes that mean "the PostgreSQL source".
+pub const POSTGRES_SOURCE_CLASSES: &[&str] = &[
+    "io.debezium.connector.postgresql.PostgresConnector",
+    "postgres-source",
+    "postgres",
+];
+
+/// `publication.autocreate.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutocreateMode {
+    AllTables,
+    Filtered,
+    NoTables,
+    Disabled,
+}
+
+/// `decimal.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalHandling {
+    Precise,
+    Double,
+    String,
+}
+
+/// `time.precision.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePrecision {
+    Adaptive,
+    AdaptiveTimeMicroseconds,
+    Connect,
+}
+
+/// `binary.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryHandling {
+    Bytes,
+    Base64,
+    Base64UrlSafe,
+    Hex,
+}
+
+/// `snapshot.mode`. Only modes without a data snapshot are implemented so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    NoData,
+}
+
+/// Which operations are not emitted (`skipped.operations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SkippedOperations {
+    pub create: bool,
+    pub update: bool,
+    pub delete: bool,
+    pub truncate: bool,
+}
+
+/// Debezium's include/exclude lists: anchored, case-insensitive regular expressions.
+#[derive(Debug, Clone, Default)]
+pub struct TablePatterns {
+    pub schema_include: Vec<Regex>,
+    pub schema_exclude: Vec<Regex>,
+    pub table_include: Vec<Regex>,
+    pub table_exclude: Vec<Regex>,
+    pub column_include: Vec<Regex>,
+    pub column_exclude: Vec<Regex>,
+}
+
+impl TablePatterns {
+    /// Whether changes of `table` are captured.
+    pub fn captures(&self, table: &TableId) -> bool {
+        let schema = table.schema.as_str();
+        let qualified = table.to_string();
+        let matches = |patterns: &[Regex], text: &str| patterns.iter().any(|p| p.is_match(text));
+        if !self.schema_include.is_empty() && !matches(&self.schema_include, schema) {
+            return false;
+        }
+        if matches(&self.schema_exclude, schema) {
+            return false;
+        }
+        if !self.table_include.is_empty() && !matches(&self.table_include, &qualified) {
+            return false;
+        }
+        !matches(&self.table_exclude, &qualified)
+    }
+
+    /// Whether `column` of `table` is part of the events (key columns always are).
+    pub fn captures_column(&self, table: &TableId, column: &str) -> bool {
+        let qualified = format!("{table}.{column}");
+        if !self.column_include.is_empty()
+            && !self.column_include.iter().any(|p| p.is_match(&qualified))
+        {
+            return false;
+        }
+        !self.column_exclude.iter().any(|p| p.is_match(&qualified))
+    }
+}
+
+/// A validated PostgreSQL source connector config (Debezium's PostgresConnector keys).
+#[derive(Debug, Clone)]
+pub struct PostgresSourceConfig {
+    pub name: String,
+    pub hostname: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<SecretString>,
+    pub dbname: String,
+    pub ssl: SslConfig,
+    pub topic_prefix: String,
+    pub slot_name: String,
+    pub slot_drop_on_stop: bool,
+    pub publication_name: String,
+    pub publication_autocreate: AutocreateMode,
+    pub patterns: TablePatterns,
+    pub skipped_operations: SkippedOperations,
+    pub tombstones_on_delete: bool,
+    pub decimal_handling: DecimalHandling,
+    pub time_precision: TimePrecision,
+    pub binary_handling: BinaryHandling,
+    pub money_fraction_digits: u32,
+    pub unavailable_value_placeholder: String,
+    pub provide_transaction_metadata: bool,
+    pub heartbeat_interval: Option<Duration>,
+    pub heartbeat_topic: String,
+    pub transaction_topic: String,
+    pub message_topic: String,
+    pub key_schemas_enable: bool,
+    pub value_schemas_enable: bool,
+    pub status_update_interval: Duration,
+    pub snapshot_mode: SnapshotMode,
+    pub topic_partitions: i32,
+    pub topic_replication_factor: i32,
+    /// How long a Kafka transaction collects whole PostgreSQL transactions before committing.
+    pub transaction_interval: Duration,
+    /// Keys accepted for compatibility that have no effect here (reported at start).
+    pub ignored_keys: Vec<String>,
+}
+
+/// Keys of Debezium and Kafka Connect that are accepted and have no effect: JVM-specific knobs
+/// and tuning that this implementation does differently.
+const IGNORED_KEYS: &[&str] = &[
+    "tasks.max",
+    "database.tcpKeepAlive",
+    "database.initial.statements",
+    "max.batch.size",
+    "max.queue.size",
+    "max.queue.size.in.bytes",
+    "poll.interval.ms",
+    "errors.max.retries",
+    "errors.retry.timeout",
+    "errors.retry.delay.max.ms",
+    "errors.log.enable",
+    "errors.log.include.messages",
+    "retriable.restart.connector.wait.ms",
+    "database.query.timeout.ms",
+    "custom.sanitize.pattern",
+    "extended.headers.enabled",
+    "lsn.flush.mode",
+    "flush.lsn.source",
+    "offset.mismatch.strategy",
+    "xmin.fetch.interval.ms",
+    "slot.max.retries",
+    "slot.retry.delay.ms",
+    "include.unknown.datatypes",
+    "schema.name.adjustment.mode",
+    "field.name.adjustment.mode",
+    "schema.refresh.mode",
+    "topic.naming.strategy",
+    "topic.creation.enable",
+    "exactly.once.support",
+    "transaction.boundary",
+    "event.processing.failure.handling.mode",
+    "converters",
+    "header.converter",
+    "guardrail.collections.max",
+    "guardrail.collections.limit.action",
+    "snapshot.fetch.size",
+    "snapshot.lock.timeout.ms",
+    "snapshot.isolation.mode",
+    "snapshot.locking.mode",
+];
+
+/// Keys that are read; for "did you mean" on unknown keys.
+const KNOWN_KEYS: &[&str] = &[
+    "name",
+    "connector.class",
+    "database.hostname",
+    "database.port",
+    "database.user",
+    "database.password",
+    "database.dbname",
+    "database.sslmode",
+    "database.sslrootcert",
+    "topic.prefix",
+    "database.server.name",
+    "plugin.name",
+    "slot.name",
+    "slot.drop.on.stop",
+    "publication.name",
+    "publication.autocreate.mode",
+    "schema.include.list",
+    "schema.exclude.list",
+    "table.include.list",
+    "table.exclude.list",
+    "column.include.list",
+    "column.exclude.list",
+    "skipped.operations",
+    "tombstones.on.delete",
+    "decimal.handling.mode",
+    "time.precision.mode",
+    "binary.handling.mode",
+    "hstore.handling.mode",
+    "interval.handling.mode",
+    "money.fraction.digits",
+    "unavailable.value.placeholder",
+    "provide.transaction.metadata",
+    "heartbeat.interval.ms",
+    "topic.heartbeat.prefix",
+    "topic.transaction",
+    "topic.delimiter",
+    "key.converter",
+    "value.converter",
+    "key.converter.schemas.enable",
+    "value.converter.schemas.enable",
+    "status.update.interval.ms",
+    "snapshot.mode",
+    "topic.creation.default.partitions",
+    "topic.creation.default.replication.factor",
+    "transaction.boundary.interval.ms",
+    "transforms",
+];
+
+const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+
+impl PostgresSourceConfig {
+    pub fn from_connector(connector: &ConnectorConfig) -> Result<Self, ValidationErrors> {
+        let mut keys = KeyReader::new(&connector.config);
+        keys.raw("name");
+        if let Some(class) = keys.raw("connector.class")
+            && !POSTGRES_SOURCE_CLASSES.contains(&class)
+        {
+            keys.error(
+                "connector.class",
+                format!(
+                    "{class:?} is not the PostgreSQL source; use {}",
+                    POSTGRES_SOURCE_CLASSES[0]
+                ),
+            );
+        }
+        if let Some(tasks) = connector.config.get("tasks.max")
+            && tasks.trim() != "1"
+        {
+            keys.error(
+                "tasks.max",
+                "must be 1: one replication slot is read by one task",
+            );
+        }
+
+        let hostname = keys.required("database.hostname");
+        let port = keys.parsed("database.port", 5432u16, "a port number (1-65535)");
+        let user = keys.required("database.user");
+        let password = keys
+            .raw("database.password")
+            .map(|p| SecretString::from(p.to_owned()));
+        let dbname = keys.required("database.dbname");
+        let ssl_mode = match keys.raw("database.sslmode") {
+            None => SslMode::Prefer,
+            Some(text) => text.parse().unwrap_or_else(|message: String| {
+                keys.error("database.sslmode", message);
+                SslMode::Prefer
+            }),
+        };
+        let root_cert = keys.raw("database.sslrootcert").map(Into::into);
+
+        let topic_prefix = match (keys.raw("topic.prefix"), keys.raw("database.server.name")) {
+            (Some(prefix), _) | (None, Some(prefix)) => prefix.to_owned(),
+            (None, None) => {
+                keys.error(
+                    "topic.prefix",
+                    "is required (it names every topic: <topic.prefix>.<schema>.<table>)",
+                );
+                String::new()
+            }
+        };
+        if !topic_prefix.is_empty()
+            && !topic_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            keys.error(
+                "topic.prefix",
+                format!("{topic_prefix:?} may contain only letters, digits, '.', '_' and '-' (Kafka topic names)"),
+            );
+        }
+        if let Some(plugin) = keys.raw("plugin.name")
+            && plugin != "pgoutput"
+        {
+            keys.error(
+                "plugin.name",
+                format!("{plugin:?} is not supported; use pgoutput (built into PostgreSQL 10+)"),
+            );
+        }
+        let slot_name = keys.string("slot.name", "debezium");
+        if slot_name.is_empty()
+            || slot_name.len() > 63
+            || !slot_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            keys.error(
+                "slot.name",
+                format!("{slot_name:?} must be 1-63 characters of a-z, 0-9 and _"),
+            );
+        }
+        let slot_drop_on_stop = keys.bool("slot.drop.on.stop", false);
+        let publication_name = keys.string("publication.name", "dbz_publication");
+        let publication_autocreate = keys.choice(
+            "publication.autocreate.mode",
+            AutocreateMode::AllTables,
+            &[
+                ("all_tables", AutocreateMode::AllTables),
+                ("filtered", AutocreateMode::Filtered),
+                ("no_tables", AutocreateMode::NoTables),
+                ("disabled", AutocreateMode::Disabled),
+            ],
+        );
+
+        let mut patterns = TablePatterns::default();
+        for (key, target) in [
+            ("schema.include.list", &mut patterns.schema_include),
+            ("schema.exclude.list", &mut patterns.schema_exclude),
+            ("table.include.list", &mut patterns.table_include),
+            ("table.exclude.list", &mut patterns.table_exclude),
+            ("column.include.list", &mut patterns.column_include),
+            ("column.exclude.list", &mut patterns.column_exclude),
+        ] {
+            for pattern in keys.list(key) {
+                match RegexBuilder::new(&format!("^(?:{pattern})$"))
+                    .case_insensitive(true)
+                    .build()
+                {
+                    Ok(regex) => target.push(regex),
+                    Err(e) => {
+                        keys.error(key, format!("{pattern:?} is not a regular expression: {e}"))
+                    }
+                }
+            }
+        }
+        for (include, exclude) in [
+            ("schema.include.list", "schema.exclude.list"),
+            ("table.include.list", "table.exclude.list"),
+            ("column.include.list", "column.exclude.list"),
+        ] {
+            if connector.config.contains_key(include) && connector.config.contains_key(exclude) {
+                keys.error(
+                    exclude,
+                    format!("cannot be used together with {include}; use one of the two"),
+                );
+            }
+        }
+
+        let mut skipped_operations = SkippedOperations::default();
+        let skipped = match connector.config.get("skipped.operations") {
+            None => vec!["t".to_owned()],
+            Some(_) => keys.list("skipped.operations"),
+        };
+        keys.raw("skipped.operations");
+        for op in skipped {
+            match op.as_str() {
+                "c" => skipped_operations.create = true,
+                "u" => skipped_operations.update = true,
+                "d" => skipped_operations.delete = true,
+                "t" => skipped_operations.truncate = true,
+                "none" => {}
+                other => keys.error(
+                    "skipped.operations",
+                    format!("{other:?} is not an operation; use c, u, d, t or none"),
+                ),
+            }
+        }
+
+        let tombstones_on_delete = keys.bool("tombstones.on.delete", true);
+        let decimal_handling = keys.choice(
+            "decimal.handling.mode",
+            DecimalHandling::Precise,
+            &[
+                ("precise", DecimalHandling::Precise),
+                ("double", DecimalHandling::Double),
+                ("string", DecimalHandling::String),
+            ],
+        );
+        let time_precision = keys.choice(
+            "time.precision.mode",
+            TimePrecision::Adaptive,
+            &[
+                ("adaptive", TimePrecision::Adaptive),
+                (
+                    "adaptive_time_microseconds",
+                    TimePrecision::AdaptiveTimeMicroseconds,
+                ),
+                ("connect", TimePrecision::Connect),
+            ],
+        );
+        let binary_handling = keys.choice(
+            "binary.handling.mode",
+            BinaryHandling::Bytes,
+            &[
+                ("bytes", BinaryHandling::Bytes),
+                ("base64", BinaryHandling::Base64),
+                ("base64-url-safe", BinaryHandling::Base64UrlSafe),
+                ("hex", BinaryHandling::Hex),
+            ],
+        );
+        if let Some(mode) = keys.raw("hstore.handling.mode")
+            && mode != "json"
+        {
+            keys.error(
+                "hstore.handling.mode",
+                format!("{mode:?} is not supported; use json"),
+            );
+        }
+        if let Some(mode) = keys.raw("interval.handling.mode")
+            && mode != "numeric"
+        {
+            keys.error(
+                "interval.handling.mode",
+                format!("{mode:?} is not supported; use numeric"),
+            );
+        }
+        let money_fraction_digits = keys.parsed("money.fraction.digits", 2u32, "a whole number");
+        let unavailable_value_placeholder = keys.string(
+            "unavailable.value.placeholder",
+            "__debezium_unavailable_value",
+        );
+        let provide_transaction_metadata = keys.bool("provide.transaction.metadata", false);
+        let heartbeat_ms = keys.parsed("heartbeat.interval.ms", 0u64, "a number of milliseconds");
+        let heartbeat_prefix = keys.string("topic.heartbeat.prefix", "__debezium-heartbeat");
+        let transaction_suffix = keys.string("topic.transaction", "transaction");
+        let delimiter = keys.string("topic.delimiter", ".");
+
+        let mut schemas_enable = |converter_key: &'static str, schemas_key: &'static str| {
+            if let Some(converter) = keys.raw(converter_key)
+                && converter != JSON_CONVERTER
+                && converter != "json"
+            {
+                keys.error(
+                    converter_key,
+                    format!("{converter:?} is not supported; use {JSON_CONVERTER}"),
+                );
+            }
+            keys.bool(schemas_key, true)
+        };
+        let key_schemas_enable = schemas_enable("key.converter", "key.converter.schemas.enable");
+        let value_schemas_enable =
+            schemas_enable("value.converter", "value.converter.schemas.enable");
+
+        let status_ms = keys.parsed(
+            "status.update.interval.ms",
+            10_000u64,
+            "a number of milliseconds",
+        );
+        if status_ms == 0 {
+            keys.error("status.update.interval.ms", "must be greater than 0");
+        }
+        let snapshot_mode = keys.choice(
+            "snapshot.mode",
+            None,
+            &[
+                ("no_data", Some(SnapshotMode::NoData)),
+                ("never", Some(SnapshotMode::NoData)),
+            ],
+        );
+        let snapshot_mode = snapshot_mode.unwrap_or_else(|| {
+            if keys.errors.iter().all(|e| e.key != "snapshot.mode") {
+                keys.error(
+                    "snapshot.mode",
+                    "the initial snapshot is not available yet; set snapshot.mode=no_data to stream changes from now on",
+                );
+            }
+            SnapshotMode::NoData
+        });
+        let topic_partitions =
+            keys.parsed("topic.creation.default.partitions", 1i32, "a whole number");
+        if topic_partitions < 1 {
+            keys.error("topic.creation.default.partitions", "must be at least 1");
+        }
+        let mut topic_replication_factor = keys.parsed(
+            "topic.creation.default.replication.factor",
+            -1i32,
+            "a whole number",
+        );
+        if topic_replication_factor == -1 {
+            topic_replication_factor = 1;
+        } else if topic_replication_factor < 1 {
+            keys.error(
+                "topic.creation.default.replication.factor",
+                "must be at least 1 (or -1 for the broker default)",
+            );
+        }
+        let transaction_ms = keys.parsed(
+            "transaction.boundary.interval.ms",
+            100u64,
+            "a number of milliseconds",
+        );
+        if transaction_ms == 0 {
+            keys.error("transaction.boundary.interval.ms", "must be greater than 0");
+        }
+        if let Some(transforms) = keys.raw("transforms") {
+            keys.error(
+                "transforms",
+                format!("single message transforms ({transforms}) are not supported yet; remove the transforms keys"),
+            );
+        }
+
+        let mut ignored_keys = Vec::new();
+        let unread: Vec<String> = keys
+            .unread(|key| {
+                key.starts_with("transforms.")
+                    || key.starts_with("predicates")
+                    || key.starts_with("errors.")
+                    || key.starts_with("topic.creation.")
+                    || key.starts_with("key.converter.")
+                    || key.starts_with("value.converter.")
+            })
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for key in unread {
+            if IGNORED_KEYS.contains(&key.as_str()) {
+                ignored_keys.push(key);
+            } else {
+                let hint = closest(&key, KNOWN_KEYS)
+                    .map(|k| format!("; did you mean {k}?"))
+                    .unwrap_or_default();
+                keys.error(
+                    &key,
+                    format!("is not a configuration key of the PostgreSQL source{hint}"),
+                );
+            }
+        }
+
+        if !keys.errors.is_empty() {
+            return Err(ValidationErrors(keys.errors));
+        }
+        let topic = |suffix: &str| format!("{topic_prefix}{delimiter}{suffix}");
+        Ok(Self {
+            name: connector.name.clone(),
+            hostname,
+            port,
+            user,
+            password,
+            dbname,
+            ssl: SslConfig {
+                mode: ssl_mode,
+                root_cert,
+            },
+            slot_name,
+            slot_drop_on_stop,
+            publication_name,
+            publication_autocreate,
+            patterns,
+            skipped_operations,
+            tombstones_on_delete,
+            decimal_handling,
+            time_precision,
+            binary_handling,
+            money_fraction_digits,
+            unavailable_value_placeholder,
+            provide_transaction_metadata,
+            heartbeat_interval: (heartbeat_ms > 0).then(|| Duration::from_millis(heartbeat_ms)),
+            heartbeat_topic: format!("{heartbeat_prefix}{delimiter}{topic_prefix}"),
+            transaction_topic: topic(&transaction_suffix),
+            message_topic: topic("message"),
+            key_schemas_enable,
+            value_schemas_enable,
+            status_update_interval: Duration::from_millis(status_ms),
+            snapshot_mode,
+            topic_partitions,
+            topic_replication_factor,
+            transaction_interval: Duration::from_millis(transaction_ms),
+            ignored_keys,
+            topic_prefix,
+        })
+    }
+
+    /// The topic of a table's change events: `<topic.prefix>.<schema>.<table>`.
+    pub fn table_topic(&self, table: &TableId) -> String {
+        format!("{}.{}.{}", self.topic_prefix, table.schema, table.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Result<PostgresSourceConfig, ValidationErrors> {
+        let json = format!(
+            r#"{{"name":"inventory","config":{{
+                "connector.class":"io.debezium.connector.postgresql.PostgresConnector",
+                "database.hostname":"127.0.0.1","database.user":"postgres",
+                "database.password":"secret","database.dbname":"shop",
+                "topic.prefix":"shop","plugin.name":"pgoutput","snapshot.mode":"no_data"{extra}}}}}"#
+        );
+        PostgresSourceConfig::from_connector(&ConnectorConfig::from_json(&json).expect("json"))
+    }
+
+    #[test]
+    fn debezium_defaults() {
+        let c = config("").expect("valid");
+        assert_eq!(c.port, 5432);
+        assert_eq!(c.slot_name, "debezium");
+        assert_eq!(c.publication_name, "dbz_publication");
+        assert_eq!(c.publication_autocreate, AutocreateMode::AllTables);
+        assert!(c.skipped_operations.truncate && !c.skipped_operations.delete);
+        assert!(c.tombstones_on_delete && c.value_schemas_enable && c.key_schemas_enable);
+        assert_eq!(c.decimal_handling, DecimalHandling::Precise);
+        assert_eq!(
+            c.unavailable_value_placeholder,
+            "__debezium_unavailable_value"
+        );
+        assert_eq!(c.heartbeat_topic, "__debezium-heartbeat.shop");
+        assert_eq!(c.transaction_topic, "shop.transaction");
+        assert_eq!(
+            c.table_topic(&TableId::new("public", "orders")),
+            "shop.public.orders"
+        );
+        assert_eq!(c.ssl.mode, SslMode::Prefer);
+        assert!(
+            !format!("{c:?}").contains("secret"),
+            "the password leaks into Debug"
+        );
+    }
+
+    #[test]
+    fn include_lists_are_anchored_and_case_insensitive() {
+        let c = config(r#","table.include.list":"public.orders,inv\\..*""#).expect("valid");
+        assert!(c.patterns.captures(&TableId::new("public", "orders")));
+        assert!(c.patterns.captures(&TableId::new("PUBLIC", "Orders")));
+        assert!(
+            !c.patterns
+                .captures(&TableId::new("public", "orders_archive"))
+        );
+        assert!(c.patterns.captures(&TableId::new("inv", "items")));
+        assert!(!c.patterns.captures(&TableId::new("public", "items")));
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let err = config(
+            r#","database.port":"lots","slot.name":"Bad-Name","decimal.handling.mode":"exact",
+               "tombstones.on.delete":"yes","table.includ.list":"x","plugin.name":"decoderbufs",
+               "database.sslmode":"sometimes","tasks.max":"3""#,
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "database.port",
+            "slot.name",
+            "decimal.handling.mode",
+            "tombstones.on.delete",
+            "table.includ.list",
+            "plugin.name",
+            "database.sslmode",
+            "tasks.max",
+        ] {
+            assert!(keys.contains(&key), "{key} not reported in {err}");
+        }
+        let typo = err.for_key("table.includ.list").next().expect("reported");
+        assert!(
+            typo.message.contains("did you mean table.include.list"),
+            "{}",
+            typo.message
+        );
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn required_keys_and_unsupported_snapshot() {
+        let connector = ConnectorConfig::from_json(r#"{"name":"x","config":{}}"#).expect("json");
+        let err = PostgresSourceConfig::from_connector(&connector).expect_err("invalid");
+        for key in [
+            "database.hostname",
+            "database.user",
+            "database.dbname",
+            "topic.prefix",
+            "snapshot.mode",
+        ] {
+            assert!(
+                err.for_key(key).next().is_some(),
+                "{key} not reported in {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn compatibility_keys_are_accepted_and_listed() {
+        let c = config(r#","max.batch.size":"2048","poll.interval.ms":"500""#).expect("valid");
+        assert_eq!(c.ignored_keys, ["max.batch.size", "poll.interval.ms"]);
+    }
+}

@@ -1,0 +1,132 @@
+use std::{collections::BTreeMap, path::Path};
+
+use serde::Deserialize;
+
+use super::{ValidationError, ValidationErrors};
+
+/// The worker's own configuration (`config/tributary.toml`). Every key can be overridden by an
+/// environment variable `TRIBUTARY_<SECTION>_<KEY>` in upper case, such as
+/// `TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub kafka: KafkaSection,
+    #[serde(default)]
+    pub worker: WorkerSection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    pub bootstrap_servers: String,
+    /// Extra librdkafka client properties (`security.protocol`, `sasl.*`, tuning).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Compacted topic holding source offsets, keyed by connector name.
+    #[serde(default = "WorkerSection::default_offsets_topic")]
+    pub offsets_topic: String,
+}
+
+impl WorkerSection {
+    pub const DEFAULT_OFFSETS_TOPIC: &str = "tributary-offsets";
+
+    fn default_offsets_topic() -> String {
+        Self::DEFAULT_OFFSETS_TOPIC.to_owned()
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            offsets_topic: Self::default_offsets_topic(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Reads the file, applies environment overrides, validates.
+    pub fn load(path: &Path) -> Result<Self, ValidationErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| single("(file)", format!("cannot read {}: {e}", path.display())))?;
+        let vars: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TRIBUTARY_"))
+            .collect();
+        Self::parse(&text, &vars)
+    }
+
+    /// Parses TOML text with the given `TRIBUTARY_*` overrides.
+    pub fn parse(text: &str, overrides: &[(String, String)]) -> Result<Self, ValidationErrors> {
+        let mut config: Self = toml::from_str(text)
+            .map_err(|e| single("(file)", format!("invalid worker config: {e}")))?;
+        for (name, value) in overrides {
+            match name.as_str() {
+                "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS" => {
+                    config.kafka.bootstrap_servers = value.clone()
+                }
+                "TRIBUTARY_WORKER_OFFSETS_TOPIC" => config.worker.offsets_topic = value.clone(),
+                _ => {}
+            }
+        }
+        let mut errors = Vec::new();
+        if config.kafka.bootstrap_servers.trim().is_empty() {
+            errors.push(ValidationError {
+                key: "kafka.bootstrap_servers".to_owned(),
+                message: "must name at least one broker, such as 127.0.0.1:9092".to_owned(),
+            });
+        }
+        if config.worker.offsets_topic.trim().is_empty() {
+            errors.push(ValidationError {
+                key: "worker.offsets_topic".to_owned(),
+                message: "must not be empty".to_owned(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ValidationErrors(errors))
+        }
+    }
+}
+
+fn single(key: &str, message: String) -> ValidationErrors {
+    ValidationErrors(vec![ValidationError {
+        key: key.to_owned(),
+        message,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_with_defaults_and_env_overrides() {
+        let text = "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n";
+        let config = WorkerConfig::parse(text, &[]).expect("valid");
+        assert_eq!(config.worker.offsets_topic, "tributary-offsets");
+        let config = WorkerConfig::parse(
+            text,
+            &[(
+                "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS".into(),
+                "broker:9093".into(),
+            )],
+        )
+        .expect("valid");
+        assert_eq!(config.kafka.bootstrap_servers, "broker:9093");
+    }
+
+    #[test]
+    fn unknown_and_empty_keys_are_named() {
+        let err =
+            WorkerConfig::parse("[kafka]\nbootstrap_server = \"x\"\n", &[]).expect_err("typo");
+        assert!(err.to_string().contains("bootstrap_server"), "{err}");
+        let err =
+            WorkerConfig::parse("[kafka]\nbootstrap_servers = \" \"\n", &[]).expect_err("empty");
+        assert_eq!(err.0[0].key, "kafka.bootstrap_servers");
+    }
+}
