@@ -1,0 +1,4 @@
+//! The PostgreSQL source: the logical replication stream (pgoutput) turned into change events.
+
+pub mod frames;
+pub mod pgoutput;
