@@ -6,5 +6,6 @@
 mod support;
 
 mod kafka_transactions;
+mod pgoutput_decode;
 mod postgres_replication;
 mod services;
