@@ -6,6 +6,7 @@
 mod support;
 
 mod kafka_transactions;
+mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
 mod services;

@@ -1,3 +1,3 @@
-//! Sources of change events.
+//! Sources of change events: where the pipeline's rows come from.
 
 pub mod postgres;

@@ -19,7 +19,7 @@
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::{
     authentication::{
         md5_hash,
@@ -35,7 +35,10 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::tls::{self, BoxStream};
+use super::{
+    frames,
+    tls::{self, BoxStream},
+};
 use crate::event::Lsn;
 
 /// Where and as whom to connect.
@@ -582,29 +585,13 @@ async fn send_status_updates(
             }
         }
         let lsn = *confirmed.borrow_and_update();
-        let mut payload = BytesMut::with_capacity(34);
-        payload.put_u8(b'r');
         // written = flushed = applied: only `flushed` moves the slot, the others are reported.
-        payload.put_u64(lsn.0);
-        payload.put_u64(lsn.0);
-        payload.put_u64(lsn.0);
-        payload.put_i64(pg_now_micros());
-        payload.put_u8(0);
+        let update = frames::standby_status_update(lsn, lsn, lsn, frames::now_pg_micros(), false);
         let mut buf = BytesMut::new();
-        frontend::CopyData::new(payload.freeze())?.write(&mut buf);
+        frontend::CopyData::new(&update[..])?.write(&mut buf);
         writer.write_all(&buf).await?;
         writer.flush().await?;
     }
-}
-
-/// Microseconds since 2000-01-01 UTC, the replication protocol's clock.
-fn pg_now_micros() -> i64 {
-    const UNIX_TO_PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
-    unix - UNIX_TO_PG_EPOCH_MICROS
 }
 
 /// Reads one backend message: tag, Int32 length (including itself), body.
