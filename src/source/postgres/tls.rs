@@ -129,13 +129,16 @@ pub(super) async fn negotiate(
     Ok(Box::new(stream))
 }
 
-fn client_config(config: &SslConfig) -> Result<ClientConfig, Error> {
+pub(crate) fn client_config(config: &SslConfig) -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?;
     let verifier: Arc<dyn ServerCertVerifier> = match config.mode {
-        SslMode::Prefer | SslMode::Require => Arc::new(AcceptAnyCertificate(provider)),
+        // Without verification (libpq's meaning of these modes when TLS is used at all).
+        SslMode::Disable | SslMode::Allow | SslMode::Prefer | SslMode::Require => {
+            Arc::new(AcceptAnyCertificate(provider))
+        }
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let roots = Arc::new(root_store(config)?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
@@ -147,7 +150,6 @@ fn client_config(config: &SslConfig) -> Result<ClientConfig, Error> {
                 webpki
             }
         }
-        SslMode::Disable | SslMode::Allow => unreachable!("no TLS in these modes"),
     };
     Ok(builder
         .dangerous()
