@@ -4,3 +4,4 @@
 
 pub mod event;
 pub mod kafka;
+pub mod source;

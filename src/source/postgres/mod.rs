@@ -1,0 +1,3 @@
+//! The PostgreSQL source: logical replication (pgoutput) and the decoding of column values.
+
+pub mod types;
