@@ -8,3 +8,4 @@ mod support;
 mod kafka_transactions;
 mod postgres_replication;
 mod services;
+mod source_types;

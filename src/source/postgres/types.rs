@@ -19,12 +19,16 @@ use crate::event::{BaseType, Date, Numeric, PgType, Timestamp, TypeKind, Value};
 /// Settings that change how a text value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {
-    /// The scale money values are given (Debezium's `money.fraction.digits`).
+    /// The scale money values are given (Debezium's `money.fraction.digits`), at most
+    /// [`Self::MAX_MONEY_FRACTION_DIGITS`].
     pub money_fraction_digits: u32,
 }
 
 impl DecodeOptions {
     pub const DEFAULT_MONEY_FRACTION_DIGITS: u32 = 2;
+    /// money is a 64-bit count of the smallest unit: more digits than that have no meaning, and
+    /// an unbounded scale would let a setting allocate without limit.
+    pub const MAX_MONEY_FRACTION_DIGITS: u32 = 19;
 }
 
 impl Default for DecodeOptions {
@@ -230,6 +234,12 @@ fn parse_numeric(text: &str) -> Result<Numeric, Problem> {
 fn parse_money(text: &str, fraction_digits: u32) -> Result<Numeric, Problem> {
     const DECIMAL_POINT_HINT: &str = "tributary reads money printed with '.' as the decimal point \
          (lc_monetary C or en_US style)";
+    if fraction_digits > DecodeOptions::MAX_MONEY_FRACTION_DIGITS {
+        return Err(format!(
+            "money.fraction.digits is {fraction_digits}, more than {}",
+            DecodeOptions::MAX_MONEY_FRACTION_DIGITS
+        ));
+    }
     let mut negative = false;
     let mut seen_point = false;
     let mut number = String::with_capacity(text.len() + 1);
@@ -1029,6 +1039,10 @@ mod tests {
         };
         let value = decode_text(&base(BaseType::Money), -1, "$12.50", &options).unwrap();
         assert_eq!(numeric_parts(&value), (decimal("13"), 0));
+        let options = DecodeOptions {
+            money_fraction_digits: u32::MAX,
+        };
+        decode_text(&base(BaseType::Money), -1, "$12.50", &options).unwrap_err();
         // A ',' decimal point is refused, not misread.
         let problem = err(BaseType::Money, "1.234,56 €").to_string();
         assert!(problem.contains("lc_monetary"), "{problem}");
