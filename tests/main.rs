@@ -10,3 +10,4 @@ mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
 mod services;
+mod source_types;

@@ -19,7 +19,7 @@ pub async fn connect(config: &PostgresSourceConfig) -> Result<Client, Error> {
         .port(config.port)
         .user(&config.user)
         .dbname(&config.dbname)
-        .application_name(&format!("tributary {}", config.name))
+        .application_name(format!("tributary {}", config.name))
         .connect_timeout(std::time::Duration::from_secs(30));
     if let Some(password) = &config.password {
         pg.password(secrecy::ExposeSecret::expose_secret(password));
@@ -37,7 +37,8 @@ pub async fn connect(config: &PostgresSourceConfig) -> Result<Client, Error> {
             } else {
                 tokio_postgres::config::SslMode::Require
             });
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&config.ssl)?);
+            let tls =
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&config.ssl)?);
             let (client, connection) = pg.connect(tls).await?;
             spawn_connection(connection);
             (client, "tls")
@@ -114,7 +115,10 @@ pub fn quote_identifier(name: &str) -> String {
 
 /// Creates the publication when missing, as `publication.autocreate.mode` says; with `filtered`
 /// an existing publication is set to the tables the include/exclude lists select.
-pub async fn ensure_publication(client: &Client, config: &PostgresSourceConfig) -> Result<(), Error> {
+pub async fn ensure_publication(
+    client: &Client,
+    config: &PostgresSourceConfig,
+) -> Result<(), Error> {
     let name = &config.publication_name;
     let exists = client
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[name])
@@ -143,7 +147,9 @@ pub async fn ensure_publication(client: &Client, config: &PostgresSourceConfig) 
         AutocreateMode::Disabled => {}
         AutocreateMode::AllTables if !exists => {
             client
-                .batch_execute(&format!("CREATE PUBLICATION {quoted} FOR ALL TABLES {with}"))
+                .batch_execute(&format!(
+                    "CREATE PUBLICATION {quoted} FOR ALL TABLES {with}"
+                ))
                 .await?;
             info!(publication = %name, "created publication for all tables");
         }
@@ -161,7 +167,13 @@ pub async fn ensure_publication(client: &Client, config: &PostgresSourceConfig) 
             }
             let list = tables
                 .iter()
-                .map(|t| format!("{}.{}", quote_identifier(&t.schema), quote_identifier(&t.table)))
+                .map(|t| {
+                    format!(
+                        "{}.{}",
+                        quote_identifier(&t.schema),
+                        quote_identifier(&t.table)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = match (exists, tables.is_empty()) {

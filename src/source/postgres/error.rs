@@ -27,7 +27,23 @@ pub enum Error {
         table: String,
         column: String,
         lsn: Lsn,
-        source: TypeError,
+        source: Box<TypeError>,
+    },
+    #[error(
+        "column {column} of {table} at {lsn} is not UTF-8; the source database must use UTF8 encoding"
+    )]
+    NotUtf8 {
+        table: String,
+        column: String,
+        lsn: Lsn,
+    },
+    #[error(
+        "column {column} of {table} at {lsn} arrived in binary form, which this source never requests"
+    )]
+    BinaryColumn {
+        table: String,
+        column: String,
+        lsn: Lsn,
     },
     #[error("a change of relation {relation_id} arrived before its Relation message at {lsn}")]
     UnknownRelation { relation_id: u32, lsn: Lsn },
@@ -59,9 +75,13 @@ pub enum Error {
         slot_lsn: Lsn,
         stored: Lsn,
     },
-    #[error("replication slot {slot} has been invalidated (wal_status = lost): its WAL was removed, probably by max_slot_wal_keep_size. Drop it and recreate the connector with a new snapshot")]
+    #[error(
+        "replication slot {slot} has been invalidated (wal_status = lost): its WAL was removed, probably by max_slot_wal_keep_size. Drop it and recreate the connector with a new snapshot"
+    )]
     SlotInvalidated { slot: String },
-    #[error("replication slot {slot} is in use by process {pid}; another instance of this connector may be running")]
+    #[error(
+        "replication slot {slot} is in use by process {pid}; another instance of this connector may be running"
+    )]
     SlotInUse { slot: String, pid: i32 },
 }
 
@@ -88,20 +108,28 @@ impl Error {
             Error::Sql(e) => match e.as_db_error() {
                 Some(db) => {
                     let code = db.code().code();
-                    code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "40001" || code == "40P01"
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code == "53300"
+                        || code == "40001"
+                        || code == "40P01"
                 }
                 // No server error: the connection itself failed or closed.
                 None => true,
             },
             Error::Kafka(e) => e.is_transient(),
             Error::KafkaTransaction(e) => match e {
-                rdkafka::error::KafkaError::Transaction(t) => t.is_retriable() || t.txn_requires_abort(),
+                rdkafka::error::KafkaError::Transaction(t) => {
+                    t.is_retriable() || t.txn_requires_abort()
+                }
                 _ => true,
             },
             Error::Produce { .. } => true,
             Error::SlotInUse { .. } => true,
             Error::Decode { .. }
             | Error::Value { .. }
+            | Error::NotUtf8 { .. }
+            | Error::BinaryColumn { .. }
             | Error::UnknownRelation { .. }
             | Error::WalLevel { .. }
             | Error::NoReplicationPrivilege { .. }

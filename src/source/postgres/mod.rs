@@ -1,6 +1,12 @@
 //! The PostgreSQL source: the logical replication stream (pgoutput) turned into change events.
 
+pub mod database;
+mod error;
 pub mod frames;
 pub mod pgoutput;
+pub mod relations;
 pub mod replication;
 pub mod tls;
+pub mod types;
+
+pub use error::Error;

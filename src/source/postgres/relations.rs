@@ -117,23 +117,27 @@ impl CachedRelation {
                 None | Some(TupleValue::Null) => Datum::Null,
                 Some(TupleValue::Unchanged) => Datum::Unchanged,
                 Some(TupleValue::Text(bytes)) => {
-                    let error = |source| Error::Value {
+                    let text = std::str::from_utf8(bytes).map_err(|_| Error::NotUtf8 {
                         table: self.schema.id.to_string(),
                         column: column.name.clone(),
                         lsn,
-                        source,
-                    };
-                    let text = std::str::from_utf8(bytes)
-                        .map_err(|_| error(types::TypeError::not_utf8(&column.pg_type)))?;
-                    Datum::Value(
+                    })?;
+                    let value =
                         types::decode_text(&column.pg_type, column.type_modifier, text, options)
-                            .map_err(error)?,
-                    )
+                            .map_err(|source| Error::Value {
+                                table: self.schema.id.to_string(),
+                                column: column.name.clone(),
+                                lsn,
+                                source: Box::new(source),
+                            })?;
+                    Datum::Value(value)
                 }
+                // Only sent when the `binary` option is requested, which this source never does.
                 Some(TupleValue::Binary(_)) => {
-                    return Err(Error::Decode {
+                    return Err(Error::BinaryColumn {
+                        table: self.schema.id.to_string(),
+                        column: column.name.clone(),
                         lsn,
-                        source: super::pgoutput::DecodeError::binary_not_requested(),
                     });
                 }
             };
