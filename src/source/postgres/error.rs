@@ -45,6 +45,8 @@ pub enum Error {
         column: String,
         lsn: Lsn,
     },
+    #[error("cannot encode an event: {0}")]
+    Encode(#[source] crate::format::Error),
     #[error("a change of relation {relation_id} arrived before its Relation message at {lsn}")]
     UnknownRelation { relation_id: u32, lsn: Lsn },
     #[error(
@@ -129,6 +131,7 @@ impl Error {
             Error::Decode { .. }
             | Error::Value { .. }
             | Error::NotUtf8 { .. }
+            | Error::Encode(_)
             | Error::BinaryColumn { .. }
             | Error::UnknownRelation { .. }
             | Error::WalLevel { .. }

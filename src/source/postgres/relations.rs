@@ -29,7 +29,7 @@ pub struct CachedRelation {
     pub schema: Arc<TableSchema>,
     /// For each schema column, its position in the relation's tuples (filtered columns are
     /// left out of the schema).
-    projection: Vec<usize>,
+    projection: Arc<[usize]>,
     /// Whether the include/exclude lists select this table.
     pub captured: bool,
 }
@@ -95,7 +95,7 @@ impl RelationCache {
             relation.relation_id,
             CachedRelation {
                 schema,
-                projection,
+                projection: projection.into(),
                 captured,
             },
         );

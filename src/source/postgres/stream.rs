@@ -1,0 +1,883 @@
+//! The streaming task: replication slot → change events → Kafka, exactly once.
+//!
+//! ```text
+//!  slot ──frames──▶ decode ──▶ relation cache ──▶ rows ──▶ JSON ──▶ producer (open Kafka txn)
+//!                                                                        │
+//!   Commit of a PG transaction, and the transaction interval has passed: │
+//!     offset record {lsn: commit end} ──▶ same Kafka txn ──▶ commit ─────┘
+//!     then, and only then: confirm(commit end) to the slot
+//! ```
+//!
+//! Progress tracking. A Kafka transaction holds whole PostgreSQL transactions and, last, the
+//! offset record with the commit end LSN of the newest one. The slot is confirmed to that LSN only
+//! after `commit_transaction` succeeded. On restart the stored offset is read back (read_committed)
+//! and every PostgreSQL transaction whose commit LSN lies before it is dropped, so a transaction
+//! is never delivered twice; the slot cannot have moved past the stored offset, so none is lost
+//! (a slot that did is refused with an error). Records of a PostgreSQL transaction are produced as
+//! they are decoded, so memory stays bounded by the producer's queue, whatever its size.
+//!
+//! When nothing is in flight, a keepalive's position is safe to confirm (no transaction can
+//! commit before it unseen); it is stored as an offset first, so the slot never runs ahead of the
+//! stored offset.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    Error,
+    database::{self, SlotInfo},
+    frames::{self, ServerFrame},
+    pgoutput::{self, Message, OldTuple},
+    relations::{CachedRelation, RelationCache},
+    replication::{ConnectConfig, ReplicationConnection, ReplicationStream, SlotSnapshot},
+    types::DecodeOptions,
+};
+use crate::{
+    config::PostgresSourceConfig,
+    event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
+    format::{
+        ConnectorContext,
+        json::{JsonEncoder, JsonOptions, TransactionBlock},
+    },
+    kafka::{ClientSettings, OffsetStore, SourceOffset, TopicAdmin, TopicSpec},
+};
+
+/// Prefix of the logical decoding messages this source emits as heartbeats.
+pub const HEARTBEAT_PREFIX: &str = "__tributary_heartbeat";
+
+/// Where the source delivers: the Kafka cluster and the offsets topic.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub kafka: ClientSettings,
+    pub offsets_topic: String,
+}
+
+/// Runs the source until `shutdown` is cancelled or an error stops it. The caller decides from
+/// `Error::is_transient` whether to run it again.
+pub async fn run(
+    config: &PostgresSourceConfig,
+    destination: &Destination,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let sql = database::connect(config).await?;
+    database::preflight(&sql, config).await?;
+    database::ensure_publication(&sql, config).await?;
+
+    let offsets = OffsetStore::new(&destination.kafka, &destination.offsets_topic);
+    offsets.ensure_topic().await?;
+    let stored = offsets
+        .load(&config.name, &config.topic_prefix, Duration::from_secs(60))
+        .await?;
+
+    let mut replication = ReplicationConnection::connect(&replication_config(config)).await?;
+    let identity = replication.identify_system().await?;
+    let start = match database::slot_info(&sql, &config.slot_name).await? {
+        Some(slot) => resume_point(config, &slot, stored.as_ref())?,
+        None => {
+            if let Some(stored) = &stored {
+                return Err(Error::SlotMissing {
+                    slot: config.slot_name.clone(),
+                    stored: Lsn(stored.lsn),
+                });
+            }
+            let created = replication
+                .create_slot(&config.slot_name, false, SlotSnapshot::Nothing)
+                .await?;
+            info!(connector = %config.name, slot = %config.slot_name, lsn = %created.consistent_point, "created replication slot");
+            created.consistent_point
+        }
+    };
+    info!(
+        connector = %config.name,
+        slot = %config.slot_name,
+        start = %start,
+        system_id = %identity.system_id,
+        timeline = identity.timeline,
+        "streaming"
+    );
+
+    let producer = producer(config, destination).await?;
+    let mut options = vec![
+        ("proto_version", "1".to_owned()),
+        (
+            "publication_names",
+            format!("\"{}\"", config.publication_name.replace('"', "\"\"")),
+        ),
+    ];
+    if replication.server_major_version().unwrap_or(0) >= 14 {
+        options.push(("messages", "true".to_owned()));
+    }
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stream = replication
+        .start_replication(&config.slot_name, start, &options, config.status_update_interval.min(Duration::from_secs(1)))
+        .await?;
+
+    let mut task = StreamTask::new(config, destination, sql, producer, offsets, stream, stored, start);
+    let result = task.run(shutdown).await;
+    task.close(result.is_ok()).await;
+    let StreamTask { sql, stream, .. } = task;
+    if result.is_ok() && config.slot_drop_on_stop {
+        // The walsender must let go of the slot before it can be dropped.
+        drop(stream);
+        drop_slot_when_released(&sql, &config.slot_name).await;
+    }
+    result
+}
+
+async fn drop_slot_when_released(sql: &Client, slot: &str) {
+    for _ in 0..50 {
+        match sql
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                  WHERE slot_name = $1 AND NOT active",
+                &[&slot],
+            )
+            .await
+        {
+            Ok(1) => {
+                info!(slot = %slot, "dropped the replication slot (slot.drop.on.stop)");
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => {
+                warn!(slot = %slot, error = %error, "could not drop the replication slot");
+                return;
+            }
+        }
+    }
+    warn!(slot = %slot, "the replication slot is still in use; not dropped");
+}
+
+fn replication_config(config: &PostgresSourceConfig) -> ConnectConfig {
+    ConnectConfig {
+        host: config.hostname.clone(),
+        port: config.port,
+        user: config.user.clone(),
+        password: config.password.clone(),
+        dbname: config.dbname.clone(),
+        ssl: config.ssl.clone(),
+        application_name: format!("tributary {}", config.name),
+        connect_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Where to resume on an existing slot, refusing when WAL may have been lost.
+fn resume_point(
+    config: &PostgresSourceConfig,
+    slot: &SlotInfo,
+    stored: Option<&SourceOffset>,
+) -> Result<Lsn, Error> {
+    let name = config.slot_name.clone();
+    if slot.plugin.as_deref() != Some("pgoutput") {
+        return Err(Error::SlotMismatch {
+            slot: name,
+            what: format!("output plugin {:?}", slot.plugin.as_deref().unwrap_or("none")),
+        });
+    }
+    if slot.database.as_deref() != Some(config.dbname.as_str()) {
+        return Err(Error::SlotMismatch {
+            slot: name,
+            what: format!("database {:?}", slot.database.as_deref().unwrap_or("none")),
+        });
+    }
+    if slot.wal_status.as_deref() == Some("lost") {
+        return Err(Error::SlotInvalidated { slot: name });
+    }
+    if let Some(pid) = slot.active_pid {
+        return Err(Error::SlotInUse { slot: name, pid });
+    }
+    let confirmed = slot.confirmed_flush_lsn.unwrap_or(Lsn::ZERO);
+    match stored {
+        Some(stored) if confirmed > Lsn(stored.lsn) => Err(Error::SlotOvertaken {
+            slot: name,
+            slot_lsn: confirmed,
+            stored: Lsn(stored.lsn),
+        }),
+        Some(stored) => Ok(Lsn(stored.lsn)),
+        None => Ok(confirmed),
+    }
+}
+
+async fn producer(
+    config: &PostgresSourceConfig,
+    destination: &Destination,
+) -> Result<FutureProducer, Error> {
+    let mut settings = destination.kafka.clone();
+    let tuning = [
+        // Java clients' partitioner, so keys land where Kafka Connect would put them.
+        ("partitioner", "murmur2_random"),
+        // A transaction spans whole PostgreSQL transactions, which may be long.
+        ("transaction.timeout.ms", "900000"),
+        // Bounds memory: sends wait when this much is queued.
+        ("queue.buffering.max.kbytes", "65536"),
+    ];
+    for (key, value) in tuning {
+        if !settings.overrides.iter().any(|(k, _)| k == key) {
+            settings.overrides.insert(0, (key.to_owned(), value.to_owned()));
+        }
+    }
+    let transactional_id = format!("tributary-{}-0", config.name);
+    Ok(crate::kafka::transactional_producer(&settings, &transactional_id, Duration::from_secs(60)).await?)
+}
+
+/// The PostgreSQL transaction being decoded.
+#[derive(Debug)]
+struct PgTransaction {
+    xid: u32,
+    commit_lsn: Lsn,
+    commit_ts_micros: i64,
+    /// Already delivered before a restart: decoded, not produced.
+    skip: bool,
+    event_count: i64,
+    per_table: BTreeMap<String, i64>,
+}
+
+struct StreamTask<'a> {
+    config: &'a PostgresSourceConfig,
+    sql: Client,
+    producer: FutureProducer,
+    offsets: OffsetStore,
+    stream: ReplicationStream,
+    relations: RelationCache,
+    /// Values, and keys when both converters agree on `schemas.enable`.
+    encoder: JsonEncoder,
+    /// Keys: Kafka Connect configures the key converter on its own.
+    key_encoder: JsonEncoder,
+    key_schemas_enable: bool,
+    decode_options: DecodeOptions,
+    admin: TopicAdmin,
+    topics: HashSet<String>,
+    /// Commit end LSN of the last transaction stored in Kafka (or confirmed from a keepalive).
+    delivered: Lsn,
+    /// Commit LSN of the last transaction seen, for `source.sequence`.
+    last_commit_lsn: Option<Lsn>,
+    transaction: Option<PgTransaction>,
+    /// The open Kafka transaction: when it began, and the newest complete PG transaction in it.
+    kafka_txn: Option<(Instant, Option<SourceOffset>)>,
+    last_commit: Instant,
+}
+
+impl std::fmt::Debug for StreamTask<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTask")
+            .field("connector", &self.config.name)
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> StreamTask<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        config: &'a PostgresSourceConfig,
+        destination: &Destination,
+        sql: Client,
+        producer: FutureProducer,
+        offsets: OffsetStore,
+        stream: ReplicationStream,
+        stored: Option<SourceOffset>,
+        start: Lsn,
+    ) -> Self {
+        let options = JsonOptions {
+            schemas_enable: config.value_schemas_enable,
+            decimal_handling: config.decimal_handling,
+            time_precision: config.time_precision,
+            binary_handling: config.binary_handling,
+            unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
+            money_fraction_digits: config.money_fraction_digits,
+        };
+        let context = ConnectorContext::new(&config.topic_prefix, &config.dbname);
+        let key_options = JsonOptions {
+            schemas_enable: config.key_schemas_enable,
+            ..options.clone()
+        };
+        Self {
+            config,
+            sql,
+            producer,
+            offsets,
+            stream,
+            relations: RelationCache::default(),
+            key_encoder: JsonEncoder::new(key_options, context.clone()),
+            encoder: JsonEncoder::new(options, context),
+            key_schemas_enable: config.key_schemas_enable,
+            decode_options: DecodeOptions {
+                money_fraction_digits: config.money_fraction_digits,
+            },
+            admin: TopicAdmin::new(&destination.kafka, Duration::from_secs(30))
+                .expect("admin client settings were already used by the producer"),
+            topics: HashSet::new(),
+            delivered: stored.map(|s| Lsn(s.lsn)).unwrap_or(start),
+            last_commit_lsn: None,
+            transaction: None,
+            kafka_txn: None,
+            last_commit: Instant::now(),
+        }
+    }
+
+    async fn run(&mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut heartbeat = self.config.heartbeat_interval.map(|every| {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        });
+        loop {
+            let commit_due = self.commit_due();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(commit_due.into()), if self.can_commit() => {
+                    self.commit().await?;
+                }
+                _ = async { heartbeat.as_mut().expect("guarded").tick().await }, if heartbeat.is_some() => {
+                    database::emit_heartbeat(&self.sql, HEARTBEAT_PREFIX).await?;
+                }
+                frame = self.stream.next_frame() => {
+                    let Some(frame) = frame? else {
+                        return Err(Error::Replication(super::replication::Error::Protocol(
+                            "the server ended the replication stream".to_owned(),
+                        )));
+                    };
+                    self.handle_frame(&frame).await?;
+                }
+            }
+        }
+    }
+
+    /// When the open Kafka transaction should commit (far away when none can).
+    fn commit_due(&self) -> Instant {
+        match &self.kafka_txn {
+            Some((began, _)) => *began + self.config.transaction_interval,
+            None => Instant::now() + Duration::from_secs(3600),
+        }
+    }
+
+    /// A Kafka transaction can commit only between PostgreSQL transactions.
+    fn can_commit(&self) -> bool {
+        self.transaction.is_none() && matches!(self.kafka_txn, Some((_, Some(_))))
+    }
+
+    async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let parsed = frames::parse_server_frame(frame).map_err(|e| {
+            Error::Replication(super::replication::Error::Protocol(e.to_string()))
+        })?;
+        match parsed {
+            ServerFrame::Keepalive { wal_end, .. } => self.on_keepalive(wal_end).await,
+            ServerFrame::XLogData {
+                wal_start, data, ..
+            } => {
+                let message = pgoutput::decode(data).map_err(|source| Error::Decode {
+                    lsn: wal_start,
+                    source,
+                })?;
+                self.handle_message(message, wal_start).await
+            }
+        }
+    }
+
+    async fn on_keepalive(&mut self, wal_end: Lsn) -> Result<(), Error> {
+        let idle = self.transaction.is_none() && self.kafka_txn.is_none();
+        // Store and confirm the idle position now and then, so the slot releases WAL while the
+        // captured tables are quiet; never more than once a second.
+        if idle && wal_end > self.delivered && self.last_commit.elapsed() >= Duration::from_secs(1) {
+            let offset = SourceOffset {
+                lsn: wal_end.0,
+                lsn_commit: None,
+                tx_id: None,
+                ts_usec: now_micros(),
+                snapshot_completed: true,
+            };
+            self.begin_kafka_txn()?;
+            self.kafka_txn = Some((Instant::now(), Some(offset)));
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn handle_message(&mut self, message: Message<'_>, lsn: Lsn) -> Result<(), Error> {
+        match message {
+            Message::Begin(begin) => {
+                let skip = begin.final_lsn < self.delivered;
+                if skip {
+                    debug!(xid = begin.xid, commit_lsn = %begin.final_lsn, "dropping a transaction delivered before the restart");
+                } else if self.kafka_txn.is_none() {
+                    self.begin_kafka_txn()?;
+                    self.kafka_txn = Some((Instant::now(), None));
+                }
+                self.transaction = Some(PgTransaction {
+                    xid: begin.xid,
+                    commit_lsn: begin.final_lsn,
+                    commit_ts_micros: frames::pg_epoch_micros_to_unix_micros(begin.commit_ts),
+                    skip,
+                    event_count: 0,
+                    per_table: BTreeMap::new(),
+                });
+                if !skip && self.config.provide_transaction_metadata {
+                    self.send_transaction_marker(true).await?;
+                }
+            }
+            Message::Commit(commit) => {
+                let Some(transaction) = self.transaction.take() else {
+                    return Err(protocol("Commit without Begin"));
+                };
+                self.last_commit_lsn = Some(commit.commit_lsn);
+                if transaction.skip {
+                    return Ok(());
+                }
+                if self.config.provide_transaction_metadata {
+                    self.transaction = Some(transaction);
+                    self.send_transaction_marker(false).await?;
+                    self.transaction.take();
+                }
+                let offset = SourceOffset {
+                    lsn: commit.end_lsn.0,
+                    lsn_commit: Some(commit.commit_lsn.0),
+                    tx_id: Some(transaction.xid),
+                    ts_usec: frames::pg_epoch_micros_to_unix_micros(commit.commit_ts),
+                    snapshot_completed: true,
+                };
+                if let Some((_, newest)) = &mut self.kafka_txn {
+                    *newest = Some(offset);
+                }
+                if Instant::now() >= self.commit_due() {
+                    self.commit().await?;
+                }
+            }
+            Message::Relation(relation) => {
+                self.relations
+                    .apply(&self.sql, &relation, &self.config.patterns)
+                    .await?;
+            }
+            Message::Type { .. } | Message::Origin { .. } => {}
+            Message::Insert { relation_id, new } => {
+                let Some(relation) = self.captured(relation_id, lsn)? else {
+                    return Ok(());
+                };
+                let after = relation.row(&new, lsn, &self.decode_options)?;
+                let change = self.change(&relation.schema, Op::Create, None, Some(after), lsn);
+                self.send_change(&change, None).await?;
+            }
+            Message::Update {
+                relation_id,
+                old,
+                new,
+            } => {
+                let Some(relation) = self.captured(relation_id, lsn)? else {
+                    return Ok(());
+                };
+                let mut after = relation.row(&new, lsn, &self.decode_options)?;
+                let before = match &old {
+                    Some(old) => Some(relation.row(old.tuple(), lsn, &self.decode_options)?),
+                    None => None,
+                };
+                // Under REPLICA IDENTITY FULL the old tuple holds unchanged TOAST values.
+                if let (Some(OldTuple::Full(_)), Some(before)) = (&old, &before) {
+                    for (new_datum, old_datum) in after.0.iter_mut().zip(&before.0) {
+                        if *new_datum == Datum::Unchanged {
+                            *new_datum = old_datum.clone();
+                        }
+                    }
+                }
+                let schema = Arc::clone(&relation.schema);
+                let key_changed = before
+                    .as_ref()
+                    .is_some_and(|before| key_differs(&schema, before, &after));
+                if key_changed {
+                    self.send_key_change(&schema, before.expect("key changed"), after, lsn)
+                        .await?;
+                } else {
+                    let before = before.filter(|_| matches!(old, Some(OldTuple::Full(_))));
+                    let change = self.change(&schema, Op::Update, before, Some(after), lsn);
+                    self.send_change(&change, None).await?;
+                }
+            }
+            Message::Delete { relation_id, old } => {
+                let Some(relation) = self.captured(relation_id, lsn)? else {
+                    return Ok(());
+                };
+                let before = relation.row(old.tuple(), lsn, &self.decode_options)?;
+                let schema = Arc::clone(&relation.schema);
+                let change = self.change(&schema, Op::Delete, Some(before), None, lsn);
+                self.send_change(&change, None).await?;
+                if self.config.tombstones_on_delete {
+                    self.send_tombstone(&change).await?;
+                }
+            }
+            Message::Truncate { relation_ids, .. } => {
+                for relation_id in relation_ids {
+                    let Some(relation) = self.captured(relation_id, lsn)? else {
+                        continue;
+                    };
+                    let schema = Arc::clone(&relation.schema);
+                    if self.skipping() {
+                        continue;
+                    }
+                    let source = self.source_info(lsn);
+                    let block = self.count_event(&schema);
+                    let topic = self.config.table_topic(&schema.id);
+                    let value = self.encoder.truncate_value(&schema, &source, now_micros(), block.as_ref());
+                    self.send(&topic, None, Some(&value), None).await?;
+                }
+            }
+            Message::Message {
+                transactional,
+                lsn: message_lsn,
+                prefix,
+                content,
+            } => {
+                if self.skipping() {
+                    return Ok(());
+                }
+                if prefix == HEARTBEAT_PREFIX {
+                    self.send_heartbeat().await?;
+                    return Ok(());
+                }
+                if !transactional && self.kafka_txn.is_none() {
+                    self.begin_kafka_txn()?;
+                    self.kafka_txn = Some((Instant::now(), None));
+                }
+                let mut source = self.source_info(message_lsn);
+                if !transactional {
+                    source.tx_id = None;
+                }
+                let block = if transactional {
+                    self.count_message()
+                } else {
+                    None
+                };
+                let key = self.key_encoder.message_key(prefix);
+                let value = self.encoder.message_value(prefix, content, &source, now_micros(), block.as_ref());
+                let topic = self.config.message_topic.clone();
+                self.send(&topic, Some(&key), Some(&value), None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn skipping(&self) -> bool {
+        self.transaction.as_ref().is_some_and(|t| t.skip)
+    }
+
+    /// The relation of a change when its table is captured and the change is to be produced.
+    fn captured(&self, relation_id: u32, lsn: Lsn) -> Result<Option<CachedRelation>, Error> {
+        if self.skipping() {
+            return Ok(None);
+        }
+        let relation = self
+            .relations
+            .get(relation_id)
+            .ok_or(Error::UnknownRelation { relation_id, lsn })?;
+        Ok(relation.captured.then(|| relation.clone()))
+    }
+
+    fn source_info(&self, lsn: Lsn) -> SourceInfo {
+        let (tx_id, ts_micros) = match &self.transaction {
+            Some(t) => (Some(t.xid), t.commit_ts_micros),
+            None => (None, now_micros()),
+        };
+        SourceInfo {
+            lsn,
+            sequence: (self.last_commit_lsn, Some(lsn)),
+            tx_id,
+            ts_micros,
+            snapshot: SnapshotMarker::No,
+        }
+    }
+
+    fn change(
+        &self,
+        schema: &Arc<TableSchema>,
+        op: Op,
+        before: Option<Row>,
+        after: Option<Row>,
+        lsn: Lsn,
+    ) -> RowChange {
+        RowChange {
+            table: Arc::clone(schema),
+            op,
+            before,
+            after,
+            source: self.source_info(lsn),
+        }
+    }
+
+    /// Counts an event of `table` in the current transaction; the block for its value when
+    /// transaction metadata is on.
+    fn count_event(&mut self, table: &TableSchema) -> Option<TransactionBlock> {
+        let provide = self.config.provide_transaction_metadata;
+        let transaction = self.transaction.as_mut()?;
+        transaction.event_count += 1;
+        let per_table = transaction.per_table.entry(table.id.to_string()).or_default();
+        *per_table += 1;
+        provide.then(|| TransactionBlock {
+            id: format!("{}:{}", transaction.xid, transaction.commit_lsn.0),
+            total_order: transaction.event_count,
+            data_collection_order: *per_table,
+        })
+    }
+
+    fn count_message(&mut self) -> Option<TransactionBlock> {
+        let provide = self.config.provide_transaction_metadata;
+        let transaction = self.transaction.as_mut()?;
+        transaction.event_count += 1;
+        provide.then(|| TransactionBlock {
+            id: format!("{}:{}", transaction.xid, transaction.commit_lsn.0),
+            total_order: transaction.event_count,
+            data_collection_order: transaction.event_count,
+        })
+    }
+
+    async fn send_change(
+        &mut self,
+        change: &RowChange,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), Error> {
+        let block = self.count_event(&change.table);
+        let key = self.key_encoder.key(change).map_err(encode_error)?;
+        let value = self
+            .encoder
+            .value(change, now_micros(), block.as_ref())
+            .map_err(encode_error)?;
+        let topic = self.config.table_topic(&change.table.id);
+        self.send(&topic, key.as_deref(), Some(&value), headers).await
+    }
+
+    async fn send_tombstone(&mut self, delete: &RowChange) -> Result<(), Error> {
+        let Some(key) = self.key_encoder.key(delete).map_err(encode_error)? else {
+            return Ok(());
+        };
+        let topic = self.config.table_topic(&delete.table.id);
+        self.send(&topic, Some(&key), None, None).await
+    }
+
+    /// A primary-key change: a delete of the old key (+ tombstone) and a create of the new one,
+    /// each carrying the other key in a header, as Debezium does.
+    async fn send_key_change(
+        &mut self,
+        schema: &Arc<TableSchema>,
+        before: Row,
+        after: Row,
+        lsn: Lsn,
+    ) -> Result<(), Error> {
+        let delete = self.change(schema, Op::Delete, Some(before), None, lsn);
+        let create = self.change(schema, Op::Create, None, Some(after), lsn);
+        let old_key = self.key_encoder.key(&delete).map_err(encode_error)?;
+        let new_key = self.key_encoder.key(&create).map_err(encode_error)?;
+        let header = |name: &str, key: &Option<Vec<u8>>| {
+            OwnedHeaders::new().insert(Header {
+                key: name,
+                value: key.as_deref(),
+            })
+        };
+        self.send_change(&delete, Some(header("__debezium.newkey", &new_key)))
+            .await?;
+        if self.config.tombstones_on_delete {
+            self.send_tombstone(&delete).await?;
+        }
+        self.send_change(&create, Some(header("__debezium.oldkey", &old_key)))
+            .await
+    }
+
+    async fn send_transaction_marker(&mut self, begin: bool) -> Result<(), Error> {
+        let Some(transaction) = &self.transaction else {
+            return Ok(());
+        };
+        let id = format!("{}:{}", transaction.xid, transaction.commit_lsn.0);
+        let ts_ms = transaction.commit_ts_micros / 1000;
+        let payload = if begin {
+            serde_json::json!({
+                "status": "BEGIN", "id": id, "ts_ms": ts_ms,
+                "event_count": null, "data_collections": null,
+            })
+        } else {
+            let collections: Vec<serde_json::Value> = transaction
+                .per_table
+                .iter()
+                .map(|(table, count)| serde_json::json!({"data_collection": table, "event_count": count}))
+                .collect();
+            serde_json::json!({
+                "status": "END", "id": id, "ts_ms": ts_ms,
+                "event_count": transaction.event_count, "data_collections": collections,
+            })
+        };
+        let key = serde_json::json!({ "id": id });
+        let (key, value) = (
+            wrap_schema(self.key_schemas_enable, transaction_key_schema(), key),
+            wrap_schema(self.config.value_schemas_enable, transaction_value_schema(), payload),
+        );
+        let topic = self.config.transaction_topic.clone();
+        self.send(&topic, Some(&key), Some(&value), None).await
+    }
+
+    async fn send_heartbeat(&mut self) -> Result<(), Error> {
+        let key = wrap_schema(
+            self.key_schemas_enable,
+            serde_json::json!({"type": "struct", "fields": [{"type": "string", "optional": false, "field": "serverName"}],
+                               "optional": false, "name": "io.debezium.connector.common.ServerNameKey"}),
+            serde_json::json!({"serverName": self.config.topic_prefix}),
+        );
+        let value = wrap_schema(
+            self.config.value_schemas_enable,
+            serde_json::json!({"type": "struct", "fields": [{"type": "int64", "optional": false, "field": "ts_ms"}],
+                               "optional": false, "name": "io.debezium.connector.common.Heartbeat"}),
+            serde_json::json!({"ts_ms": now_micros() / 1000}),
+        );
+        let topic = self.config.heartbeat_topic.clone();
+        self.send(&topic, Some(&key), Some(&value), None).await
+    }
+
+    fn begin_kafka_txn(&self) -> Result<(), Error> {
+        self.producer
+            .begin_transaction()
+            .map_err(Error::KafkaTransaction)
+    }
+
+    async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
+        if self.topics.contains(topic) {
+            return Ok(());
+        }
+        let mut spec = TopicSpec::new(topic, self.config.topic_partitions);
+        spec.replication_factor = self.config.topic_replication_factor;
+        self.admin.ensure_topic(&spec).await?;
+        self.topics.insert(topic.to_owned());
+        Ok(())
+    }
+
+    /// Queues a record in the open Kafka transaction, waiting while the producer's queue is full.
+    async fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), Error> {
+        self.ensure_topic(topic).await?;
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                // Delivery is checked as a whole by commit_transaction.
+                Ok(_delivery) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((source, _)) => {
+                    return Err(Error::Produce {
+                        topic: topic.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Adds the offset record and commits the Kafka transaction; then confirms the slot.
+    async fn commit(&mut self) -> Result<(), Error> {
+        let Some((_, Some(offset))) = self.kafka_txn.take() else {
+            return Ok(());
+        };
+        let record = self
+            .offsets
+            .record(&self.config.name, &self.config.topic_prefix, &offset);
+        self.send(&record.topic, Some(&record.key), Some(&record.value), None)
+            .await?;
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.commit_transaction(Duration::from_secs(60)))
+            .await
+            .map_err(|e| protocol(&format!("commit task failed: {e}")))?
+            .map_err(Error::KafkaTransaction)?;
+        let lsn = Lsn(offset.lsn);
+        self.delivered = lsn;
+        self.last_commit = Instant::now();
+        // Only now is the WAL up to `lsn` safe to release.
+        self.stream.confirm(lsn);
+        debug!(lsn = %lsn, "committed to Kafka and confirmed");
+        Ok(())
+    }
+
+    /// On the way out: a clean stop commits what is complete; otherwise the open Kafka
+    /// transaction is aborted (its PostgreSQL transactions come again after the restart).
+    async fn close(&mut self, clean: bool) {
+        if clean && self.transaction.is_none() {
+            if let Err(error) = self.commit().await {
+                warn!(error = %error, "final commit failed; the changes will be delivered again");
+            }
+        }
+        if self.kafka_txn.take().is_some() {
+            let producer = self.producer.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                producer.abort_transaction(Duration::from_secs(30))
+            })
+            .await;
+        }
+    }
+}
+
+fn key_differs(schema: &TableSchema, before: &Row, after: &Row) -> bool {
+    schema
+        .key_columns()
+        .any(|(index, _)| before.0.get(index) != after.0.get(index))
+}
+
+fn encode_error(error: crate::format::Error) -> Error {
+    Error::Encode(error)
+}
+
+fn protocol(message: &str) -> Error {
+    Error::Replication(super::replication::Error::Protocol(message.to_owned()))
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn wrap_schema(schemas_enable: bool, schema: serde_json::Value, payload: serde_json::Value) -> Vec<u8> {
+    let json = if schemas_enable {
+        serde_json::json!({"schema": schema, "payload": payload})
+    } else {
+        payload
+    };
+    serde_json::to_vec(&json).expect("JSON values serialize")
+}
+
+fn transaction_key_schema() -> serde_json::Value {
+    serde_json::json!({"type": "struct", "fields": [{"type": "string", "optional": false, "field": "id"}],
+                       "optional": false, "name": "io.debezium.connector.common.TransactionMetadataKey"})
+}
+
+fn transaction_value_schema() -> serde_json::Value {
+    serde_json::json!({"type": "struct", "fields": [
+        {"type": "string", "optional": false, "field": "status"},
+        {"type": "string", "optional": false, "field": "id"},
+        {"type": "int64", "optional": true, "field": "event_count"},
+        {"type": "array", "items": {"type": "struct", "fields": [
+            {"type": "string", "optional": false, "field": "data_collection"},
+            {"type": "int64", "optional": false, "field": "event_count"}], "optional": false},
+         "optional": true, "field": "data_collections"},
+        {"type": "int64", "optional": false, "field": "ts_ms"}],
+        "optional": false, "name": "io.debezium.connector.common.TransactionMetadataValue"})
+}
