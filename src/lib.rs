@@ -3,4 +3,5 @@
 //! The module layout follows `docs/architecture.md`: one module per box of the pipeline.
 
 pub mod event;
+pub mod format;
 pub mod kafka;
