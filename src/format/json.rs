@@ -35,7 +35,7 @@ use super::{
     BinaryHandling, CONNECTOR_NAME, ConnectorContext, DecimalHandling, Error, TimePrecision,
 };
 use crate::event::{
-    BaseType, Column, Datum, Date, Numeric, Op, PgType, Row, RowChange, SourceInfo, TableSchema,
+    BaseType, Column, Date, Datum, Numeric, Op, PgType, Row, RowChange, SourceInfo, TableSchema,
     Timestamp, TypeKind, Value,
 };
 
@@ -180,7 +180,11 @@ impl JsonEncoder {
                 image: "after",
             });
         }
-        let source = ctx.source(&change.source, &change.table.id.schema, &change.table.id.table);
+        let source = ctx.source(
+            &change.source,
+            &change.table.id.schema,
+            &change.table.id.table,
+        );
         let payload = envelope_payload(
             before,
             after,
@@ -266,10 +270,7 @@ impl JsonEncoder {
         let ctx = self.context();
         let mut payload = Map::new();
         payload.insert("op".into(), json!(Op::Message.code()));
-        payload.insert(
-            "ts_ms".into(),
-            json!(processed_at_micros.div_euclid(1000)),
-        );
+        payload.insert("ts_ms".into(), json!(processed_at_micros.div_euclid(1000)));
         payload.insert("source".into(), ctx.source(source, "", ""));
         payload.insert("transaction".into(), transaction_payload(transaction));
         let mut message = Map::new();
@@ -461,10 +462,7 @@ impl EncodeContext<'_> {
         object.insert("db".into(), json!(self.context.database));
         object.insert("sequence".into(), json!(sequence));
         object.insert("ts_us".into(), json!(source.ts_micros));
-        object.insert(
-            "ts_ns".into(),
-            json!(source.ts_micros.saturating_mul(1000)),
-        );
+        object.insert("ts_ns".into(), json!(source.ts_micros.saturating_mul(1000)));
         object.insert("schema".into(), json!(schema));
         object.insert("table".into(), json!(table));
         object.insert("txId".into(), json!(source.tx_id.map(i64::from)));
@@ -857,22 +855,32 @@ enum Encoding {
     /// Every STRING mapping whose value is PostgreSQL's text: text, json, uuid, enums, inet...
     Text,
     /// Connect `Decimal` bytes at a fixed scale.
-    Decimal { scale: u32 },
+    Decimal {
+        scale: u32,
+    },
     VariableScaleDecimal,
     DecimalAsDouble,
     /// The plain decimal text, rescaled to `scale` when the column declares one.
-    DecimalAsString { scale: Option<u32> },
+    DecimalAsString {
+        scale: Option<u32>,
+    },
     Binary(BinaryHandling),
     /// bit(n>1), varbit: little-endian bytes.
     Bits,
     /// Days since the epoch.
     Date,
     /// Time of day in milliseconds or microseconds.
-    Time { millis: bool },
+    Time {
+        millis: bool,
+    },
     /// Timestamp without zone in milliseconds or microseconds since the epoch.
-    Timestamp { millis: bool },
+    Timestamp {
+        millis: bool,
+    },
     /// ISO-8601 UTC text with `fraction_width` fractional digits (0: as few as needed).
-    ZonedTimestamp { fraction_width: u32 },
+    ZonedTimestamp {
+        fraction_width: u32,
+    },
     ZonedTime,
     MicroDuration,
     HstoreJson,
@@ -1031,9 +1039,10 @@ fn numeric_mapping(column: &Column, mode: DecimalHandling) -> (ConnectSchema, En
             },
             Encoding::VariableScaleDecimal,
         ),
-        (DecimalHandling::Double, _) => {
-            (ConnectSchema::primitive("double"), Encoding::DecimalAsDouble)
-        }
+        (DecimalHandling::Double, _) => (
+            ConnectSchema::primitive("double"),
+            Encoding::DecimalAsDouble,
+        ),
         (DecimalHandling::String, declared) => (
             ConnectSchema::primitive("string"),
             Encoding::DecimalAsString {
@@ -1052,7 +1061,10 @@ fn money_mapping(options: &JsonOptions) -> (ConnectSchema, Encoding) {
                 .parameter("scale", scale.to_string()),
             Encoding::Decimal { scale },
         ),
-        DecimalHandling::Double => (ConnectSchema::primitive("double"), Encoding::DecimalAsDouble),
+        DecimalHandling::Double => (
+            ConnectSchema::primitive("double"),
+            Encoding::DecimalAsDouble,
+        ),
         DecimalHandling::String => (
             ConnectSchema::primitive("string"),
             Encoding::DecimalAsString { scale: None },
@@ -1069,11 +1081,7 @@ fn array_mapping(
 ) -> Option<(ConnectSchema, Encoding)> {
     let element_optional = match &element.kind {
         TypeKind::Base(
-            BaseType::Money
-            | BaseType::Interval
-            | BaseType::Bit
-            | BaseType::VarBit
-            | BaseType::Xml,
+            BaseType::Money | BaseType::Interval | BaseType::Bit | BaseType::VarBit | BaseType::Xml,
         )
         | TypeKind::Domain(_)
         | TypeKind::Array(_) => return None,
@@ -1089,7 +1097,10 @@ fn array_mapping(
     } else {
         schema
     };
-    Some((ConnectSchema::array(schema), Encoding::Array(Box::new(encoding))))
+    Some((
+        ConnectSchema::array(schema),
+        Encoding::Array(Box::new(encoding)),
+    ))
 }
 
 /// Types outside the event model's base types that Debezium still maps (by oid or name).
@@ -1420,4 +1431,1041 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected documents are written by hand from Debezium's and Kafka's sources
+    //! (PostgresValueConverter, SchemaFactory, PostgresSourceInfoStructMaker, JsonConverter).
+
+    use std::str::FromStr;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::event::{Lsn, ReplicaIdentity, SnapshotMarker, TableId};
+
+    const PREFIX: &str = "dbserver1";
+    /// 2024-02-29T12:45:00.123456Z
+    const COMMIT_MICROS: i64 = 1_709_210_700_123_456;
+    const PROCESSED_MICROS: i64 = 1_709_210_701_000_001;
+
+    fn base(oid: u32, name: &str, base: BaseType) -> PgType {
+        PgType {
+            oid,
+            name: name.into(),
+            kind: TypeKind::Base(base),
+        }
+    }
+
+    fn array(oid: u32, name: &str, element: PgType) -> PgType {
+        PgType {
+            oid,
+            name: name.into(),
+            kind: TypeKind::Array(Box::new(element)),
+        }
+    }
+
+    fn column(name: &str, pg_type: PgType, type_modifier: i32) -> Column {
+        Column {
+            name: name.into(),
+            pg_type,
+            type_modifier,
+            part_of_key: false,
+            optional: true,
+        }
+    }
+
+    fn mood() -> PgType {
+        PgType {
+            oid: 16_400,
+            name: "mood".into(),
+            kind: TypeKind::Enum(vec!["sad".into(), "ok".into(), "happy".into()]),
+        }
+    }
+
+    /// numeric(p,s)'s atttypmod.
+    fn numeric_typmod(precision: i32, scale: i32) -> i32 {
+        ((precision << 16) | scale) + 4
+    }
+
+    fn all_types_table(replica_identity: ReplicaIdentity) -> Arc<TableSchema> {
+        let int4 = || base(23, "int4", BaseType::Int4);
+        let text = || base(25, "text", BaseType::Text);
+        let mut id = column("id", int4(), -1);
+        id.part_of_key = true;
+        id.optional = false;
+        let mut name = column("name", text(), -1);
+        name.optional = false;
+        Arc::new(TableSchema {
+            relation_id: 16_385,
+            id: TableId::new("public", "all_types"),
+            replica_identity,
+            columns: vec![
+                id,
+                name,
+                column(
+                    "price",
+                    base(1700, "numeric", BaseType::Numeric),
+                    numeric_typmod(10, 2),
+                ),
+                column("amount", base(1700, "numeric", BaseType::Numeric), -1),
+                column(
+                    "created_at",
+                    base(1184, "timestamptz", BaseType::TimestampTz),
+                    -1,
+                ),
+                column("ts3", base(1114, "timestamp", BaseType::Timestamp), 3),
+                column("ts6", base(1114, "timestamp", BaseType::Timestamp), 6),
+                column("birthday", base(1082, "date", BaseType::Date), -1),
+                column("alarm", base(1083, "time", BaseType::Time), -1),
+                column("alarm_tz", base(1266, "timetz", BaseType::TimeTz), -1),
+                column("span", base(1186, "interval", BaseType::Interval), -1),
+                column("blob", base(17, "bytea", BaseType::Bytea), -1),
+                column("uid", base(2950, "uuid", BaseType::Uuid), -1),
+                column("doc", base(3802, "jsonb", BaseType::Jsonb), -1),
+                column("mood", mood(), -1),
+                column("flag", base(16, "bool", BaseType::Bool), -1),
+                column("bits", base(1560, "bit", BaseType::Bit), 3),
+                column("ints", array(1007, "_int4", int4()), -1),
+                column("tags", array(1009, "_text", text()), -1),
+                column("attrs", base(16_500, "hstore", BaseType::Hstore), -1),
+                column("cash", base(790, "money", BaseType::Money), -1),
+            ],
+        })
+    }
+
+    fn numeric(text: &str) -> Datum {
+        Datum::Value(Value::Numeric(Numeric::Finite(
+            BigDecimal::from_str(text).expect("valid decimal"),
+        )))
+    }
+
+    fn text(value: &str) -> Datum {
+        Datum::Value(Value::Text(value.into()))
+    }
+
+    fn full_row() -> Row {
+        Row(vec![
+            Datum::Value(Value::Int32(1)),
+            text("Anne"),
+            numeric("12.30"),
+            numeric("3.14159"),
+            Datum::Value(Value::TimestampTz(Timestamp::Micros(COMMIT_MICROS))),
+            Datum::Value(Value::Timestamp(Timestamp::Micros(1_709_210_700_123_000))),
+            Datum::Value(Value::Timestamp(Timestamp::Micros(COMMIT_MICROS))),
+            Datum::Value(Value::Date(Date::Days(19_782))),
+            // 08:30:15.5
+            Datum::Value(Value::Time(30_615_500_000)),
+            // 08:30:00+02
+            Datum::Value(Value::TimeTz {
+                micros: 30_600_000_000,
+                offset_seconds: 7200,
+            }),
+            // 1 year 2 mons 3 days 04:05:06.78
+            Datum::Value(Value::Interval {
+                months: 14,
+                days: 3,
+                micros: 14_706_780_000,
+            }),
+            Datum::Value(Value::Bytes(vec![0xDE, 0xAD, 0xBE, 0xEF])),
+            text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            text(r#"{"a": 1}"#),
+            text("happy"),
+            Datum::Value(Value::Bool(true)),
+            Datum::Value(Value::Bits("101".into())),
+            Datum::Value(Value::Array(vec![
+                Some(Value::Int32(1)),
+                None,
+                Some(Value::Int32(3)),
+            ])),
+            Datum::Value(Value::Array(vec![
+                Some(Value::Text("a".into())),
+                Some(Value::Text("b".into())),
+            ])),
+            Datum::Value(Value::Hstore(vec![
+                ("k".into(), Some("v".into())),
+                ("n".into(), None),
+            ])),
+            numeric("12.34"),
+        ])
+    }
+
+    /// The payload of `full_row()` under the default modes.
+    fn full_row_payload() -> Json {
+        json!({
+            "id": 1,
+            "name": "Anne",
+            "price": "BM4=",
+            "amount": {"scale": 5, "value": "BMsv"},
+            "created_at": "2024-02-29T12:45:00.123456Z",
+            "ts3": 1_709_210_700_123_i64,
+            "ts6": 1_709_210_700_123_456_i64,
+            "birthday": 19_782,
+            "alarm": 30_615_500_000_i64,
+            "alarm_tz": "06:30:00Z",
+            "span": 37_091_106_780_000_i64,
+            "blob": "3q2+7w==",
+            "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "doc": "{\"a\": 1}",
+            "mood": "happy",
+            "flag": true,
+            "bits": "BQ==",
+            "ints": [1, null, 3],
+            "tags": ["a", "b"],
+            "attrs": "{\"k\":\"v\",\"n\":null}",
+            "cash": "BNI=",
+        })
+    }
+
+    fn source_info() -> SourceInfo {
+        SourceInfo {
+            lsn: Lsn(0x16_B374_D848),
+            sequence: (Some(Lsn(97_500_058_000)), Some(Lsn(0x16_B374_D848))),
+            tx_id: Some(571),
+            ts_micros: COMMIT_MICROS,
+            snapshot: SnapshotMarker::No,
+        }
+    }
+
+    fn source_payload(schema: &str, table: &str) -> Json {
+        json!({
+            "version": "3.7.0.Final",
+            "connector": "postgresql",
+            "name": "dbserver1",
+            "ts_ms": 1_709_210_700_123_i64,
+            "snapshot": "false",
+            "db": "inventory",
+            "sequence": "[\"97500058000\",\"97500059720\"]",
+            "ts_us": 1_709_210_700_123_456_i64,
+            "ts_ns": 1_709_210_700_123_456_000_i64,
+            "schema": schema,
+            "table": table,
+            "txId": 571,
+            "lsn": 97_500_059_720_i64,
+            "xmin": null,
+            "origin": null,
+            "origin_lsn": null,
+        })
+    }
+
+    fn source_schema_json() -> Json {
+        json!({
+            "type": "struct",
+            "fields": [
+                {"type": "string", "optional": false, "field": "version"},
+                {"type": "string", "optional": false, "field": "connector"},
+                {"type": "string", "optional": false, "field": "name"},
+                {"type": "int64", "optional": false, "field": "ts_ms"},
+                {"type": "string", "optional": true, "name": "io.debezium.data.Enum", "version": 1,
+                 "parameters": {"allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},
+                 "default": "false", "field": "snapshot"},
+                {"type": "string", "optional": false, "field": "db"},
+                {"type": "string", "optional": true, "field": "sequence"},
+                {"type": "int64", "optional": true, "field": "ts_us"},
+                {"type": "int64", "optional": true, "field": "ts_ns"},
+                {"type": "string", "optional": false, "field": "schema"},
+                {"type": "string", "optional": false, "field": "table"},
+                {"type": "int64", "optional": true, "field": "txId"},
+                {"type": "int64", "optional": true, "field": "lsn"},
+                {"type": "int64", "optional": true, "field": "xmin"},
+                {"type": "string", "optional": true, "field": "origin"},
+                {"type": "int64", "optional": true, "field": "origin_lsn"}
+            ],
+            "optional": false,
+            "name": "io.debezium.connector.postgresql.Source",
+            "version": 1,
+            "field": "source"
+        })
+    }
+
+    fn transaction_schema_json() -> Json {
+        json!({
+            "type": "struct",
+            "fields": [
+                {"type": "string", "optional": false, "field": "id"},
+                {"type": "int64", "optional": false, "field": "total_order"},
+                {"type": "int64", "optional": false, "field": "data_collection_order"}
+            ],
+            "optional": true,
+            "name": "event.block",
+            "version": 1,
+            "field": "transaction"
+        })
+    }
+
+    /// The value fields of `all_types_table()` under the default modes.
+    fn all_types_fields() -> Json {
+        json!([
+            {"type": "int32", "optional": false, "field": "id"},
+            {"type": "string", "optional": false, "field": "name"},
+            {"type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+             "parameters": {"scale": "2", "connect.decimal.precision": "10"}, "field": "price"},
+            {"type": "struct", "fields": [
+                {"type": "int32", "optional": false, "field": "scale"},
+                {"type": "bytes", "optional": false, "field": "value"}
+             ], "optional": true, "name": "io.debezium.data.VariableScaleDecimal", "version": 1,
+             "doc": "Variable scaled decimal", "field": "amount"},
+            {"type": "string", "optional": true, "name": "io.debezium.time.ZonedTimestamp", "version": 1, "field": "created_at"},
+            {"type": "int64", "optional": true, "name": "io.debezium.time.Timestamp", "version": 1, "field": "ts3"},
+            {"type": "int64", "optional": true, "name": "io.debezium.time.MicroTimestamp", "version": 1, "field": "ts6"},
+            {"type": "int32", "optional": true, "name": "io.debezium.time.Date", "version": 1, "field": "birthday"},
+            {"type": "int64", "optional": true, "name": "io.debezium.time.MicroTime", "version": 1, "field": "alarm"},
+            {"type": "string", "optional": true, "name": "io.debezium.time.ZonedTime", "version": 1, "field": "alarm_tz"},
+            {"type": "int64", "optional": true, "name": "io.debezium.time.MicroDuration", "version": 1, "field": "span"},
+            {"type": "bytes", "optional": true, "field": "blob"},
+            {"type": "string", "optional": true, "name": "io.debezium.data.Uuid", "version": 1, "field": "uid"},
+            {"type": "string", "optional": true, "name": "io.debezium.data.Json", "version": 1, "field": "doc"},
+            {"type": "string", "optional": true, "name": "io.debezium.data.Enum", "version": 1,
+             "parameters": {"allowed": "sad,ok,happy"}, "field": "mood"},
+            {"type": "boolean", "optional": true, "field": "flag"},
+            {"type": "bytes", "optional": true, "name": "io.debezium.data.Bits", "version": 1,
+             "parameters": {"length": "3"}, "field": "bits"},
+            {"type": "array", "items": {"type": "int32", "optional": true}, "optional": true, "field": "ints"},
+            {"type": "array", "items": {"type": "string", "optional": true}, "optional": true, "field": "tags"},
+            {"type": "string", "optional": true, "name": "io.debezium.data.Json", "version": 1, "field": "attrs"},
+            {"type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+             "parameters": {"scale": "2"}, "field": "cash"}
+        ])
+    }
+
+    fn row_schema_json(field: &str) -> Json {
+        json!({
+            "type": "struct",
+            "fields": all_types_fields(),
+            "optional": true,
+            "name": "dbserver1.public.all_types.Value",
+            "field": field
+        })
+    }
+
+    fn encoder(options: JsonOptions) -> JsonEncoder {
+        JsonEncoder::new(options, ConnectorContext::new(PREFIX, "inventory"))
+    }
+
+    fn without_schemas() -> JsonOptions {
+        JsonOptions {
+            schemas_enable: false,
+            ..JsonOptions::default()
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Json {
+        serde_json::from_slice(bytes).expect("valid JSON")
+    }
+
+    fn change(
+        table: &Arc<TableSchema>,
+        op: Op,
+        before: Option<Row>,
+        after: Option<Row>,
+    ) -> RowChange {
+        RowChange {
+            table: Arc::clone(table),
+            op,
+            before,
+            after,
+            source: source_info(),
+        }
+    }
+
+    #[test]
+    fn insert_writes_key_and_envelope_with_schemas_byte_for_byte() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions::default());
+        let insert = change(&table, Op::Create, None, Some(full_row()));
+
+        let key = encoder.key(&insert).expect("key").expect("table has a key");
+        let expected_key = json!({
+            "schema": {
+                "type": "struct",
+                "fields": [{"type": "int32", "optional": false, "field": "id"}],
+                "optional": false,
+                "name": "dbserver1.public.all_types.Key"
+            },
+            "payload": {"id": 1}
+        });
+        assert_eq!(
+            String::from_utf8(key).expect("utf-8"),
+            expected_key.to_string()
+        );
+
+        let value = encoder
+            .value(&insert, PROCESSED_MICROS, None)
+            .expect("value");
+        let expected_value = json!({
+            "schema": {
+                "type": "struct",
+                "fields": [
+                    row_schema_json("before"),
+                    row_schema_json("after"),
+                    source_schema_json(),
+                    transaction_schema_json(),
+                    {"type": "string", "optional": false, "field": "op"},
+                    {"type": "int64", "optional": true, "field": "ts_ms"},
+                    {"type": "int64", "optional": true, "field": "ts_us"},
+                    {"type": "int64", "optional": true, "field": "ts_ns"}
+                ],
+                "optional": false,
+                "name": "dbserver1.public.all_types.Envelope",
+                "version": 2
+            },
+            "payload": {
+                "before": null,
+                "after": full_row_payload(),
+                "source": source_payload("public", "all_types"),
+                "transaction": null,
+                "op": "c",
+                "ts_ms": 1_709_210_701_000_i64,
+                "ts_us": 1_709_210_701_000_001_i64,
+                "ts_ns": 1_709_210_701_000_001_000_i64
+            }
+        });
+        // String equality: field order is part of the contract.
+        assert_eq!(
+            String::from_utf8(value).expect("utf-8"),
+            expected_value.to_string()
+        );
+    }
+
+    #[test]
+    fn update_with_full_old_row_and_transaction_block() {
+        let table = all_types_table(ReplicaIdentity::Full);
+        let mut encoder = encoder(without_schemas());
+        let mut after = full_row();
+        after.0[1] = text("Anne Marie");
+        let update = change(&table, Op::Update, Some(full_row()), Some(after));
+        let transaction = TransactionBlock {
+            id: "571:97500059720".into(),
+            total_order: 2,
+            data_collection_order: 1,
+        };
+
+        let value = parse(
+            &encoder
+                .value(&update, PROCESSED_MICROS, Some(&transaction))
+                .expect("value"),
+        );
+        let mut expected_after = full_row_payload();
+        expected_after["name"] = json!("Anne Marie");
+        assert_eq!(value["before"], full_row_payload());
+        assert_eq!(value["after"], expected_after);
+        assert_eq!(value["op"], json!("u"));
+        assert_eq!(
+            value["transaction"],
+            json!({"id": "571:97500059720", "total_order": 2, "data_collection_order": 1})
+        );
+        let key = parse(&encoder.key(&update).expect("key").expect("some"));
+        assert_eq!(key, json!({"id": 1}));
+    }
+
+    #[test]
+    fn update_without_old_row_has_null_before() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(without_schemas());
+        let update = change(&table, Op::Update, None, Some(full_row()));
+        let value = parse(
+            &encoder
+                .value(&update, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["before"], Json::Null);
+        assert_eq!(value["after"], full_row_payload());
+        assert_eq!(value["op"], json!("u"));
+    }
+
+    #[test]
+    fn delete_under_default_identity_keeps_key_and_fills_not_null_columns() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(without_schemas());
+        let mut before = Row(vec![Datum::Null; table.columns.len()]);
+        before.0[0] = Datum::Value(Value::Int32(7));
+        let delete = change(&table, Op::Delete, Some(before), None);
+
+        let value = parse(
+            &encoder
+                .value(&delete, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        // "name" is NOT NULL: Debezium writes the type's fallback, "".
+        let expected_before = json!({
+            "id": 7, "name": "", "price": null, "amount": null, "created_at": null, "ts3": null,
+            "ts6": null, "birthday": null, "alarm": null, "alarm_tz": null, "span": null,
+            "blob": null, "uid": null, "doc": null, "mood": null, "flag": null, "bits": null,
+            "ints": null, "tags": null, "attrs": null, "cash": null
+        });
+        assert_eq!(value["before"], expected_before);
+        assert_eq!(value["after"], Json::Null);
+        assert_eq!(value["op"], json!("d"));
+        let key = parse(&encoder.key(&delete).expect("key").expect("some"));
+        assert_eq!(key, json!({"id": 7}));
+    }
+
+    #[test]
+    fn table_without_key_has_null_key_and_optional_fields() {
+        let table = Arc::new(TableSchema {
+            relation_id: 1,
+            id: TableId::new("public", "log"),
+            replica_identity: ReplicaIdentity::Default,
+            columns: vec![column("line", base(25, "text", BaseType::Text), -1)],
+        });
+        let mut encoder = encoder(JsonOptions::default());
+        let insert = change(&table, Op::Create, None, Some(Row(vec![text("x")])));
+        assert_eq!(encoder.key(&insert).expect("key"), None);
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(
+            value["schema"]["fields"][1],
+            json!({
+                "type": "struct",
+                "fields": [{"type": "string", "optional": true, "field": "line"}],
+                "optional": true,
+                "name": "dbserver1.public.log.Value",
+                "field": "after"
+            })
+        );
+        assert_eq!(value["payload"]["after"], json!({"line": "x"}));
+    }
+
+    #[test]
+    fn truncate_has_no_row_images() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(without_schemas());
+        let value = parse(&encoder.truncate_value(&table, &source_info(), PROCESSED_MICROS, None));
+        assert_eq!(
+            value,
+            json!({
+                "before": null,
+                "after": null,
+                "source": source_payload("public", "all_types"),
+                "transaction": null,
+                "op": "t",
+                "ts_ms": 1_709_210_701_000_i64,
+                "ts_us": 1_709_210_701_000_001_i64,
+                "ts_ns": 1_709_210_701_000_001_000_i64
+            })
+        );
+    }
+
+    #[test]
+    fn message_key_and_value_with_schemas() {
+        let encoder = encoder(JsonOptions::default());
+        assert_eq!(encoder.message_topic(), "dbserver1.message");
+        let key = parse(&encoder.message_key("audit"));
+        assert_eq!(
+            key,
+            json!({
+                "schema": {
+                    "type": "struct",
+                    "fields": [{"type": "string", "optional": true, "field": "prefix"}],
+                    "optional": false,
+                    "name": "io.debezium.connector.postgresql.MessageKey",
+                    "version": 1
+                },
+                "payload": {"prefix": "audit"}
+            })
+        );
+
+        let mut source = source_info();
+        source.tx_id = None;
+        let value = encoder.message_value("audit", b"hello", &source, PROCESSED_MICROS, None);
+        let mut expected_source = source_payload("", "");
+        expected_source["txId"] = Json::Null;
+        let mut source_schema = source_schema_json();
+        source_schema["field"] = json!("source");
+        let expected = json!({
+            "schema": {
+                "type": "struct",
+                "fields": [
+                    {"type": "string", "optional": false, "field": "op"},
+                    {"type": "int64", "optional": true, "field": "ts_ms"},
+                    source_schema,
+                    transaction_schema_json(),
+                    {"type": "struct", "fields": [
+                        {"type": "string", "optional": true, "field": "prefix"},
+                        {"type": "bytes", "optional": true, "field": "content"}
+                     ], "optional": false, "name": "io.debezium.connector.postgresql.Message",
+                     "version": 1, "field": "message"}
+                ],
+                "optional": false,
+                "name": "io.debezium.connector.postgresql.MessageValue",
+                "version": 1
+            },
+            "payload": {
+                "op": "m",
+                "ts_ms": 1_709_210_701_000_i64,
+                "source": expected_source,
+                "transaction": null,
+                "message": {"prefix": "audit", "content": "aGVsbG8="}
+            }
+        });
+        assert_eq!(
+            String::from_utf8(value).expect("utf-8"),
+            expected.to_string()
+        );
+    }
+
+    #[test]
+    fn message_content_follows_binary_mode() {
+        let encoder = encoder(JsonOptions {
+            binary_handling: BinaryHandling::Hex,
+            ..JsonOptions::default()
+        });
+        let value = parse(&encoder.message_value("p", b"hi", &source_info(), 0, None));
+        assert_eq!(value["payload"]["message"]["content"], json!("6869"));
+        assert_eq!(
+            value["schema"]["fields"][4]["fields"][1],
+            json!({"type": "string", "optional": true, "field": "content"})
+        );
+    }
+
+    #[test]
+    fn decimal_double_mode() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions {
+            decimal_handling: DecimalHandling::Double,
+            ..JsonOptions::default()
+        });
+        let mut row = full_row();
+        row.0[3] = Datum::Value(Value::Numeric(Numeric::NaN));
+        let insert = change(&table, Op::Create, None, Some(row));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        let after = &value["payload"]["after"];
+        assert_eq!(after["price"], json!(12.3));
+        // Jackson quotes non-finite doubles.
+        assert_eq!(after["amount"], json!("NaN"));
+        assert_eq!(after["cash"], json!(12.34));
+        let fields = &value["schema"]["fields"][1]["fields"];
+        assert_eq!(
+            fields[2],
+            json!({"type": "double", "optional": true, "field": "price"})
+        );
+        assert_eq!(
+            fields[3],
+            json!({"type": "double", "optional": true, "field": "amount"})
+        );
+        assert_eq!(
+            fields[20],
+            json!({"type": "double", "optional": true, "field": "cash"})
+        );
+    }
+
+    #[test]
+    fn decimal_string_mode() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions {
+            decimal_handling: DecimalHandling::String,
+            ..JsonOptions::default()
+        });
+        let mut row = full_row();
+        row.0[2] = numeric("5.5");
+        row.0[3] = Datum::Value(Value::Numeric(Numeric::PositiveInfinity));
+        let insert = change(&table, Op::Create, None, Some(row.clone()));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        let after = &value["payload"]["after"];
+        assert_eq!(after["price"], json!("5.50"));
+        assert_eq!(after["amount"], json!("POSITIVE_INFINITY"));
+        assert_eq!(after["cash"], json!("12.34"));
+        assert_eq!(
+            value["schema"]["fields"][1]["fields"][3],
+            json!({"type": "string", "optional": true, "field": "amount"})
+        );
+
+        row.0[3] = numeric("-0.000100");
+        let insert = change(&table, Op::Create, None, Some(row));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["payload"]["after"]["amount"], json!("-0.000100"));
+    }
+
+    #[test]
+    fn special_numeric_in_precise_mode_is_an_error() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions::default());
+        let mut row = full_row();
+        row.0[2] = Datum::Value(Value::Numeric(Numeric::NaN));
+        let insert = change(&table, Op::Create, None, Some(row));
+        let error = encoder
+            .value(&insert, PROCESSED_MICROS, None)
+            .expect_err("NaN cannot be a Decimal");
+        assert_eq!(
+            error,
+            Error::SpecialNumericInPreciseMode {
+                table: TableId::new("public", "all_types"),
+                column: "price".into()
+            }
+        );
+        assert!(error.to_string().contains("decimal.handling.mode"));
+    }
+
+    #[test]
+    fn precise_decimals_are_twos_complement_at_column_scale() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(without_schemas());
+        let mut row = full_row();
+        row.0[2] = numeric("-12.3"); // rescaled to -12.30: unscaled -1230 = 0xFB32
+        row.0[3] = numeric("1200.500"); // stripped to 1200.5: scale 1, unscaled 12005 = 0x2EE5
+        let insert = change(&table, Op::Create, None, Some(row));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["after"]["price"], json!("+zI="));
+        assert_eq!(
+            value["after"]["amount"],
+            json!({"scale": 1, "value": "LuU="})
+        );
+
+        let mut row = full_row();
+        row.0[2] = numeric("0");
+        row.0[3] = numeric("1.2E+3"); // 1200: negative scale becomes scale 0, unscaled 1200 = 0x04B0
+        let insert = change(&table, Op::Create, None, Some(row));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["after"]["price"], json!("AA=="));
+        assert_eq!(
+            value["after"]["amount"],
+            json!({"scale": 0, "value": "BLA="})
+        );
+    }
+
+    #[test]
+    fn connect_time_precision_mode() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions {
+            time_precision: TimePrecision::Connect,
+            ..JsonOptions::default()
+        });
+        let insert = change(&table, Op::Create, None, Some(full_row()));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        let after = &value["payload"]["after"];
+        assert_eq!(after["ts3"], json!(1_709_210_700_123_i64));
+        assert_eq!(after["ts6"], json!(1_709_210_700_123_i64));
+        assert_eq!(after["birthday"], json!(19_782));
+        assert_eq!(after["alarm"], json!(30_615_500));
+        // Zoned types do not depend on the mode.
+        assert_eq!(after["created_at"], json!("2024-02-29T12:45:00.123456Z"));
+        let fields = &value["schema"]["fields"][1]["fields"];
+        assert_eq!(
+            fields[6],
+            json!({"type": "int64", "optional": true, "name": "org.apache.kafka.connect.data.Timestamp", "version": 1, "field": "ts6"})
+        );
+        assert_eq!(
+            fields[7],
+            json!({"type": "int32", "optional": true, "name": "org.apache.kafka.connect.data.Date", "version": 1, "field": "birthday"})
+        );
+        assert_eq!(
+            fields[8],
+            json!({"type": "int32", "optional": true, "name": "org.apache.kafka.connect.data.Time", "version": 1, "field": "alarm"})
+        );
+    }
+
+    #[test]
+    fn adaptive_time_precision_follows_column_precision() {
+        let mut time3 = column("t3", base(1083, "time", BaseType::Time), 3);
+        time3.optional = false;
+        let table = Arc::new(TableSchema {
+            relation_id: 2,
+            id: TableId::new("public", "times"),
+            replica_identity: ReplicaIdentity::Default,
+            columns: vec![time3],
+        });
+        let row = Row(vec![Datum::Value(Value::Time(30_615_500_000))]);
+        let insert = change(&table, Op::Create, None, Some(row));
+
+        let mut adaptive = encoder(JsonOptions::default());
+        let value = parse(
+            &adaptive
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["payload"]["after"]["t3"], json!(30_615_500));
+        assert_eq!(
+            value["schema"]["fields"][1]["fields"][0],
+            json!({"type": "int32", "optional": false, "name": "io.debezium.time.Time", "version": 1, "field": "t3"})
+        );
+
+        let mut micro_time = encoder(JsonOptions {
+            time_precision: TimePrecision::AdaptiveTimeMicroseconds,
+            ..JsonOptions::default()
+        });
+        let value = parse(
+            &micro_time
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["payload"]["after"]["t3"], json!(30_615_500_000_i64));
+        assert_eq!(
+            value["schema"]["fields"][1]["fields"][0]["name"],
+            json!("io.debezium.time.MicroTime")
+        );
+    }
+
+    #[test]
+    fn binary_modes() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        for (mode, expected) in [
+            (BinaryHandling::Base64, "3q2+7w=="),
+            (BinaryHandling::Base64UrlSafe, "3q2-7w=="),
+            (BinaryHandling::Hex, "deadbeef"),
+        ] {
+            let mut encoder = encoder(JsonOptions {
+                binary_handling: mode,
+                ..JsonOptions::default()
+            });
+            let insert = change(&table, Op::Create, None, Some(full_row()));
+            let value = parse(
+                &encoder
+                    .value(&insert, PROCESSED_MICROS, None)
+                    .expect("value"),
+            );
+            assert_eq!(
+                value["payload"]["after"]["blob"],
+                json!(expected),
+                "{mode:?}"
+            );
+            assert_eq!(
+                value["schema"]["fields"][1]["fields"][11],
+                json!({"type": "string", "optional": true, "field": "blob"}),
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unchanged_toast_values_become_the_placeholder() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut row = full_row();
+        for index in [1, 11, 13, 17, 18, 19] {
+            row.0[index] = Datum::Unchanged;
+        }
+        let update = change(&table, Op::Update, None, Some(row.clone()));
+
+        let mut bytes_mode = encoder(without_schemas());
+        let value = parse(
+            &bytes_mode
+                .value(&update, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        let after = &value["after"];
+        assert_eq!(after["name"], json!("__debezium_unavailable_value"));
+        // The placeholder's UTF-8 bytes, printed as base64.
+        assert_eq!(
+            after["blob"],
+            json!("X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==")
+        );
+        assert_eq!(after["doc"], json!("__debezium_unavailable_value"));
+        assert_eq!(
+            after["ints"],
+            json!([
+                95, 95, 100, 101, 98, 101, 122, 105, 117, 109, 95, 117, 110, 97, 118, 97, 105, 108,
+                97, 98, 108, 101, 95, 118, 97, 108, 117, 101
+            ])
+        );
+        assert_eq!(after["tags"], json!(["__debezium_unavailable_value"]));
+        assert_eq!(
+            after["attrs"],
+            json!("{\"__debezium_unavailable_value\":\"__debezium_unavailable_value\"}")
+        );
+
+        let mut hex_mode = encoder(JsonOptions {
+            schemas_enable: false,
+            binary_handling: BinaryHandling::Hex,
+            ..JsonOptions::default()
+        });
+        let value = parse(
+            &hex_mode
+                .value(&update, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        // Debezium's hex converter returns the placeholder text as is.
+        assert_eq!(
+            value["after"]["blob"],
+            json!("__debezium_unavailable_value")
+        );
+
+        let mut custom = encoder(JsonOptions {
+            schemas_enable: false,
+            unavailable_value_placeholder: "hex:3f3f".into(),
+            ..JsonOptions::default()
+        });
+        let value = parse(
+            &custom
+                .value(&update, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["after"]["name"], json!("??"));
+        assert_eq!(value["after"]["blob"], json!("Pz8="));
+    }
+
+    #[test]
+    fn unchanged_toast_without_placeholder_form_is_an_error() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut row = full_row();
+        row.0[3] = Datum::Unchanged;
+        let update = change(&table, Op::Update, None, Some(row));
+        let error = encoder(JsonOptions::default())
+            .value(&update, PROCESSED_MICROS, None)
+            .expect_err("a VariableScaleDecimal cannot hold the placeholder");
+        assert!(matches!(
+            error,
+            Error::UnavailableValueNotRepresentable { ref column, .. } if column == "amount"
+        ));
+        assert!(error.to_string().contains("REPLICA IDENTITY FULL"));
+    }
+
+    #[test]
+    fn infinities() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(without_schemas());
+        let mut row = full_row();
+        row.0[4] = Datum::Value(Value::TimestampTz(Timestamp::NegativeInfinity));
+        row.0[5] = Datum::Value(Value::Timestamp(Timestamp::PositiveInfinity));
+        row.0[6] = Datum::Value(Value::Timestamp(Timestamp::NegativeInfinity));
+        row.0[7] = Datum::Value(Value::Date(Date::PositiveInfinity));
+        let insert = change(&table, Op::Create, None, Some(row));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        let after = &value["after"];
+        assert_eq!(after["created_at"], json!("-infinity"));
+        assert_eq!(after["ts3"], json!(9_223_372_036_825_200_i64));
+        assert_eq!(after["ts6"], json!(-9_223_372_036_832_400_000_i64));
+        assert_eq!(after["birthday"], json!(-2_147_472_693));
+    }
+
+    #[test]
+    fn plan_is_rebuilt_when_the_table_changes() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions::default());
+        let insert = change(&table, Op::Create, None, Some(full_row()));
+        encoder
+            .value(&insert, PROCESSED_MICROS, None)
+            .expect("value");
+
+        let mut altered = (*table).clone();
+        altered.columns.truncate(2);
+        altered.columns[1].name = "label".into();
+        let altered = Arc::new(altered);
+        let row = Row(vec![Datum::Value(Value::Int32(1)), text("x")]);
+        let insert = change(&altered, Op::Create, None, Some(row));
+        let value = parse(
+            &encoder
+                .value(&insert, PROCESSED_MICROS, None)
+                .expect("value"),
+        );
+        assert_eq!(value["payload"]["after"], json!({"id": 1, "label": "x"}));
+        assert_eq!(
+            value["schema"]["fields"][1]["fields"][1],
+            json!({"type": "string", "optional": false, "field": "label"})
+        );
+    }
+
+    #[test]
+    fn row_of_wrong_shape_or_type_is_an_error() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let mut encoder = encoder(JsonOptions::default());
+        let short = change(&table, Op::Create, None, Some(Row(vec![Datum::Null])));
+        assert!(matches!(
+            encoder.value(&short, 0, None),
+            Err(Error::RowShape {
+                expected: 21,
+                found: 1,
+                ..
+            })
+        ));
+        let mut row = full_row();
+        row.0[0] = text("1");
+        let wrong = change(&table, Op::Create, None, Some(row));
+        assert!(matches!(
+            encoder.key(&wrong),
+            Err(Error::UnexpectedValue {
+                expected: "int4",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn zoned_timestamp_pads_to_column_precision() {
+        // 2024-02-29T12:45:00.5Z
+        let micros = 1_709_210_700_500_000;
+        assert_eq!(zoned_timestamp(micros, 6), "2024-02-29T12:45:00.500000Z");
+        assert_eq!(zoned_timestamp(micros, 3), "2024-02-29T12:45:00.500Z");
+        assert_eq!(zoned_timestamp(micros, 0), "2024-02-29T12:45:00.5Z");
+        assert_eq!(
+            zoned_timestamp(1_709_210_700_000_000, 0),
+            "2024-02-29T12:45:00Z"
+        );
+        // Before the epoch and outside four-digit years.
+        assert_eq!(zoned_timestamp(-1, 6), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            zoned_timestamp(253_402_300_800_000_000, 0),
+            "+10000-01-01T00:00:00Z"
+        );
+        // 0001-01-01 BC is ISO year 0.
+        assert_eq!(
+            zoned_timestamp(-62_167_219_200_000_000, 0),
+            "0000-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn zoned_time_shifts_to_utc() {
+        assert_eq!(zoned_time(3_600_000_000, 7200), "23:00:00Z");
+        assert_eq!(zoned_time(45_296_789_000, -3600), "13:34:56.789Z");
+        assert_eq!(zoned_time(MICROS_PER_DAY, 0), "24:00:00Z");
+    }
+
+    #[test]
+    fn bits_are_little_endian_from_the_rightmost_bit() {
+        assert_eq!(bits_le_bytes("101"), vec![0x05]);
+        assert_eq!(bits_le_bytes("110"), vec![0x06]);
+        assert_eq!(bits_le_bytes("1000000001"), vec![0x01, 0x02]);
+        assert_eq!(bits_le_bytes("000"), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn intervals_use_the_average_month() {
+        // 1 mon = 30.4375 days.
+        assert_eq!(duration_micros(1, 0, 0), 2_629_800_000_000);
+        // -1 days -00:00:01.5
+        assert_eq!(duration_micros(0, -1, -1_500_000), -86_401_500_000);
+    }
+
+    #[test]
+    fn float32_keeps_its_shortest_form() {
+        assert_eq!(float32(0.1).to_string(), "0.1");
+        assert_eq!(float32(f32::NEG_INFINITY), json!("-Infinity"));
+    }
+
+    #[test]
+    fn name_based_uuid_matches_java() {
+        // UUID.nameUUIDFromBytes(new byte[0])
+        assert_eq!(name_based_uuid(b""), "d41d8cd9-8f00-3204-a980-0998ecf8427e");
+    }
 }
