@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod event;
+pub mod format;
 pub mod kafka;
 pub mod source;
