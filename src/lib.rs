@@ -6,4 +6,5 @@ pub mod config;
 pub mod event;
 pub mod format;
 pub mod kafka;
+pub mod runtime;
 pub mod source;

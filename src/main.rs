@@ -1,13 +1,127 @@
-//! The `tributary` command line. The worker (`tributary serve`) and the REST client commands
-//! are added with the runtime and API modules.
+//! The `tributary` command line.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use tributary::{
+    config::{ConnectorConfig, PostgresSourceConfig, WorkerConfig},
+    kafka::ClientSettings,
+    runtime,
+    source::postgres::stream::Destination,
+};
 
 /// Change data capture from PostgreSQL to Kafka, exactly once.
 #[derive(Debug, Parser)]
 #[command(name = "tributary", version, about, arg_required_else_help = true)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs connectors in the foreground, like Kafka Connect's standalone mode; stops cleanly on
+    /// SIGTERM or Ctrl-C.
+    ///
+    /// Example: tributary standalone --config config/tributary.toml connectors/postgres-source.json
+    Standalone {
+        /// The worker configuration (TOML); TRIBUTARY_* environment variables override it.
+        #[arg(long, default_value = "config/tributary.toml")]
+        config: PathBuf,
+        /// Connector configurations: Kafka Connect JSON, as POSTed to /connectors.
+        #[arg(required = true)]
+        connectors: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Standalone { config, connectors } => {
+            runtime.block_on(standalone(config, connectors))
+        }
+    }
+}
+
+async fn standalone(config_path: PathBuf, connector_paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    let worker = WorkerConfig::load(&config_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let mut sources = Vec::new();
+    for path in &connector_paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read connector config {}", path.display()))?;
+        let connector = ConnectorConfig::from_json(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let source = PostgresSourceConfig::from_connector(&connector)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if !source.ignored_keys.is_empty() {
+            warn!(connector = %source.name, keys = ?source.ignored_keys, "these keys have no effect in tributary");
+        }
+        sources.push(source);
+    }
+    let mut kafka = ClientSettings::new(&worker.kafka.bootstrap_servers);
+    kafka.overrides = worker
+        .kafka
+        .client
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let destination = Destination {
+        kafka,
+        offsets_topic: worker.worker.offsets_topic.clone(),
+    };
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in sources {
+        info!(connector = %source.name, "starting");
+        tasks.spawn(runtime::supervise_postgres_source(
+            source,
+            destination.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        info!("stopping");
+        signals.cancel();
+    });
+    let mut failed = false;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => failed = true,
+            Err(join) => {
+                warn!(error = %join, "a connector task panicked");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("a connector stopped with an error (see the log above)");
+    }
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -7,6 +7,7 @@ use super::{
     ConnectorConfig, ValidationErrors,
     keys::{KeyReader, closest},
 };
+pub use crate::format::{BinaryHandling, DecimalHandling, TimePrecision};
 use crate::{
     event::TableId,
     source::postgres::tls::{SslConfig, SslMode},
@@ -26,31 +27,6 @@ pub enum AutocreateMode {
     Filtered,
     NoTables,
     Disabled,
-}
-
-/// `decimal.handling.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecimalHandling {
-    Precise,
-    Double,
-    String,
-}
-
-/// `time.precision.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimePrecision {
-    Adaptive,
-    AdaptiveTimeMicroseconds,
-    Connect,
-}
-
-/// `binary.handling.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinaryHandling {
-    Bytes,
-    Base64,
-    Base64UrlSafe,
-    Hex,
 }
 
 /// `snapshot.mode`. Only modes without a data snapshot are implemented so far.
@@ -596,9 +572,26 @@ impl PostgresSourceConfig {
         })
     }
 
-    /// The topic of a table's change events: `<topic.prefix>.<schema>.<table>`.
+    /// The topic of a table's change events: `<topic.prefix>.<schema>.<table>`, with every
+    /// character Kafka does not allow in a topic name replaced by `_` (as Debezium does).
     pub fn table_topic(&self, table: &TableId) -> String {
-        format!("{}.{}.{}", self.topic_prefix, table.schema, table.table)
+        let sanitize = |name: &str| -> String {
+            name.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        format!(
+            "{}.{}.{}",
+            self.topic_prefix,
+            sanitize(&table.schema),
+            sanitize(&table.table)
+        )
     }
 }
 

@@ -112,7 +112,7 @@ impl CachedRelation {
     pub fn row(&self, tuple: &Tuple<'_>, lsn: Lsn, options: &DecodeOptions) -> Result<Row, Error> {
         let values = tuple.values();
         let mut row = Vec::with_capacity(self.projection.len());
-        for (column, &position) in self.schema.columns.iter().zip(&self.projection) {
+        for (column, &position) in self.schema.columns.iter().zip(self.projection.iter()) {
             let datum = match values.get(position) {
                 None | Some(TupleValue::Null) => Datum::Null,
                 Some(TupleValue::Unchanged) => Datum::Unchanged,
