@@ -118,17 +118,14 @@ impl TopicAdmin {
             .describe_configs([&ResourceSpecifier::Topic(topic)], &self.options)
             .await
             .map_err(Error::Admin)?;
-        for result in results {
-            match result {
-                Ok(resource) => return Ok(resource.get(key).and_then(|entry| entry.value.clone())),
-                Err(code) => {
-                    return Err(Error::DescribeConfigsRejected {
-                        topic: topic.to_owned(),
-                        code,
-                    });
-                }
-            }
+        // One resource asked for, one answer.
+        match results.into_iter().next() {
+            Some(Ok(resource)) => Ok(resource.get(key).and_then(|entry| entry.value.clone())),
+            Some(Err(code)) => Err(Error::DescribeConfigsRejected {
+                topic: topic.to_owned(),
+                code,
+            }),
+            None => Ok(None),
         }
-        Ok(None)
     }
 }

@@ -157,16 +157,15 @@ impl OffsetStore {
         timeout: Duration,
     ) -> Result<Option<SourceOffset>, Error> {
         let wanted = offset_key(connector, server);
+        let key = wanted.to_string();
         let settings = self.settings.clone();
         let topic = self.topic.clone();
         // librdkafka's consumer calls block; keep them off the async workers.
-        let newest = tokio::task::spawn_blocking(move || {
-            read_newest(&settings, &topic, &wanted, timeout)
-                .map(|newest| newest.map(|found| (found, wanted)))
-        })
-        .await
-        .expect("reading the offsets topic does not panic")?;
-        let Some((found, key)) = newest else {
+        let newest =
+            tokio::task::spawn_blocking(move || read_newest(&settings, &topic, &wanted, timeout))
+                .await
+                .expect("reading the offsets topic does not panic")?;
+        let Some(found) = newest else {
             return Ok(None);
         };
         let Some(value) = found.value else {
@@ -178,7 +177,7 @@ impl OffsetStore {
                 topic: self.topic.clone(),
                 partition: found.partition,
                 offset: found.offset,
-                key: key.to_string(),
+                key,
                 reason: err.to_string(),
             })
     }
@@ -260,7 +259,10 @@ fn read_newest(
                         },
                     );
                 }
-                if ends.get(&partition).is_some_and(|&end| message.offset() + 1 >= end) {
+                if ends
+                    .get(&partition)
+                    .is_some_and(|&end| message.offset() + 1 >= end)
+                {
                     ends.remove(&partition);
                 }
             }
@@ -301,8 +303,10 @@ fn is_wanted(key: Option<&[u8]>, wanted: &serde_json::Value) -> bool {
 
 fn offsets_consumer(settings: &ClientSettings) -> Result<BaseConsumer, Error> {
     let mut config: ClientConfig = settings.base();
-    // No group: partitions are assigned by hand and nothing is committed.
+    // Partitions are assigned by hand and nothing is committed, so the group never has members
+    // or offsets; librdkafka wants one for `position` all the same.
     config
+        .set("group.id", "tributary-offsets-reader")
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
