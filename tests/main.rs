@@ -6,6 +6,7 @@
 mod support;
 
 mod kafka_transactions;
+mod offset_store;
 mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
     client::DefaultClientContext,
     types::RDKafkaErrorCode,
 };
@@ -108,5 +108,24 @@ impl TopicAdmin {
             }
         }
         Ok(())
+    }
+
+    /// The current value of one topic-level config (`cleanup.policy`, `retention.ms`...), with
+    /// broker defaults applied; `None` when the broker does not report that key.
+    pub async fn topic_config(&self, topic: &str, key: &str) -> Result<Option<String>, Error> {
+        let results = self
+            .client
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &self.options)
+            .await
+            .map_err(Error::Admin)?;
+        // One resource asked for, one answer.
+        match results.into_iter().next() {
+            Some(Ok(resource)) => Ok(resource.get(key).and_then(|entry| entry.value.clone())),
+            Some(Err(code)) => Err(Error::DescribeConfigsRejected {
+                topic: topic.to_owned(),
+                code,
+            }),
+            None => Ok(None),
+        }
     }
 }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// What can go wrong talking to Kafka.
@@ -28,8 +30,45 @@ pub enum Error {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    #[error("cannot read the configuration of topic {topic}: {code}")]
+    DescribeConfigsRejected {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
     #[error("Kafka admin request failed: {0}")]
     Admin(#[source] KafkaError),
+    #[error(
+        "offsets topic {topic} has cleanup.policy={policy}, so stored offsets would expire; \
+         set cleanup.policy=compact on it or configure another offsets topic"
+    )]
+    OffsetTopicNotCompacted { topic: String, policy: String },
+    #[error(
+        "offsets topic {topic} does not exist; create it (the worker does so on start) \
+         or check the configured offsets topic name"
+    )]
+    OffsetTopicMissing { topic: String },
+    #[error("cannot read source offsets from topic {topic}: {source}")]
+    LoadOffsets { topic: String, source: KafkaError },
+    #[error(
+        "reading source offsets from topic {topic} did not reach the end of partitions \
+         {partitions:?} within {timeout:?}; the broker may be slow or unreachable"
+    )]
+    LoadOffsetsTimedOut {
+        topic: String,
+        partitions: Vec<i32>,
+        timeout: Duration,
+    },
+    #[error(
+        "the source offset at topic {topic} partition {partition} offset {offset} is not valid \
+         ({reason}); write a valid offset or a tombstone (null value) for key {key} to reset it"
+    )]
+    CorruptOffset {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        key: String,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -40,8 +79,17 @@ impl Error {
             Error::CreateClient { .. } => false,
             Error::InitTransactions { source, .. }
             | Error::CreateTopic { source, .. }
-            | Error::Admin(source) => is_retriable(source),
-            Error::CreateTopicRejected { code, .. } | Error::DeleteTopicRejected { code, .. } => {
+            | Error::Admin(source)
+            | Error::LoadOffsets { source, .. } => is_retriable(source),
+            // A slow or restarting broker; the same read later may well finish.
+            Error::LoadOffsetsTimedOut { .. } => true,
+            // Each needs someone to change the topic, its records or the configuration.
+            Error::OffsetTopicNotCompacted { .. }
+            | Error::OffsetTopicMissing { .. }
+            | Error::CorruptOffset { .. } => false,
+            Error::CreateTopicRejected { code, .. }
+            | Error::DeleteTopicRejected { code, .. }
+            | Error::DescribeConfigsRejected { code, .. } => {
                 matches!(
                     code,
                     RDKafkaErrorCode::RequestTimedOut

@@ -67,6 +67,16 @@ impl TestTopic {
             settings,
         }
     }
+
+    /// Takes charge of a topic something else creates (or created) under `name`: it is deleted
+    /// when the value is dropped.
+    pub fn delete_on_drop(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            settings: settings(),
+        }
+    }
 }
 
 impl Drop for TestTopic {
