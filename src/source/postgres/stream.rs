@@ -121,10 +121,24 @@ pub async fn run(
     }
     let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stream = replication
-        .start_replication(&config.slot_name, start, &options, config.status_update_interval.min(Duration::from_secs(1)))
+        .start_replication(
+            &config.slot_name,
+            start,
+            &options,
+            config.status_update_interval.min(Duration::from_secs(1)),
+        )
         .await?;
 
-    let mut task = StreamTask::new(config, destination, sql, producer, offsets, stream, stored, start);
+    let mut task = StreamTask::new(
+        config,
+        destination,
+        sql,
+        producer,
+        offsets,
+        stream,
+        stored,
+        start,
+    );
     let result = task.run(shutdown).await;
     task.close(result.is_ok()).await;
     let StreamTask { sql, stream, .. } = task;
@@ -183,7 +197,10 @@ fn resume_point(
     if slot.plugin.as_deref() != Some("pgoutput") {
         return Err(Error::SlotMismatch {
             slot: name,
-            what: format!("output plugin {:?}", slot.plugin.as_deref().unwrap_or("none")),
+            what: format!(
+                "output plugin {:?}",
+                slot.plugin.as_deref().unwrap_or("none")
+            ),
         });
     }
     if slot.database.as_deref() != Some(config.dbname.as_str()) {
@@ -225,11 +242,16 @@ async fn producer(
     ];
     for (key, value) in tuning {
         if !settings.overrides.iter().any(|(k, _)| k == key) {
-            settings.overrides.insert(0, (key.to_owned(), value.to_owned()));
+            settings
+                .overrides
+                .insert(0, (key.to_owned(), value.to_owned()));
         }
     }
     let transactional_id = format!("tributary-{}-0", config.name);
-    Ok(crate::kafka::transactional_producer(&settings, &transactional_id, Duration::from_secs(60)).await?)
+    Ok(
+        crate::kafka::transactional_producer(&settings, &transactional_id, Duration::from_secs(60))
+            .await?,
+    )
 }
 
 /// The PostgreSQL transaction being decoded.
@@ -370,9 +392,8 @@ impl<'a> StreamTask<'a> {
     }
 
     async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
-        let parsed = frames::parse_server_frame(frame).map_err(|e| {
-            Error::Replication(super::replication::Error::Protocol(e.to_string()))
-        })?;
+        let parsed = frames::parse_server_frame(frame)
+            .map_err(|e| Error::Replication(super::replication::Error::Protocol(e.to_string())))?;
         match parsed {
             ServerFrame::Keepalive { wal_end, .. } => self.on_keepalive(wal_end).await,
             ServerFrame::XLogData {
@@ -391,7 +412,8 @@ impl<'a> StreamTask<'a> {
         let idle = self.transaction.is_none() && self.kafka_txn.is_none();
         // Store and confirm the idle position now and then, so the slot releases WAL while the
         // captured tables are quiet; never more than once a second.
-        if idle && wal_end > self.delivered && self.last_commit.elapsed() >= Duration::from_secs(1) {
+        if idle && wal_end > self.delivered && self.last_commit.elapsed() >= Duration::from_secs(1)
+        {
             let offset = SourceOffset {
                 lsn: wal_end.0,
                 lsn_commit: None,
@@ -436,15 +458,16 @@ impl<'a> StreamTask<'a> {
                 if transaction.skip {
                     return Ok(());
                 }
+                let xid = transaction.xid;
                 if self.config.provide_transaction_metadata {
                     self.transaction = Some(transaction);
                     self.send_transaction_marker(false).await?;
-                    self.transaction.take();
+                    self.transaction = None;
                 }
                 let offset = SourceOffset {
                     lsn: commit.end_lsn.0,
                     lsn_commit: Some(commit.commit_lsn.0),
-                    tx_id: Some(transaction.xid),
+                    tx_id: Some(xid),
                     ts_usec: frames::pg_epoch_micros_to_unix_micros(commit.commit_ts),
                     snapshot_completed: true,
                 };
@@ -527,7 +550,9 @@ impl<'a> StreamTask<'a> {
                     let source = self.source_info(lsn);
                     let block = self.count_event(&schema);
                     let topic = self.config.table_topic(&schema.id);
-                    let value = self.encoder.truncate_value(&schema, &source, now_micros(), block.as_ref());
+                    let value =
+                        self.encoder
+                            .truncate_value(&schema, &source, now_micros(), block.as_ref());
                     self.send(&topic, None, Some(&value), None).await?;
                 }
             }
@@ -558,7 +583,13 @@ impl<'a> StreamTask<'a> {
                     None
                 };
                 let key = self.key_encoder.message_key(prefix);
-                let value = self.encoder.message_value(prefix, content, &source, now_micros(), block.as_ref());
+                let value = self.encoder.message_value(
+                    prefix,
+                    content,
+                    &source,
+                    now_micros(),
+                    block.as_ref(),
+                );
                 let topic = self.config.message_topic.clone();
                 self.send(&topic, Some(&key), Some(&value), None).await?;
             }
@@ -619,7 +650,10 @@ impl<'a> StreamTask<'a> {
         let provide = self.config.provide_transaction_metadata;
         let transaction = self.transaction.as_mut()?;
         transaction.event_count += 1;
-        let per_table = transaction.per_table.entry(table.id.to_string()).or_default();
+        let per_table = transaction
+            .per_table
+            .entry(table.id.to_string())
+            .or_default();
         *per_table += 1;
         provide.then(|| TransactionBlock {
             id: format!("{}:{}", transaction.xid, transaction.commit_lsn.0),
@@ -651,7 +685,8 @@ impl<'a> StreamTask<'a> {
             .value(change, now_micros(), block.as_ref())
             .map_err(encode_error)?;
         let topic = self.config.table_topic(&change.table.id);
-        self.send(&topic, key.as_deref(), Some(&value), headers).await
+        self.send(&topic, key.as_deref(), Some(&value), headers)
+            .await
     }
 
     async fn send_tombstone(&mut self, delete: &RowChange) -> Result<(), Error> {
@@ -715,7 +750,11 @@ impl<'a> StreamTask<'a> {
         let key = serde_json::json!({ "id": id });
         let (key, value) = (
             wrap_schema(self.key_schemas_enable, transaction_key_schema(), key),
-            wrap_schema(self.config.value_schemas_enable, transaction_value_schema(), payload),
+            wrap_schema(
+                self.config.value_schemas_enable,
+                transaction_value_schema(),
+                payload,
+            ),
         );
         let topic = self.config.transaction_topic.clone();
         self.send(&topic, Some(&key), Some(&value), None).await
@@ -819,10 +858,11 @@ impl<'a> StreamTask<'a> {
     /// On the way out: a clean stop commits what is complete; otherwise the open Kafka
     /// transaction is aborted (its PostgreSQL transactions come again after the restart).
     async fn close(&mut self, clean: bool) {
-        if clean && self.transaction.is_none() {
-            if let Err(error) = self.commit().await {
-                warn!(error = %error, "final commit failed; the changes will be delivered again");
-            }
+        if clean
+            && self.transaction.is_none()
+            && let Err(error) = self.commit().await
+        {
+            warn!(error = %error, "final commit failed; the changes will be delivered again");
         }
         if self.kafka_txn.take().is_some() {
             let producer = self.producer.clone();
@@ -855,7 +895,11 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-fn wrap_schema(schemas_enable: bool, schema: serde_json::Value, payload: serde_json::Value) -> Vec<u8> {
+fn wrap_schema(
+    schemas_enable: bool,
+    schema: serde_json::Value,
+    payload: serde_json::Value,
+) -> Vec<u8> {
     let json = if schemas_enable {
         serde_json::json!({"schema": schema, "payload": payload})
     } else {
