@@ -11,4 +11,5 @@ mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
 mod services;
+mod source_stream;
 mod source_types;

@@ -216,17 +216,20 @@ pub async fn captured_tables(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnFacts {
     pub not_null: bool,
+    pub in_primary_key: bool,
 }
 
-/// `attnotnull` of every live column of a relation, by name.
+/// `attnotnull` and primary-key membership of every live column of a relation, by name.
 pub async fn column_facts(
     client: &Client,
     relation_id: u32,
 ) -> Result<HashMap<String, ColumnFacts>, Error> {
     let rows = client
         .query(
-            "SELECT attname::text, attnotnull FROM pg_attribute
-              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+            "SELECT a.attname::text, a.attnotnull, COALESCE(a.attnum = ANY(i.indkey), false)
+               FROM pg_attribute a
+               LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
             &[&relation_id],
         )
         .await?;
@@ -237,6 +240,7 @@ pub async fn column_facts(
                 row.get::<_, String>(0),
                 ColumnFacts {
                     not_null: row.get(1),
+                    in_primary_key: row.get(2),
                 },
             )
         })

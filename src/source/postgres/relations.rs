@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     config::TablePatterns,
-    event::{Column, Datum, Lsn, Row, TableId, TableSchema, TypeKind},
+    event::{Column, Datum, Lsn, ReplicaIdentity, Row, TableId, TableSchema, TypeKind},
 };
 
 /// A relation as the source needs it.
@@ -54,7 +54,13 @@ impl RelationCache {
         let mut columns = Vec::new();
         let mut projection = Vec::new();
         for (position, column) in relation.columns.iter().enumerate() {
-            if !column.part_of_key && !patterns.captures_column(&id, &column.name) {
+            // Under REPLICA IDENTITY FULL every column is flagged as identity; the event key is
+            // still the primary key, as in Debezium.
+            let part_of_key = match relation.replica_identity {
+                ReplicaIdentity::Full => facts.get(&column.name).is_some_and(|f| f.in_primary_key),
+                _ => column.part_of_key,
+            };
+            if !part_of_key && !patterns.captures_column(&id, &column.name) {
                 continue;
             }
             let (pg_type, domain_modifier) = self.types.resolve(client, column.type_oid).await?;
@@ -80,8 +86,8 @@ impl RelationCache {
                 name: column.name.clone(),
                 pg_type,
                 type_modifier,
-                part_of_key: column.part_of_key,
-                optional: !(not_null || column.part_of_key),
+                part_of_key,
+                optional: !(not_null || part_of_key),
             });
             projection.push(position);
         }

@@ -1,0 +1,233 @@
+//! Running the PostgreSQL source against a test database: connector configs, the topics it
+//! writes (created up front so collectors can attach, deleted afterwards), and the source
+//! itself, in process or as the `tributary` binary.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tributary::{
+    config::{ConnectorConfig, PostgresSourceConfig},
+    kafka::{TopicAdmin, TopicSpec},
+    source::postgres::{self, stream::Destination},
+};
+
+use super::{
+    kafka::{self, TestTopic},
+    postgres::{TestDatabase, port},
+    unique_name,
+};
+
+/// A database to capture and the names of everything the source creates for it.
+pub struct SourceFixture {
+    pub db: TestDatabase,
+    pub name: String,
+    pub prefix: String,
+    pub slot: String,
+    pub offsets_topic: String,
+    topics: Vec<TestTopic>,
+}
+
+impl SourceFixture {
+    pub async fn new() -> Self {
+        let db = TestDatabase::create().await;
+        let name = unique_name("src");
+        let offsets_topic = unique_name("tributary-test-offsets");
+        Self {
+            db,
+            prefix: name.replace('_', "-"),
+            slot: format!("{name}_slot"),
+            offsets_topic: offsets_topic.clone(),
+            topics: vec![TestTopic::delete_on_drop(offsets_topic, 1)],
+            name,
+        }
+    }
+
+    /// The connector config, Debezium style, capturing `tables` (a table.include.list).
+    pub fn connector_json(&self, tables: &str, extra: &[(&str, &str)]) -> String {
+        let mut config = serde_json::json!({
+            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "database.hostname": "127.0.0.1",
+            "database.port": port().to_string(),
+            "database.user": "postgres",
+            "database.dbname": self.db.name,
+            "database.sslmode": "disable",
+            "topic.prefix": self.prefix,
+            "plugin.name": "pgoutput",
+            "slot.name": self.slot,
+            "publication.name": format!("{}_pub", self.name),
+            "publication.autocreate.mode": "filtered",
+            "table.include.list": tables,
+            "snapshot.mode": "no_data",
+            "transaction.boundary.interval.ms": "50",
+        });
+        for (key, value) in extra {
+            config[*key] = serde_json::Value::String((*value).to_owned());
+        }
+        serde_json::json!({"name": self.name, "config": config}).to_string()
+    }
+
+    pub fn config(&self, tables: &str, extra: &[(&str, &str)]) -> PostgresSourceConfig {
+        let connector = ConnectorConfig::from_json(&self.connector_json(tables, extra))
+            .expect("the test connector JSON is valid");
+        PostgresSourceConfig::from_connector(&connector)
+            .unwrap_or_else(|err| panic!("the test connector config is invalid: {err}"))
+    }
+
+    /// The superuser configuration of the captured database.
+    pub fn db_config(&self) -> tokio_postgres::Config {
+        super::postgres::superuser_config(&self.db.name)
+    }
+
+    pub fn destination(&self) -> Destination {
+        Destination {
+            kafka: kafka::settings(),
+            offsets_topic: self.offsets_topic.clone(),
+        }
+    }
+
+    /// Creates `name` (a topic the source will write) now, so a collector can attach before
+    /// the first event; deleted when the fixture is dropped.
+    pub async fn topic(&mut self, name: &str) -> &TestTopic {
+        let settings = kafka::settings();
+        TopicAdmin::new(&settings, Duration::from_secs(30))
+            .expect("admin client")
+            .ensure_topic(&TopicSpec::new(name, 1))
+            .await
+            .unwrap_or_else(|err| panic!("cannot create topic {name}: {err}"));
+        self.topics.push(TestTopic::delete_on_drop(name, 1));
+        self.topics.last().expect("just pushed")
+    }
+
+    pub fn table_topic(&self, table: &str) -> String {
+        format!("{}.public.{table}", self.prefix)
+    }
+
+    /// Waits until a walsender streams from the slot: changes committed after this are captured.
+    pub async fn wait_until_streaming(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let row = self
+                .db
+                .client()
+                .query_opt(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&self.slot],
+                )
+                .await
+                .expect("pg_replication_slots");
+            if row.is_some_and(|r| r.get::<_, bool>(0)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the source did not start streaming from slot {} within 60 s",
+                self.slot
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn confirmed_flush_lsn(&self) -> tributary::event::Lsn {
+        self.db
+            .client()
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await
+            .expect("slot row")
+            .get::<_, Option<String>>(0)
+            .map(|lsn| lsn.parse().expect("an LSN"))
+            // NULL until the slot's first confirmation.
+            .unwrap_or(tributary::event::Lsn::ZERO)
+    }
+}
+
+/// The source running in this process.
+pub struct InProcessSource {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), postgres::Error>>,
+}
+
+impl InProcessSource {
+    pub fn start(config: PostgresSourceConfig, destination: Destination) -> Self {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task =
+            tokio::spawn(async move { postgres::stream::run(&config, &destination, token).await });
+        Self { shutdown, task }
+    }
+
+    /// Waits until the source streams; fails with the source's own error if it stopped.
+    pub async fn wait_until_streaming(&mut self, fixture: &SourceFixture) {
+        tokio::select! {
+            _ = fixture.wait_until_streaming() => {}
+            ended = &mut self.task => {
+                panic!("the source stopped before streaming: {:?}", ended.expect("no panic"));
+            }
+        }
+    }
+
+    /// Stops the source and returns how it ended.
+    pub async fn stop(self) -> Result<(), postgres::Error> {
+        self.shutdown.cancel();
+        self.task.await.expect("the source task does not panic")
+    }
+
+    /// Waits for the source to end on its own (an error).
+    pub async fn ended(self, within: Duration) -> Result<(), postgres::Error> {
+        tokio::time::timeout(within, self.task)
+            .await
+            .expect("the source should have stopped")
+            .expect("the source task does not panic")
+    }
+}
+
+/// The `tributary standalone` binary running one connector.
+pub struct ProcessSource {
+    child: tokio::process::Child,
+    dir: PathBuf,
+}
+
+impl ProcessSource {
+    pub fn start(fixture: &SourceFixture, connector_json: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique_name("tributary-test"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let worker = format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n[worker]\noffsets_topic = \"{}\"\n",
+            kafka::bootstrap_servers(),
+            fixture.offsets_topic
+        );
+        std::fs::write(dir.join("tributary.toml"), worker).expect("worker config");
+        std::fs::write(dir.join("connector.json"), connector_json).expect("connector config");
+        let log = std::fs::File::create(dir.join("tributary.log")).expect("log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .arg("standalone")
+            .arg("--config")
+            .arg(dir.join("tributary.toml"))
+            .arg(dir.join("connector.json"))
+            .env("TRIBUTARY_LOG", "info,tributary=debug")
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the tributary binary starts");
+        Self { child, dir }
+    }
+
+    /// SIGKILL: no chance to flush, commit or say goodbye.
+    pub async fn kill_9(&mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tributary.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ProcessSource {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
