@@ -22,7 +22,17 @@ ensure_build_tools() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 }
 
+# kcat: a Kafka client nobody here wrote, used by the tests to read topics as the ecosystem does.
+ensure_test_tools() {
+  if ! command -v kcat >/dev/null 2>&1; then
+    step "installing kcat"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat
+  fi
+}
+
 ensure_build_tools
+ensure_test_tools
 
 step "services"
 scripts/services.sh up
