@@ -6,7 +6,7 @@
 #   - Apache Kafka 4.x (jars from Maven Central), single-node KRaft broker+controller, on
 #     127.0.0.1:${TRIBUTARY_KAFKA_PORT:-9092}.
 #
-# Usage: scripts/services.sh up|down|status
+# Usage: scripts/services.sh up|down|status|restart postgres|restart kafka
 # `up` installs what is missing (apt, Maven), is idempotent, and returns once both services answer.
 set -euo pipefail
 
@@ -391,6 +391,14 @@ case "${1:-}" in
     pg_status || true
     kafka_status || true
     ;;
+  restart)
+    # For failure tests: stop one service and bring it back as it was.
+    case "${2:-}" in
+      postgres) pg_down; pg_up; pg_status ;;
+      kafka) kafka_down; kafka_up; kafka_status ;;
+      *) echo "usage: $0 restart postgres|kafka" >&2; exit 2 ;;
+    esac
+    ;;
   status)
     rc=0
     pg_status || rc=1
@@ -398,7 +406,7 @@ case "${1:-}" in
     exit $rc
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|restart postgres|restart kafka" >&2
     exit 2
     ;;
 esac

@@ -127,6 +127,7 @@ pub struct Collector {
     consumer: StreamConsumer,
     topic: String,
     seen: Vec<Record>,
+    errors: u32,
 }
 
 impl Collector {
@@ -155,6 +156,7 @@ impl Collector {
             consumer,
             topic: topic.name.clone(),
             seen: Vec::new(),
+            errors: 0,
         }
     }
 
@@ -166,7 +168,16 @@ impl Collector {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.consumer.recv()).await {
                 Ok(Ok(message)) => self.seen.push(copy(&message)),
-                Ok(Err(err)) => panic!("consuming {} failed: {err}", self.topic),
+                // The client reconnects by itself (a broker restart, say); keep waiting.
+                Ok(Err(err)) => {
+                    self.errors += 1;
+                    assert!(
+                        self.errors < 10_000,
+                        "consuming {} keeps failing: {err}",
+                        self.topic
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 Err(_) => panic!(
                     "expected {count} records on {} within {timeout:?}, saw {}:\n{}",
                     self.topic,
