@@ -103,9 +103,13 @@ async fn postgres_and_kafka_restarts_lose_and_duplicate_nothing() {
                 .chain([("u".to_owned(), first)])
         })
         .collect();
-    let seen = collector
-        .collect(expected.len(), Duration::from_secs(180))
-        .await;
+    let seen = match collector
+        .try_collect(expected.len(), Duration::from_secs(180))
+        .await
+    {
+        Ok(seen) => seen,
+        Err(message) => panic!("{message}\nsource log:\n{}", process.log()),
+    };
     let got: Vec<(String, i64)> = seen
         .iter()
         .map(|record| {

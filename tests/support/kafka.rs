@@ -162,6 +162,17 @@ impl Collector {
 
     /// Waits for `count` more records; after `timeout` fails, listing what it did see.
     pub async fn collect(&mut self, count: usize, timeout: Duration) -> Vec<Record> {
+        self.try_collect(count, timeout)
+            .await
+            .unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// As `collect`, but returns the failure instead of panicking, for callers that add context.
+    pub async fn try_collect(
+        &mut self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Record>, String> {
         let start = self.seen.len();
         let deadline = Instant::now() + timeout;
         while self.seen.len() - start < count {
@@ -171,22 +182,22 @@ impl Collector {
                 // The client reconnects by itself (a broker restart, say); keep waiting.
                 Ok(Err(err)) => {
                     self.errors += 1;
-                    assert!(
-                        self.errors < 10_000,
-                        "consuming {} keeps failing: {err}",
-                        self.topic
-                    );
+                    if self.errors >= 10_000 {
+                        return Err(format!("consuming {} keeps failing: {err}", self.topic));
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(_) => panic!(
-                    "expected {count} records on {} within {timeout:?}, saw {}:\n{}",
-                    self.topic,
-                    self.seen.len() - start,
-                    describe(&self.seen[start..])
-                ),
+                Err(_) => {
+                    return Err(format!(
+                        "expected {count} records on {} within {timeout:?}, saw {}; the last ones:\n{}",
+                        self.topic,
+                        self.seen.len() - start,
+                        describe(&self.seen[start.max(self.seen.len().saturating_sub(5))..])
+                    ));
+                }
             }
         }
-        self.seen[start..].to_vec()
+        Ok(self.seen[start..].to_vec())
     }
 
     /// Fails if any further record arrives within `quiet`: for "exactly these, nothing more".
@@ -232,10 +243,22 @@ fn describe(records: &[Record]) -> String {
                 "  p{}@{} key={:?} value={:?}",
                 r.partition,
                 r.offset,
-                r.key.as_deref().map(String::from_utf8_lossy),
-                r.value.as_deref().map(String::from_utf8_lossy)
+                r.key.as_deref().map(abbreviate),
+                r.value.as_deref().map(abbreviate)
             )
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The start and end of a long record: enough to recognise it.
+fn abbreviate(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 300 {
+        return text.into_owned();
+    }
+    let head: String = chars[..100].iter().collect();
+    let tail: String = chars[chars.len() - 200..].iter().collect();
+    format!("{head}…{tail}")
 }
