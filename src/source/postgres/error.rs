@@ -120,12 +120,15 @@ impl Error {
                 None => true,
             },
             Error::Kafka(e) => e.is_transient(),
-            Error::KafkaTransaction(e) => match e {
-                rdkafka::error::KafkaError::Transaction(t) => {
-                    t.is_retriable() || t.txn_requires_abort()
-                }
-                _ => true,
-            },
+            // A fatal producer error (after a broker restart, say) needs a new producer, which a
+            // restart of the task brings; only being fenced by another instance is final.
+            Error::KafkaTransaction(e) => !matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    rdkafka::types::RDKafkaErrorCode::Fenced
+                        | rdkafka::types::RDKafkaErrorCode::ProducerFenced
+                )
+            ),
             Error::Produce { .. } => true,
             Error::SlotInUse { .. } => true,
             Error::Decode { .. }
