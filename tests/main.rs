@@ -11,5 +11,6 @@ mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
 mod services;
+mod source_all_types;
 mod source_stream;
 mod source_types;
