@@ -11,5 +11,7 @@ mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
 mod services;
+mod source_all_types;
+mod source_kcat;
 mod source_stream;
 mod source_types;

@@ -18,8 +18,11 @@
 //!   an unchanged BYTEA carries the raw placeholder text (as in `hex` mode) where Debezium
 //!   writes null.
 //! - hstore pairs keep PostgreSQL's order (Debezium's follows a Java HashMap).
-//! - Columns Debezium drops (types without a mapping: unknown, composite and geometric types,
-//!   arrays of interval, money, bit, varbit, xml, name and domains) are left out of key and value.
+//! - Columns Debezium drops (types without a mapping: unknown and composite types, arrays of
+//!   interval, money, bit, varbit, xml, name and domains) are left out of key and value.
+//! - Geometric types are left out too, where Debezium maps them (`point` to
+//!   `io.debezium.data.geometry.Point`, `box`/`path`/`polygon`/... to WKB `Geometry` structs):
+//!   not supported yet.
 
 use std::{collections::HashMap, sync::Arc};
 
