@@ -96,6 +96,8 @@ pub enum Error {
     },
     #[error("protocol violation from PostgreSQL: {0}")]
     Protocol(String),
+    #[error("PostgreSQL ended the replication stream (a server shutdown or restart)")]
+    StreamEnded,
 }
 
 impl Error {
@@ -111,7 +113,10 @@ impl Error {
     /// too many connections. Wrong credentials, missing objects and protocol errors are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::Io(_) => true,
+            Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Io(_)
+            | Error::StreamEnded => true,
             Error::Server { code, .. } => {
                 code.starts_with("08") // connection exception
                     || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
@@ -525,7 +530,8 @@ impl ReplicationStream {
                     }
                     return Ok(Some(body));
                 }
-                b'c' => return Ok(None),
+                // CopyDone, or CommandComplete when the server ends COPY on shutdown.
+                b'c' | b'C' => return Ok(None),
                 b'E' => return Err(server_error(message.body)),
                 b'N' | b'S' => {}
                 tag => return Err(unexpected("replication stream", tag)),

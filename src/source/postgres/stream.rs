@@ -368,9 +368,7 @@ impl<'a> StreamTask<'a> {
                 }
                 frame = self.stream.next_frame() => {
                     let Some(frame) = frame? else {
-                        return Err(Error::Replication(super::replication::Error::Protocol(
-                            "the server ended the replication stream".to_owned(),
-                        )));
+                        return Err(Error::Replication(super::replication::Error::StreamEnded));
                     };
                     self.handle_frame(&frame).await?;
                 }
