@@ -13,5 +13,6 @@ mod replication_connection;
 mod services;
 mod source_all_types;
 mod source_kcat;
+mod source_options;
 mod source_stream;
 mod source_types;

@@ -128,6 +128,7 @@ pub struct Collector {
     topic: String,
     seen: Vec<Record>,
     errors: u32,
+    last_error: Option<String>,
 }
 
 impl Collector {
@@ -157,6 +158,7 @@ impl Collector {
             topic: topic.name.clone(),
             seen: Vec::new(),
             errors: 0,
+            last_error: None,
         }
     }
 
@@ -182,6 +184,7 @@ impl Collector {
                 // The client reconnects by itself (a broker restart, say); keep waiting.
                 Ok(Err(err)) => {
                     self.errors += 1;
+                    self.last_error = Some(err.to_string());
                     if self.errors >= 10_000 {
                         return Err(format!("consuming {} keeps failing: {err}", self.topic));
                     }
@@ -189,9 +192,11 @@ impl Collector {
                 }
                 Err(_) => {
                     return Err(format!(
-                        "expected {count} records on {} within {timeout:?}, saw {}; the last ones:\n{}",
+                        "expected {count} records on {} within {timeout:?}, saw {} ({} consumer errors, the last: {:?}); the last records:\n{}",
                         self.topic,
                         self.seen.len() - start,
+                        self.errors,
+                        self.last_error,
                         describe(&self.seen[start.max(self.seen.len().saturating_sub(5))..])
                     ));
                 }

@@ -75,6 +75,9 @@ pub async fn run(
     database::preflight(&sql, config).await?;
     database::ensure_publication(&sql, config).await?;
 
+    // The producer comes first: initialising its transactions fences any earlier instance and
+    // aborts what it left open, so the offsets read next are final.
+    let producer = producer(config, destination).await?;
     let offsets = OffsetStore::new(&destination.kafka, &destination.offsets_topic);
     offsets.ensure_topic().await?;
     let stored = offsets
@@ -108,7 +111,6 @@ pub async fn run(
         "streaming"
     );
 
-    let producer = producer(config, destination).await?;
     let mut options = vec![
         ("proto_version", "1".to_owned()),
         (
