@@ -58,8 +58,8 @@ async fn postgres_and_kafka_restarts_lose_and_duplicate_nothing() {
     let connector = fixture.connector_json("public.events", &[]);
     let topic = fixture.table_topic("events");
     let mut collector = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
-    let process = ProcessSource::start(&fixture, &connector);
-    fixture.wait_until_streaming().await;
+    let mut process = ProcessSource::start(&fixture, &connector);
+    process.wait_until_streaming(&fixture).await;
 
     let db = fixture.db_config();
     let writer = tokio::spawn(async move {

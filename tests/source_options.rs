@@ -30,13 +30,13 @@ async fn unchanged_toast_is_the_placeholder_under_default_and_the_value_under_fu
     fixture
         .db
         .client()
-        .batch_execute(&format!(
+        .batch_execute(
             "CREATE TABLE docs_default (id int PRIMARY KEY, title text, body text);
              CREATE TABLE docs_full (id int PRIMARY KEY, title text, body text);
              ALTER TABLE docs_full REPLICA IDENTITY FULL;
              ALTER TABLE docs_default ALTER COLUMN body SET STORAGE EXTERNAL;
-             ALTER TABLE docs_full ALTER COLUMN body SET STORAGE EXTERNAL;"
-        ))
+             ALTER TABLE docs_full ALTER COLUMN body SET STORAGE EXTERNAL;",
+        )
         .await
         .expect("schema");
     let config = fixture.config("public.docs_default,public.docs_full", &[]);

@@ -350,7 +350,7 @@ async fn kill_9_three_times_under_load_loses_and_duplicates_nothing() {
     let topic = fixture.table_topic("events");
     let mut collector = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
     let mut process = ProcessSource::start(&fixture, &connector);
-    fixture.wait_until_streaming().await;
+    process.wait_until_streaming(&fixture).await;
 
     // Each transaction inserts ten rows and updates the first of them.
     let writer_db = crate::support::postgres::connect(&fixture.db_config()).await;

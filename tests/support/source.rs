@@ -104,7 +104,7 @@ impl SourceFixture {
 
     /// Waits until a walsender streams from the slot: changes committed after this are captured.
     pub async fn wait_until_streaming(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let row = self
                 .db
@@ -120,7 +120,7 @@ impl SourceFixture {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the source did not start streaming from slot {} within 60 s",
+                "the source did not start streaming from slot {} within 120 s",
                 self.slot
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -213,6 +213,28 @@ impl ProcessSource {
             .spawn()
             .expect("the tributary binary starts");
         Self { child, dir }
+    }
+
+    /// Waits until the process streams; on failure shows its log.
+    pub async fn wait_until_streaming(&mut self, fixture: &SourceFixture) {
+        let waited = tokio::time::timeout(Duration::from_secs(90), async {
+            tokio::select! {
+                _ = fixture.wait_until_streaming() => None,
+                status = self.child.wait() => Some(status),
+            }
+        })
+        .await;
+        match waited {
+            Ok(None) => {}
+            Ok(Some(status)) => panic!(
+                "tributary exited ({status:?}) before streaming; its log:\n{}",
+                self.log()
+            ),
+            Err(_) => panic!(
+                "tributary did not start streaming within 90 s; its log:\n{}",
+                self.log()
+            ),
+        }
     }
 
     /// SIGKILL: no chance to flush, commit or say goodbye.
