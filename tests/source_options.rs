@@ -231,20 +231,24 @@ async fn slot_drop_on_stop_removes_the_slot_after_a_clean_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_ahead_of_the_stored_offset_is_refused() {
-    let fixture = SourceFixture::new().await;
+    let mut fixture = SourceFixture::new().await;
     let client = fixture.db.client();
     client
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .expect("schema");
     let config = fixture.config("public.t", &[]);
+    let topic = fixture.table_topic("t");
+    let mut records = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
     let mut source = InProcessSource::start(config.clone(), fixture.destination());
     source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
     client
         .batch_execute("INSERT INTO t VALUES (1)")
         .await
         .expect("insert");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Delivered, so an offset is stored.
+    records.collect(1, WAIT).await;
     source.stop().await.expect("clean stop");
 
     // Someone else consumes the slot past what Kafka holds: that WAL is gone for us.
