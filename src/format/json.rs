@@ -18,8 +18,10 @@
 //!   an unchanged BYTEA carries the raw placeholder text (as in `hex` mode) where Debezium
 //!   writes null.
 //! - hstore pairs keep PostgreSQL's order (Debezium's follows a Java HashMap).
-//! - Columns Debezium drops (types without a mapping: unknown and composite types, arrays of
-//!   interval, money, bit, varbit, xml, name and domains) are left out of key and value.
+//! - Columns of types tributary does not know (composite types, extension types) are written as
+//!   optional strings in PostgreSQL's text form, where Debezium drops them by default
+//!   (`include.unknown.datatypes=false`). Arrays of interval, money, bit, varbit, xml, name and
+//!   domains are left out, as Debezium does.
 //! - Geometric types are left out too, where Debezium maps them (`point` to
 //!   `io.debezium.data.geometry.Point`, `box`/`path`/`polygon`/... to WKB `Geometry` structs):
 //!   not supported yet.
@@ -1118,7 +1120,10 @@ fn unknown_mapping(pg_type: &PgType) -> Option<(ConnectSchema, Encoding)> {
             Encoding::Text,
         ));
     }
-    None
+    // Any other type tributary does not know travels as PostgreSQL's text form (the source logs
+    // a warning once per type). Debezium drops such columns unless include.unknown.datatypes is
+    // set; keeping the data is the safer default.
+    Some((ConnectSchema::primitive("string"), Encoding::Text))
 }
 
 impl Encoding {
