@@ -18,7 +18,7 @@ pub struct ProcessUsage {
     pub peak_rss_bytes: u64,
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub fn clock_ticks_per_second() -> f64 {
     // Linux has reported USER_HZ = 100 to user space on every architecture for decades.
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
