@@ -49,6 +49,26 @@ pub fn read_usage(pid: u32, ticks_per_second: f64) -> Option<ProcessUsage> {
     })
 }
 
+/// CPU seconds the whole machine has been busy since boot (every state but idle and iowait),
+/// from `/proc/stat`; the difference over a run says how close to all cores it came.
+pub fn machine_busy_seconds(ticks_per_second: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy / ticks_per_second)
+}
+
 /// Samples processes every few milliseconds until stopped, keeping each one's last reading
 /// (usage only grows, so the last reading before exit is the closest to the total).
 #[derive(Debug)]

@@ -102,20 +102,36 @@ pub struct Args {
         default_value = "127.0.0.1:9092"
     )]
     bootstrap_servers: String,
+    /// Extra connector configuration, `key=value`, repeatable; e.g.
+    /// `--connector transaction.boundary.interval.ms=1000` or
+    /// `--connector value.converter.schemas.enable=false`.
+    #[arg(long = "connector", value_parser = parse_key_value)]
+    connector_overrides: Vec<(String, String)>,
     /// Leave each run's topics in Kafka (they are deleted by default: a 1M-row backlog is
     /// gigabytes of JSON).
     #[arg(long)]
     keep_topics: bool,
 }
 
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not key=value")),
+    }
+}
+
 /// What tributary's drain of one backlog measured.
 #[derive(Debug)]
 struct Delivery {
     elapsed: Duration,
+    /// CPU seconds of the whole machine (both cores) during the drain.
+    machine_busy_seconds: f64,
     /// From start until its walsender took the slot: connecting, loading offsets, fencing.
     streaming_after: Duration,
     tributary: ProcessUsage,
     walsender: ProcessUsage,
+    /// The broker, when it runs on this machine (found by its listening port).
+    kafka: Option<ProcessUsage>,
 }
 
 #[derive(Debug)]
@@ -167,6 +183,8 @@ impl VariantResult {
                 "peak_rss_bytes": d.tributary.peak_rss_bytes,
                 "walsender_cpu_seconds": d.walsender.cpu_seconds,
                 "walsender_peak_rss_bytes": d.walsender.peak_rss_bytes,
+                "kafka_broker_cpu_seconds": d.kafka.map(|k| k.cpu_seconds),
+                "machine_busy_cpu_seconds": d.machine_busy_seconds,
             },
             "verified_records": self.verified_records,
             "meets_ratio_target": self.ratio() >= TARGET_RATIO,
@@ -243,7 +261,13 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
                 .ensure_topic(&TopicSpec::new(topic.as_str(), 1))
                 .await?;
         }
-        let config = write_configs(&tmp, &names, &pg, &args.bootstrap_servers)?;
+        let config = write_configs(
+            &tmp,
+            &names,
+            &pg,
+            &args.bootstrap_servers,
+            &args.connector_overrides,
+        )?;
 
         // Slots first, so that all of them hold the same backlog.
         let ceiling_slots: Vec<String> = (1..=args.ceiling_runs)
@@ -292,7 +316,7 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             verified_records: 0,
         };
         println!(
-            "  tributary: {:.2} s (streaming after {:.2} s), {:>9.0} events/s = {:.0}% of the ceiling ({ceiling_rate:.0} rows/s); {:.2} CPU-s ({:.2}/M events), peak RSS {:.0} MiB; walsender {:.2} CPU-s",
+            "  tributary: {:.2} s (streaming after {:.2} s), {:>9.0} events/s = {:.0}% of the ceiling ({ceiling_rate:.0} rows/s); {:.2} CPU-s ({:.2}/M events), peak RSS {:.0} MiB; walsender {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores",
             result.delivery.elapsed.as_secs_f64(),
             result.delivery.streaming_after.as_secs_f64(),
             result.rate(),
@@ -301,6 +325,15 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             result.cpu_per_million(),
             mib(result.delivery.tributary.peak_rss_bytes),
             result.delivery.walsender.cpu_seconds,
+            result
+                .delivery
+                .kafka
+                .map_or("not local".to_owned(), |k| format!(
+                    "{:.2} CPU-s",
+                    k.cpu_seconds
+                )),
+            result.delivery.machine_busy_seconds / result.delivery.elapsed.as_secs_f64(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
 
         let mut expected = rows;
@@ -435,6 +468,7 @@ fn write_configs(
     names: &Names,
     pg: &Postgres,
     bootstrap_servers: &str,
+    overrides: &[(String, String)],
 ) -> anyhow::Result<Configs> {
     let worker = dir.join("tributary.toml");
     let text = format!(
@@ -444,7 +478,7 @@ fn write_configs(
     );
     std::fs::write(&worker, text).with_context(|| format!("cannot write {}", worker.display()))?;
     let connector = dir.join("connector.json");
-    let json = json!({
+    let mut json = json!({
         "name": names.connector,
         "config": {
             "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
@@ -464,6 +498,9 @@ fn write_configs(
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         }
     });
+    for (key, value) in overrides {
+        json["config"][key] = json!(value);
+    }
     std::fs::write(&connector, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("cannot write {}", connector.display()))?;
     Ok(Configs {
@@ -651,10 +688,16 @@ async fn deliver(
     let markers = consumer(settings, &[("fetch.wait.max.ms", "20")])?;
     assign(&markers, &names.message_topic, Offset::Beginning)?;
 
+    let ticks = measure::clock_ticks_per_second();
+    let busy_before = measure::machine_busy_seconds(ticks).unwrap_or(0.0);
     let sampler = Sampler::start(Duration::from_millis(10));
     let started = Instant::now();
     let mut tributary = Tributary::start(binary, configs, "drain")?;
     sampler.watch("tributary", tributary.pid);
+    let kafka_before = broker_pid(&settings.bootstrap_servers).and_then(|pid| {
+        sampler.watch("kafka", pid);
+        measure::read_usage(pid, ticks)
+    });
     let walsender = tributary.wait_until_streaming(client).await?;
     let streaming_after = started.elapsed();
     sampler.watch("walsender", walsender);
@@ -685,15 +728,40 @@ async fn deliver(
         }
     };
     let usage = sampler.finish().await;
+    let busy = measure::machine_busy_seconds(ticks).unwrap_or(0.0) - busy_before;
     Ok((
         Delivery {
             elapsed,
+            machine_busy_seconds: busy,
             streaming_after,
             tributary: usage.get("tributary").copied().unwrap_or_default(),
             walsender: usage.get("walsender").copied().unwrap_or_default(),
+            kafka: kafka_before
+                .zip(usage.get("kafka"))
+                .map(|(before, after)| ProcessUsage {
+                    cpu_seconds: after.cpu_seconds - before.cpu_seconds,
+                    peak_rss_bytes: after.peak_rss_bytes,
+                }),
         },
         tributary,
     ))
+}
+
+/// The pid of the local process listening on the first bootstrap server's port, if any.
+fn broker_pid(bootstrap_servers: &str) -> Option<u32> {
+    let first = bootstrap_servers.split(',').next()?;
+    let port = first.rsplit(':').next()?.trim();
+    let output = std::process::Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let after = &text[text.find("pid=")? + 4..];
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The two clocks in a change event's value: the PostgreSQL commit time (`source.ts_us`) and
