@@ -256,128 +256,143 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             args.row_width,
             names.prefix
         );
-        for topic in [&names.table_topic, &names.message_topic] {
-            admin
-                .ensure_topic(&TopicSpec::new(topic.as_str(), 1))
-                .await?;
-        }
-        let config = write_configs(
-            &tmp,
-            &names,
-            &pg,
-            &args.bootstrap_servers,
-            &args.connector_overrides,
-        )?;
+        // Whatever happens, the run's topics go (a 1M-row backlog is gigabytes of JSON).
+        let outcome = async {
+            let mut measured_latency = None;
+            for topic in [&names.table_topic, &names.message_topic] {
+                admin
+                    .ensure_topic(&TopicSpec::new(topic.as_str(), 1))
+                    .await?;
+            }
+            let config = write_configs(
+                &tmp,
+                &names,
+                &pg,
+                &args.bootstrap_servers,
+                &args.connector_overrides,
+            )?;
 
-        // Slots first, so that all of them hold the same backlog.
-        let ceiling_slots: Vec<String> = (1..=args.ceiling_runs)
-            .map(|i| format!("bench_ceiling_{i}"))
-            .collect();
-        for slot in &ceiling_slots {
-            workload::create_slot(&client, slot).await?;
-        }
-        let mut first = Tributary::start(&binary, &config, "create-slot")?;
-        first.wait_until_streaming(&client).await?;
-        first.stop().await?;
+            // Slots first, so that all of them hold the same backlog.
+            let ceiling_slots: Vec<String> = (1..=args.ceiling_runs)
+                .map(|i| format!("bench_ceiling_{i}"))
+                .collect();
+            for slot in &ceiling_slots {
+                workload::create_slot(&client, slot).await?;
+            }
+            let mut first = Tributary::start(&binary, &config, "create-slot")?;
+            first.wait_until_streaming(&client).await?;
+            first.stop().await?;
 
-        let shape = RowShape {
-            rows_per_txn,
-            text_width: args.row_width,
-        };
-        // The load is not measured; asynchronous commit only makes it quicker (decoding waits
-        // for the WAL flush either way, and the drains start after it).
-        client.batch_execute("SET synchronous_commit = off").await?;
-        let (end_lsn, load_time) = workload::load_backlog(&client, rows, shape).await?;
-        client.batch_execute("RESET synchronous_commit").await?;
-        let rows = rows.div_ceil(rows_per_txn) * rows_per_txn;
-        println!(
-            "  loaded in {:.1} s; backlog ends at {end_lsn}",
-            load_time.as_secs_f64()
-        );
-
-        let mut drains = Vec::new();
-        for (i, slot) in ceiling_slots.iter().enumerate() {
-            let drain = ceiling::drain(&pg, &pg_recvlogical, &client, slot, &end_lsn).await?;
-            println!("  ceiling run {}: {}", i + 1, drain.describe(rows));
-            workload::drop_slot(&client, slot).await?;
-            drains.push(drain);
-        }
-        let ceiling_rate = ceiling::median_rate(&drains, rows);
-
-        let (delivery, mut tributary) =
-            deliver(&settings, &names, &binary, &config, &client).await?;
-        let result = VariantResult {
-            variant,
-            rows,
-            rows_per_txn,
-            load_time,
-            ceiling: drains,
-            delivery,
-            verified_records: 0,
-        };
-        println!(
-            "  tributary: {:.2} s (streaming after {:.2} s), {:>9.0} events/s = {:.0}% of the ceiling ({ceiling_rate:.0} rows/s); {:.2} CPU-s ({:.2}/M events), peak RSS {:.0} MiB; walsender {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores",
-            result.delivery.elapsed.as_secs_f64(),
-            result.delivery.streaming_after.as_secs_f64(),
-            result.rate(),
-            result.ratio() * 100.0,
-            result.delivery.tributary.cpu_seconds,
-            result.cpu_per_million(),
-            mib(result.delivery.tributary.peak_rss_bytes),
-            result.delivery.walsender.cpu_seconds,
-            result
-                .delivery
-                .kafka
-                .map_or("not local".to_owned(), |k| format!(
-                    "{:.2} CPU-s",
-                    k.cpu_seconds
-                )),
-            result.delivery.machine_busy_seconds / result.delivery.elapsed.as_secs_f64(),
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-        );
-
-        let mut expected = rows;
-        if index == 0 && args.latency_seconds > 0 {
-            let measured =
-                steady_latency(&settings, &names, &client, &mut tributary, &args).await?;
+            let shape = RowShape {
+                rows_per_txn,
+                text_width: args.row_width,
+            };
+            // The load is not measured; asynchronous commit only makes it quicker (decoding waits
+            // for the WAL flush either way, and the drains start after it).
+            client.batch_execute("SET synchronous_commit = off").await?;
+            let (end_lsn, load_time) = workload::load_backlog(&client, rows, shape).await?;
+            client.batch_execute("RESET synchronous_commit").await?;
+            let rows = rows.div_ceil(rows_per_txn) * rows_per_txn;
             println!(
-                "  latency at {:.0} rows/s achieved ({} asked) in transactions of {} rows, commit → visible to read_committed: {}",
-                measured.achieved_rate(),
-                args.latency_rate,
-                args.latency_rows_per_txn,
-                measured.commit_to_visible
+                "  loaded in {:.1} s; backlog ends at {end_lsn}",
+                load_time.as_secs_f64()
             );
-            println!(
-                "    commit → encoded by tributary: {}; tributary {:.2} CPU-s over {:.1} s",
-                measured.commit_to_encoded,
-                measured.tributary_cpu_seconds,
-                measured.window.as_secs_f64()
-            );
-            expected += measured.rows;
-            latency = Some(measured);
-        }
-        tributary.stop().await?;
 
-        let counting = Instant::now();
-        let verified = count_records(&settings, &names.table_topic, expected).await?;
-        println!(
-            "  verified: {verified} records on {} (read_committed, counted in {:.1} s)",
-            names.table_topic,
-            counting.elapsed().as_secs_f64()
-        );
+            let mut drains = Vec::new();
+            for (i, slot) in ceiling_slots.iter().enumerate() {
+                let drain = ceiling::drain(&pg, &pg_recvlogical, &client, slot, &end_lsn).await?;
+                println!("  ceiling run {}: {}", i + 1, drain.describe(rows));
+                workload::drop_slot(&client, slot).await?;
+                drains.push(drain);
+            }
+            let ceiling_rate = ceiling::median_rate(&drains, rows);
+
+            let (delivery, mut tributary) =
+                deliver(&settings, &names, &binary, &config, &client).await?;
+            let result = VariantResult {
+                variant,
+                rows,
+                rows_per_txn,
+                load_time,
+                ceiling: drains,
+                delivery,
+                verified_records: 0,
+            };
+            println!(
+                "  tributary: {:.2} s (streaming after {:.2} s), {:>9.0} events/s = {:.0}% of the ceiling ({ceiling_rate:.0} rows/s); {:.2} CPU-s ({:.2}/M events), peak RSS {:.0} MiB; walsender {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores",
+                result.delivery.elapsed.as_secs_f64(),
+                result.delivery.streaming_after.as_secs_f64(),
+                result.rate(),
+                result.ratio() * 100.0,
+                result.delivery.tributary.cpu_seconds,
+                result.cpu_per_million(),
+                mib(result.delivery.tributary.peak_rss_bytes),
+                result.delivery.walsender.cpu_seconds,
+                result
+                    .delivery
+                    .kafka
+                    .map_or("not local".to_owned(), |k| format!(
+                        "{:.2} CPU-s",
+                        k.cpu_seconds
+                    )),
+                result.delivery.machine_busy_seconds / result.delivery.elapsed.as_secs_f64(),
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+            );
+
+            let mut expected = rows;
+            if index == 0 && args.latency_seconds > 0 {
+                let measured =
+                    steady_latency(&settings, &names, &client, &mut tributary, &args).await?;
+                println!(
+                    "  latency at {:.0} rows/s achieved ({} asked) in transactions of {} rows, commit → visible to read_committed: {}",
+                    measured.achieved_rate(),
+                    args.latency_rate,
+                    args.latency_rows_per_txn,
+                    measured.commit_to_visible
+                );
+                println!(
+                    "    commit → encoded by tributary: {}; tributary {:.2} CPU-s over {:.1} s",
+                    measured.commit_to_encoded,
+                    measured.tributary_cpu_seconds,
+                    measured.window.as_secs_f64()
+                );
+                expected += measured.rows;
+                measured_latency = Some(measured);
+            }
+            tributary.stop().await?;
+
+            let counting = Instant::now();
+            let verified = count_records(&settings, &names.table_topic, expected).await?;
+            println!(
+                "  verified: {verified} records on {} (read_committed, counted in {:.1} s)",
+                names.table_topic,
+                counting.elapsed().as_secs_f64()
+            );
+            Ok::<_, anyhow::Error>((
+                VariantResult {
+                    verified_records: verified,
+                    ..result
+                },
+                measured_latency,
+            ))
+        }
+        .await;
         if !args.keep_topics {
             for topic in [
                 &names.table_topic,
                 &names.message_topic,
                 &names.offsets_topic,
             ] {
-                admin.delete_topic(topic).await?;
+                if let Err(error) = admin.delete_topic(topic).await {
+                    println!("warning: could not delete topic {topic}: {error}");
+                }
             }
         }
-        results.push(VariantResult {
-            verified_records: verified,
-            ..result
-        });
+        let (result, measured_latency) = outcome?;
+        if measured_latency.is_some() {
+            latency = measured_latency;
+        }
+        results.push(result);
     }
 
     for result in &results {
