@@ -53,11 +53,53 @@ pub struct Args {
 
 /// What one drain of the backlog measured.
 #[derive(Debug)]
-struct Drain {
-    elapsed: Duration,
-    bytes: u64,
-    walsender: ProcessUsage,
-    receiver: ProcessUsage,
+pub struct Drain {
+    pub elapsed: Duration,
+    /// pgoutput bytes received.
+    pub bytes: u64,
+    pub walsender: ProcessUsage,
+    pub receiver: ProcessUsage,
+}
+
+impl Drain {
+    pub fn rate(&self, rows: u64) -> f64 {
+        rows as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// One line: time, rate, bytes, and both processes' CPU and memory.
+    pub fn describe(&self, rows: u64) -> String {
+        format!(
+            "{:.2} s, {:>9.0} rows/s, {:.1} MiB pgoutput; walsender {:.2} CPU-s ({:.2}/M rows), peak RSS {:.0} MiB; pg_recvlogical {:.2} CPU-s, peak RSS {:.0} MiB",
+            self.elapsed.as_secs_f64(),
+            self.rate(rows),
+            mib(self.bytes),
+            self.walsender.cpu_seconds,
+            self.walsender.cpu_seconds * 1e6 / rows as f64,
+            mib(self.walsender.peak_rss_bytes),
+            self.receiver.cpu_seconds,
+            mib(self.receiver.peak_rss_bytes),
+        )
+    }
+
+    pub fn to_json(&self, rows: u64) -> serde_json::Value {
+        json!({
+            "seconds": self.elapsed.as_secs_f64(),
+            "rows_per_second": self.rate(rows),
+            "pgoutput_bytes": self.bytes,
+            "walsender_cpu_seconds": self.walsender.cpu_seconds,
+            "walsender_cpu_seconds_per_million_rows": self.walsender.cpu_seconds * 1e6 / rows as f64,
+            "walsender_peak_rss_bytes": self.walsender.peak_rss_bytes,
+            "pg_recvlogical_cpu_seconds": self.receiver.cpu_seconds,
+            "pg_recvlogical_peak_rss_bytes": self.receiver.peak_rss_bytes,
+        })
+    }
+}
+
+/// The median drain rate: the ceiling.
+pub fn median_rate(drains: &[Drain], rows: u64) -> f64 {
+    let mut rates: Vec<f64> = drains.iter().map(|d| d.rate(rows)).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<Report> {
@@ -93,31 +135,14 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let mut drains = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
         let drain = drain(&pg, &pg_recvlogical, &client, slot, &end_lsn).await?;
-        let rate = rows as f64 / drain.elapsed.as_secs_f64();
-        println!(
-            "  run {}: {:.2} s, {:>9.0} rows/s, {:.1} MiB pgoutput; walsender {:.2} CPU-s ({:.2}/M rows), peak RSS {:.0} MiB; pg_recvlogical {:.2} CPU-s, peak RSS {:.0} MiB",
-            i + 1,
-            drain.elapsed.as_secs_f64(),
-            rate,
-            mib(drain.bytes),
-            drain.walsender.cpu_seconds,
-            drain.walsender.cpu_seconds * 1e6 / rows as f64,
-            mib(drain.walsender.peak_rss_bytes),
-            drain.receiver.cpu_seconds,
-            mib(drain.receiver.peak_rss_bytes),
-        );
+        println!("  run {}: {}", i + 1, drain.describe(rows));
         workload::drop_slot(&client, slot).await?;
         drains.push(drain);
     }
-    let mut rates: Vec<f64> = drains
-        .iter()
-        .map(|d| rows as f64 / d.elapsed.as_secs_f64())
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
+    let median = median_rate(&drains, rows);
     println!(
         "ceiling: {median:.0} rows/s (median of {} drains of {rows} row changes)",
-        rates.len()
+        drains.len()
     );
 
     let latency = if args.latency_seconds > 0 {
@@ -142,16 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             "row_text_width": args.row_width,
             "load_seconds": load_time.as_secs_f64(),
             "rows_per_second_median": median,
-            "runs": drains.iter().map(|d| json!({
-                "seconds": d.elapsed.as_secs_f64(),
-                "rows_per_second": rows as f64 / d.elapsed.as_secs_f64(),
-                "pgoutput_bytes": d.bytes,
-                "walsender_cpu_seconds": d.walsender.cpu_seconds,
-                "walsender_cpu_seconds_per_million_rows": d.walsender.cpu_seconds * 1e6 / rows as f64,
-                "walsender_peak_rss_bytes": d.walsender.peak_rss_bytes,
-                "pg_recvlogical_cpu_seconds": d.receiver.cpu_seconds,
-                "pg_recvlogical_peak_rss_bytes": d.receiver.peak_rss_bytes,
-            })).collect::<Vec<_>>(),
+            "runs": drains.iter().map(|d| d.to_json(rows)).collect::<Vec<_>>(),
             "latency": latency.map(|l| json!({
                 "rows_per_second": args.latency_rate,
                 "rows_per_txn": args.latency_rows_per_txn,
@@ -162,7 +178,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     })
 }
 
-fn find_pg_recvlogical() -> anyhow::Result<String> {
+pub fn find_pg_recvlogical() -> anyhow::Result<String> {
     let mut candidates: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|dirs| {
             dirs.filter_map(Result::ok)
@@ -207,7 +223,7 @@ fn start_receiver(
 }
 
 /// The walsender serving `slot`, once the receiver has connected.
-async fn walsender_pid(client: &tokio_postgres::Client, slot: &str) -> anyhow::Result<u32> {
+pub async fn walsender_pid(client: &tokio_postgres::Client, slot: &str) -> anyhow::Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let row = client
@@ -265,7 +281,8 @@ fn read_stream(
     (rx, task)
 }
 
-async fn drain(
+/// Drains `slot` with `pg_recvlogical` up to the end marker that `end_lsn` lies past.
+pub async fn drain(
     pg: &Postgres,
     pg_recvlogical: &str,
     client: &tokio_postgres::Client,

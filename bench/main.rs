@@ -1,11 +1,13 @@
 //! The tributary benchmark harness. See `bench/README.md`.
 //!
 //! `cargo bench --bench tributary-bench -- ceiling [--rows N] [--rows-per-txn N] [--row-width B]`
+//! `cargo bench --bench tributary-bench -- source [--rows N] [--rows-per-txn N] [--variants small,large]`
 //!
 //! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.
 
 mod ceiling;
 mod measure;
+mod source;
 mod workload;
 
 use std::path::PathBuf;
@@ -34,6 +36,10 @@ enum Workload {
     /// How fast pg_recvlogical (pgoutput, proto 1) drains a slot backlog, and its commit-to-
     /// delivery latency at a steady rate: the ceiling one replication slot can deliver.
     Ceiling(ceiling::Args),
+    /// tributary standalone draining a slot backlog into Kafka (JSON, exactly once) as a ratio
+    /// of the ceiling measured on the same backlog, with its CPU, peak RSS and commit-to-visible
+    /// latency. Needs the release binary: `cargo build --release --bin tributary`.
+    Source(source::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let report = runtime.block_on(async {
         match cli.workload {
             Workload::Ceiling(args) => ceiling::run(args).await,
+            Workload::Source(args) => source::run(args, &cli.out_dir).await,
         }
     })?;
     let path = report.save(&cli.out_dir)?;

@@ -18,7 +18,7 @@ pub struct ProcessUsage {
     pub peak_rss_bytes: u64,
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub fn clock_ticks_per_second() -> f64 {
     // Linux has reported USER_HZ = 100 to user space on every architecture for decades.
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -47,6 +47,26 @@ pub fn read_usage(pid: u32, ticks_per_second: f64) -> Option<ProcessUsage> {
         cpu_seconds: (utime + stime) / ticks_per_second,
         peak_rss_bytes: hwm_kb * 1024,
     })
+}
+
+/// CPU seconds the whole machine has been busy since boot (every state but idle and iowait),
+/// from `/proc/stat`; the difference over a run says how close to all cores it came.
+pub fn machine_busy_seconds(ticks_per_second: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy / ticks_per_second)
 }
 
 /// Samples processes every few milliseconds until stopped, keeping each one's last reading

@@ -159,11 +159,16 @@ pub async fn load_backlog(
 }
 
 pub async fn emit_end_marker(client: &Client) -> anyhow::Result<String> {
+    // Committed synchronously even when the session loads with synchronous_commit=off: only a
+    // flushed commit puts the WAL write position below past it.
     client
-        .execute(
-            "SELECT pg_logical_emit_message(true, $1, 'end')",
-            &[&std::str::from_utf8(END_MARKER).expect("ASCII")],
-        )
+        .batch_execute(&format!(
+            "BEGIN;
+             SET LOCAL synchronous_commit = on;
+             SELECT pg_logical_emit_message(true, '{}', 'end');
+             COMMIT;",
+            std::str::from_utf8(END_MARKER).expect("ASCII")
+        ))
         .await
         .context("emitting the end marker")?;
     // The message's transaction has committed: the WAL position now lies past its commit record.
@@ -171,6 +176,14 @@ pub async fn emit_end_marker(client: &Client) -> anyhow::Result<String> {
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await?;
     Ok(row.get(0))
+}
+
+/// One transaction of `shape.rows_per_txn` rows, committed.
+pub async fn insert_transaction(client: &Client, shape: RowShape) -> anyhow::Result<()> {
+    client
+        .batch_execute(&shape.insert_sql())
+        .await
+        .context("inserting a transaction")
 }
 
 /// One transaction of `shape.rows_per_txn` rows whose last change is a message carrying the
