@@ -134,7 +134,7 @@ impl JsonEncoder {
     pub fn key(&mut self, change: &RowChange) -> Result<Option<Vec<u8>>, Error> {
         let schemas_enable = self.options.schemas_enable;
         let (plan, ctx) = self.plan_and_context(&change.table);
-        let Some(key_schema) = &plan.key_schema else {
+        let Some(key_schema) = &plan.key_schema_json else {
             return Ok(None);
         };
         let (row, image) = match change.op {
@@ -152,10 +152,10 @@ impl JsonEncoder {
             let value = ctx.encode_datum(&change.table, column, &row.0[column.index])?;
             payload.insert(column.name.clone(), value);
         }
-        Ok(Some(wrap(
+        Ok(Some(wrap_serialized(
             schemas_enable,
             key_schema,
-            Json::Object(payload),
+            &Json::Object(payload),
         )))
     }
 
@@ -198,7 +198,11 @@ impl JsonEncoder {
             change.op.code(),
             processed_at_micros,
         );
-        Ok(wrap(schemas_enable, &plan.envelope_schema, payload))
+        Ok(wrap_serialized(
+            schemas_enable,
+            &plan.envelope_schema_json,
+            &payload,
+        ))
     }
 
     /// The record value of a TRUNCATE of `table` (op `t`, no `before`/`after`); its key is null.
@@ -220,7 +224,7 @@ impl JsonEncoder {
             Op::Truncate.code(),
             processed_at_micros,
         );
-        wrap(schemas_enable, &plan.envelope_schema, payload)
+        wrap_serialized(schemas_enable, &plan.envelope_schema_json, &payload)
     }
 
     /// The topic of logical decoding messages: `<prefix>.message`.
@@ -315,6 +319,21 @@ impl JsonEncoder {
         };
         (plan, ctx)
     }
+}
+
+/// As `wrap`, with the schema already serialized: the same bytes, without rebuilding it.
+fn wrap_serialized(schemas_enable: bool, schema_json: &str, payload: &Json) -> Vec<u8> {
+    if !schemas_enable {
+        return serde_json::to_vec(payload).unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(schema_json.len() + 512);
+    out.extend_from_slice(b"{\"schema\":");
+    out.extend_from_slice(schema_json.as_bytes());
+    out.extend_from_slice(b",\"payload\":");
+    // Writing a Value into a Vec cannot fail: every key is a string.
+    let _ = serde_json::to_writer(&mut out, payload);
+    out.push(b'}');
+    out
 }
 
 /// `{"schema", "payload"}` or the bare payload, serialized.
@@ -734,9 +753,11 @@ struct TablePlan {
     table: Arc<TableSchema>,
     /// The columns Debezium keeps, in table order.
     columns: Vec<ColumnPlan>,
-    /// None when the table has no (mapped) key column: the key is null.
-    key_schema: Option<ConnectSchema>,
-    envelope_schema: ConnectSchema,
+    /// The key and envelope schemas, serialized once: they are most of every record's bytes,
+    /// and building them per record cost more than everything else the encoder does. The key
+    /// schema is None when the table has no (mapped) key column: the key is null.
+    key_schema_json: Option<String>,
+    envelope_schema_json: String,
 }
 
 #[derive(Debug)]
@@ -812,11 +833,14 @@ impl TablePlan {
             &format!("{record_name}.Envelope"),
             2,
         );
+        let serialize = |schema: &ConnectSchema| {
+            serde_json::to_string(&schema.to_json()).unwrap_or_default()
+        };
         Self {
             table: Arc::clone(table),
             columns,
-            key_schema,
-            envelope_schema,
+            key_schema_json: key_schema.as_ref().map(serialize),
+            envelope_schema_json: serialize(&envelope_schema),
         }
     }
 }
