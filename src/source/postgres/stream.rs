@@ -31,6 +31,7 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
 };
+use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -290,8 +291,27 @@ struct StreamTask<'a> {
     transaction: Option<PgTransaction>,
     /// The open Kafka transaction: when it began, and the newest complete PG transaction in it.
     kafka_txn: Option<(Instant, Option<SourceOffset>)>,
+    /// Whether the producer has begun the transaction `kafka_txn` describes (it begins lazily,
+    /// once the previous commit is done).
+    producer_txn_open: bool,
+    /// A commit running on a blocking thread, and the offset it stores. Decoding goes on
+    /// meanwhile; records wait in `held` until the producer can begin the next transaction.
+    in_flight: Option<(JoinHandle<Result<(), KafkaError>>, SourceOffset)>,
+    held: Vec<HeldRecord>,
+    held_bytes: usize,
     last_commit: Instant,
 }
+
+/// A record produced while a commit was in flight.
+struct HeldRecord {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// How much may wait in `held` before decoding waits for the commit in flight.
+const HELD_BYTES_LIMIT: usize = 32 << 20;
 
 impl std::fmt::Debug for StreamTask<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -347,6 +367,10 @@ impl<'a> StreamTask<'a> {
             last_commit_lsn: None,
             transaction: None,
             kafka_txn: None,
+            producer_txn_open: false,
+            in_flight: None,
+            held: Vec::new(),
+            held_bytes: 0,
             last_commit: Instant::now(),
         }
     }
@@ -359,10 +383,15 @@ impl<'a> StreamTask<'a> {
         });
         loop {
             let commit_due = self.commit_due();
+            let can_commit = self.can_commit();
+            let committing = self.in_flight.is_some();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep_until(commit_due.into()), if self.can_commit() => {
+                result = async { (&mut self.in_flight.as_mut().expect("guarded").0).await }, if committing => {
+                    self.finish_commit(result).await?;
+                }
+                _ = tokio::time::sleep_until(commit_due.into()), if can_commit => {
                     self.commit().await?;
                 }
                 _ = async { heartbeat.as_mut().expect("guarded").tick().await }, if heartbeat.is_some() => {
@@ -386,9 +415,11 @@ impl<'a> StreamTask<'a> {
         }
     }
 
-    /// A Kafka transaction can commit only between PostgreSQL transactions.
+    /// A Kafka transaction can commit only between PostgreSQL transactions, and one at a time.
     fn can_commit(&self) -> bool {
-        self.transaction.is_none() && matches!(self.kafka_txn, Some((_, Some(_))))
+        self.transaction.is_none()
+            && self.in_flight.is_none()
+            && matches!(self.kafka_txn, Some((_, Some(_))))
     }
 
     async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
@@ -409,7 +440,8 @@ impl<'a> StreamTask<'a> {
     }
 
     async fn on_keepalive(&mut self, wal_end: Lsn) -> Result<(), Error> {
-        let idle = self.transaction.is_none() && self.kafka_txn.is_none();
+        let idle =
+            self.transaction.is_none() && self.kafka_txn.is_none() && self.in_flight.is_none();
         // Store and confirm the idle position now and then, so the slot releases WAL while the
         // captured tables are quiet; never more than once a second.
         if idle && wal_end > self.delivered && self.last_commit.elapsed() >= Duration::from_secs(1)
@@ -421,7 +453,6 @@ impl<'a> StreamTask<'a> {
                 ts_usec: now_micros(),
                 snapshot_completed: true,
             };
-            self.begin_kafka_txn()?;
             self.kafka_txn = Some((Instant::now(), Some(offset)));
             self.commit().await?;
         }
@@ -435,7 +466,6 @@ impl<'a> StreamTask<'a> {
                 if skip {
                     debug!(xid = begin.xid, commit_lsn = %begin.final_lsn, "dropping a transaction delivered before the restart");
                 } else if self.kafka_txn.is_none() {
-                    self.begin_kafka_txn()?;
                     self.kafka_txn = Some((Instant::now(), None));
                 }
                 self.transaction = Some(PgTransaction {
@@ -474,7 +504,7 @@ impl<'a> StreamTask<'a> {
                 if let Some((_, newest)) = &mut self.kafka_txn {
                     *newest = Some(offset);
                 }
-                if Instant::now() >= self.commit_due() {
+                if Instant::now() >= self.commit_due() && self.in_flight.is_none() {
                     self.commit().await?;
                 }
             }
@@ -570,7 +600,6 @@ impl<'a> StreamTask<'a> {
                     return Ok(());
                 }
                 if !transactional && self.kafka_txn.is_none() {
-                    self.begin_kafka_txn()?;
                     self.kafka_txn = Some((Instant::now(), None));
                 }
                 let mut source = self.source_info(message_lsn);
@@ -777,12 +806,6 @@ impl<'a> StreamTask<'a> {
         self.send(&topic, Some(&key), Some(&value), None).await
     }
 
-    fn begin_kafka_txn(&self) -> Result<(), Error> {
-        self.producer
-            .begin_transaction()
-            .map_err(Error::KafkaTransaction)
-    }
-
     async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
         if self.topics.contains(topic) {
             return Ok(());
@@ -794,7 +817,8 @@ impl<'a> StreamTask<'a> {
         Ok(())
     }
 
-    /// Queues a record in the open Kafka transaction, waiting while the producer's queue is full.
+    /// Adds a record to the current Kafka transaction: produced now, or held while the previous
+    /// transaction's commit is in flight.
     async fn send(
         &mut self,
         topic: &str,
@@ -803,6 +827,38 @@ impl<'a> StreamTask<'a> {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         self.ensure_topic(topic).await?;
+        if self.in_flight.is_some() {
+            let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+            if self.held_bytes + size <= HELD_BYTES_LIMIT {
+                self.held.push(HeldRecord {
+                    topic: topic.to_owned(),
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.map(<[u8]>::to_vec),
+                    headers,
+                });
+                self.held_bytes += size;
+                return Ok(());
+            }
+            self.wait_for_commit().await?;
+        }
+        self.produce(topic, key, value, headers).await
+    }
+
+    /// Produces into the producer's transaction, beginning it first if needed, waiting while
+    /// the producer's queue is full.
+    async fn produce(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), Error> {
+        if !self.producer_txn_open {
+            self.producer
+                .begin_transaction()
+                .map_err(Error::KafkaTransaction)?;
+            self.producer_txn_open = true;
+        }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
         if let Some(key) = key {
             record = record.key(key);
@@ -831,19 +887,24 @@ impl<'a> StreamTask<'a> {
         }
     }
 
-    /// Adds the offset record and commits the Kafka transaction; then confirms the slot.
-    async fn commit(&mut self) -> Result<(), Error> {
-        let Some((_, Some(offset))) = self.kafka_txn.take() else {
+    async fn wait_for_commit(&mut self) -> Result<(), Error> {
+        if let Some((handle, _)) = self.in_flight.as_mut() {
+            let result = handle.await;
+            self.finish_commit(result).await?;
+        }
+        Ok(())
+    }
+
+    /// After a commit: the slot may release the WAL it covers; the records held meanwhile
+    /// start the next transaction.
+    async fn finish_commit(
+        &mut self,
+        result: Result<Result<(), KafkaError>, tokio::task::JoinError>,
+    ) -> Result<(), Error> {
+        let Some((_, offset)) = self.in_flight.take() else {
             return Ok(());
         };
-        let record = self
-            .offsets
-            .record(&self.config.name, &self.config.topic_prefix, &offset);
-        self.send(&record.topic, Some(&record.key), Some(&record.value), None)
-            .await?;
-        let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.commit_transaction(Duration::from_secs(60)))
-            .await
+        result
             .map_err(|e| protocol(&format!("commit task failed: {e}")))?
             .map_err(Error::KafkaTransaction)?;
         let lsn = Lsn(offset.lsn);
@@ -852,19 +913,62 @@ impl<'a> StreamTask<'a> {
         // Only now is the WAL up to `lsn` safe to release.
         self.stream.confirm(lsn);
         debug!(lsn = %lsn, "committed to Kafka and confirmed");
+        let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        for record in held {
+            self.produce(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                record.headers,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the offset record and starts committing the Kafka transaction; `finish_commit`
+    /// confirms the slot once it succeeded.
+    async fn commit(&mut self) -> Result<(), Error> {
+        self.wait_for_commit().await?;
+        let Some((_, Some(offset))) = self.kafka_txn.take() else {
+            return Ok(());
+        };
+        let record = self
+            .offsets
+            .record(&self.config.name, &self.config.topic_prefix, &offset);
+        self.produce(&record.topic, Some(&record.key), Some(&record.value), None)
+            .await?;
+        let producer = self.producer.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            producer.commit_transaction(Duration::from_secs(60))
+        });
+        self.producer_txn_open = false;
+        self.in_flight = Some((handle, offset));
         Ok(())
     }
 
     /// On the way out: a clean stop commits what is complete; otherwise the open Kafka
     /// transaction is aborted (its PostgreSQL transactions come again after the restart).
     async fn close(&mut self, clean: bool) {
-        if clean
-            && self.transaction.is_none()
-            && let Err(error) = self.commit().await
-        {
-            warn!(error = %error, "final commit failed; the changes will be delivered again");
+        if clean {
+            let mut result = self.wait_for_commit().await;
+            if result.is_ok() && self.transaction.is_none() {
+                result = self.commit().await;
+            }
+            if result.is_ok() {
+                result = self.wait_for_commit().await;
+            }
+            if let Err(error) = result {
+                warn!(error = %error, "final commit failed; the changes will be delivered again");
+            }
+        } else if let Some((handle, _)) = self.in_flight.take() {
+            // Its outcome no longer matters: the slot stays where it was confirmed last.
+            let _ = handle.await;
         }
-        if self.kafka_txn.take().is_some() {
+        self.kafka_txn = None;
+        self.held.clear();
+        if std::mem::take(&mut self.producer_txn_open) {
             let producer = self.producer.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 producer.abort_transaction(Duration::from_secs(30))
