@@ -330,3 +330,31 @@ async fn a_role_without_replication_is_told_how_to_fix_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_dropped_while_streaming_stops_the_source_saying_so() {
+    let fixture = SourceFixture::new().await;
+    let client = fixture.db.client();
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let config = fixture.config("public.t", &[]);
+    let publication = config.publication_name.clone();
+    let mut source = InProcessSource::start(config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    client
+        .batch_execute(&format!(
+            "DROP PUBLICATION {publication}; INSERT INTO t VALUES (1);"
+        ))
+        .await
+        .expect("drop and change");
+    let err = source
+        .ended(Duration::from_secs(60))
+        .await
+        .expect_err("the stream cannot go on");
+    assert!(!err.is_transient(), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("was dropped"), "{message}");
+    assert!(message.contains(&publication), "{message}");
+}

@@ -833,9 +833,8 @@ impl TablePlan {
             &format!("{record_name}.Envelope"),
             2,
         );
-        let serialize = |schema: &ConnectSchema| {
-            serde_json::to_string(&schema.to_json()).unwrap_or_default()
-        };
+        let serialize =
+            |schema: &ConnectSchema| serde_json::to_string(&schema.to_json()).unwrap_or_default();
         Self {
             table: Arc::clone(table),
             columns,

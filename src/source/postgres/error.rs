@@ -62,6 +62,10 @@ pub enum Error {
     )]
     PublicationMissing { publication: String },
     #[error(
+        "publication {publication} was dropped while it was being streamed: PostgreSQL cannot decode the changes made after that. Recreate it (CREATE PUBLICATION {publication} ...) and recreate the connector's slot, or point publication.name at another publication"
+    )]
+    PublicationDropped { publication: String },
+    #[error(
         "replication slot {slot} belongs to {what}; choose another slot.name or drop the slot (SELECT pg_drop_replication_slot('{slot}'))"
     )]
     SlotMismatch { slot: String, what: String },
@@ -140,6 +144,7 @@ impl Error {
             | Error::WalLevel { .. }
             | Error::NoReplicationPrivilege { .. }
             | Error::PublicationMissing { .. }
+            | Error::PublicationDropped { .. }
             | Error::SlotMismatch { .. }
             | Error::SlotMissing { .. }
             | Error::SlotOvertaken { .. }

@@ -398,13 +398,27 @@ impl<'a> StreamTask<'a> {
                     database::emit_heartbeat(&self.sql, HEARTBEAT_PREFIX).await?;
                 }
                 frame = self.stream.next_frame() => {
-                    let Some(frame) = frame? else {
+                    let frame = frame.map_err(|error| self.explain_stream_error(error))?;
+                    let Some(frame) = frame else {
                         return Err(Error::Replication(super::replication::Error::StreamEnded));
                     };
                     self.handle_frame(&frame).await?;
                 }
             }
         }
+    }
+
+    /// Turns the server's "publication does not exist" into what happened and what to do.
+    fn explain_stream_error(&self, error: super::replication::Error) -> Error {
+        if let super::replication::Error::Server { code, message, .. } = &error
+            && code == "42704"
+            && message.contains("publication")
+        {
+            return Error::PublicationDropped {
+                publication: self.config.publication_name.clone(),
+            };
+        }
+        Error::Replication(error)
     }
 
     /// When the open Kafka transaction should commit (far away when none can).
