@@ -7,13 +7,15 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio_postgres::Client;
 
 use support::{
     kafka::{Collector, Isolation},
     postgres,
-    source::{ProcessSource, SourceFixture},
+    source::{
+        ProcessSource, SourceFixture, assert_exactly, insert_then_update_events,
+        insert_then_update_sql,
+    },
 };
 
 async fn connect_with_retry(config: &tokio_postgres::Config) -> Client {
@@ -66,13 +68,7 @@ async fn postgres_and_kafka_restarts_lose_and_duplicate_nothing() {
         let mut client = connect_with_retry(&db).await;
         for t in 0..TRANSACTIONS {
             let first = t * ROWS + 1;
-            let last = first + ROWS - 1;
-            let sql = format!(
-                "BEGIN;
-                 INSERT INTO events SELECT g, 0 FROM generate_series({first}, {last}) g;
-                 UPDATE events SET v = 1 WHERE id = {first};
-                 COMMIT;"
-            );
+            let sql = insert_then_update_sql(t, ROWS);
             while client.batch_execute(&sql).await.is_err() {
                 // The server went away mid-transaction: did the commit make it?
                 client = connect_with_retry(&db).await;
@@ -95,14 +91,7 @@ async fn postgres_and_kafka_restarts_lose_and_duplicate_nothing() {
     restart("kafka").await;
     writer.await.expect("the writer finished");
 
-    let expected: Vec<(String, i64)> = (0..TRANSACTIONS)
-        .flat_map(|t| {
-            let first = i64::from(t * ROWS + 1);
-            (first..first + i64::from(ROWS))
-                .map(|id| ("c".to_owned(), id))
-                .chain([("u".to_owned(), first)])
-        })
-        .collect();
+    let expected = insert_then_update_events(TRANSACTIONS, ROWS);
     let seen = match collector
         .try_collect(expected.len(), Duration::from_secs(180))
         .await
@@ -110,30 +99,6 @@ async fn postgres_and_kafka_restarts_lose_and_duplicate_nothing() {
         Ok(seen) => seen,
         Err(message) => panic!("{message}\nsource log:\n{}", process.log()),
     };
-    let got: Vec<(String, i64)> = seen
-        .iter()
-        .map(|record| {
-            let value: Value =
-                serde_json::from_slice(record.value.as_deref().unwrap_or(b"null")).expect("JSON");
-            let payload = &value["payload"];
-            (
-                payload["op"].as_str().unwrap_or("?").to_owned(),
-                payload["after"]["id"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
-    if got != expected {
-        let at = got
-            .iter()
-            .zip(&expected)
-            .position(|(g, e)| g != e)
-            .unwrap_or(got.len().min(expected.len()));
-        panic!(
-            "records differ from the committed changes at position {at}: got {:?}, expected {:?}\nsource log:\n{}",
-            got.get(at..at + 5),
-            expected.get(at..at + 5),
-            process.log()
-        );
-    }
+    assert_exactly(&seen, &expected, &process);
     collector.expect_no_more(Duration::from_secs(2)).await;
 }

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 
 use crate::support::{
     kafka::{Collector, Isolation, Record},
-    source::{InProcessSource, ProcessSource, SourceFixture},
+    source::{
+        InProcessSource, ProcessSource, SourceFixture, assert_exactly, insert_then_update_events,
+        insert_then_update_sql,
+    },
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -356,15 +359,8 @@ async fn kill_9_three_times_under_load_loses_and_duplicates_nothing() {
     let writer_db = crate::support::postgres::connect(&fixture.db_config()).await;
     let writer = tokio::spawn(async move {
         for t in 0..TRANSACTIONS {
-            let first = t * ROWS_PER_TRANSACTION + 1;
-            let last = first + ROWS_PER_TRANSACTION - 1;
             writer_db
-                .batch_execute(&format!(
-                    "BEGIN;
-                     INSERT INTO events SELECT g, 0 FROM generate_series({first}, {last}) g;
-                     UPDATE events SET v = 1 WHERE id = {first};
-                     COMMIT;"
-                ))
+                .batch_execute(&insert_then_update_sql(t, ROWS_PER_TRANSACTION))
                 .await
                 .expect("writer transaction");
             tokio::time::sleep(Duration::from_millis(15)).await;
@@ -380,39 +376,14 @@ async fn kill_9_three_times_under_load_loses_and_duplicates_nothing() {
     }
     writer.await.expect("writer finished");
 
-    let expected: Vec<(String, i64)> = (0..TRANSACTIONS)
-        .flat_map(|t| {
-            let first = i64::from(t * ROWS_PER_TRANSACTION + 1);
-            (first..first + i64::from(ROWS_PER_TRANSACTION))
-                .map(|id| ("c".to_owned(), id))
-                .chain([("u".to_owned(), first)])
-        })
-        .collect();
-    let seen = collector
-        .collect(expected.len(), Duration::from_secs(120))
-        .await;
-    let got: Vec<(String, i64)> = seen
-        .iter()
-        .map(|r| {
-            let p = payload(r);
-            (
-                p["op"].as_str().unwrap_or("?").to_owned(),
-                p["after"]["id"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
-    if got != expected {
-        let first_difference = got
-            .iter()
-            .zip(&expected)
-            .position(|(g, e)| g != e)
-            .unwrap_or(got.len().min(expected.len()));
-        panic!(
-            "records differ from the committed changes at position {first_difference}: got {:?}, expected {:?}\nlog of the last process:\n{}",
-            got.get(first_difference..first_difference + 5),
-            expected.get(first_difference..first_difference + 5),
-            process.log()
-        );
-    }
+    let expected = insert_then_update_events(TRANSACTIONS, ROWS_PER_TRANSACTION);
+    let seen = match collector
+        .try_collect(expected.len(), Duration::from_secs(120))
+        .await
+    {
+        Ok(seen) => seen,
+        Err(message) => panic!("{message}\nsource log:\n{}", process.log()),
+    };
+    assert_exactly(&seen, &expected, &process);
     collector.expect_no_more(Duration::from_secs(2)).await;
 }

@@ -253,3 +253,61 @@ impl Drop for ProcessSource {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The workload of the crash and restart tests: transaction `t` inserts rows
+/// `t*rows+1 ..= t*rows+rows` and then updates the first of them.
+pub fn insert_then_update_sql(t: i32, rows: i32) -> String {
+    let first = t * rows + 1;
+    let last = first + rows - 1;
+    format!(
+        "BEGIN;
+         INSERT INTO events SELECT g, 0 FROM generate_series({first}, {last}) g;
+         UPDATE events SET v = 1 WHERE id = {first};
+         COMMIT;"
+    )
+}
+
+/// The events that workload must produce, in commit order: `(op, id)`.
+pub fn insert_then_update_events(transactions: i32, rows: i32) -> Vec<(String, i64)> {
+    (0..transactions)
+        .flat_map(|t| {
+            let first = i64::from(t * rows + 1);
+            (first..first + i64::from(rows))
+                .map(|id| ("c".to_owned(), id))
+                .chain([("u".to_owned(), first)])
+        })
+        .collect()
+}
+
+/// Fails unless the records are exactly `expected`, naming the first difference.
+pub fn assert_exactly(
+    records: &[super::kafka::Record],
+    expected: &[(String, i64)],
+    process: &ProcessSource,
+) {
+    let got: Vec<(String, i64)> = records
+        .iter()
+        .map(|record| {
+            let value: serde_json::Value =
+                serde_json::from_slice(record.value.as_deref().unwrap_or(b"null")).expect("JSON");
+            let payload = &value["payload"];
+            (
+                payload["op"].as_str().unwrap_or("?").to_owned(),
+                payload["after"]["id"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    if got != expected {
+        let at = got
+            .iter()
+            .zip(expected)
+            .position(|(g, e)| g != e)
+            .unwrap_or(got.len().min(expected.len()));
+        panic!(
+            "records differ from the committed changes at position {at}: got {:?}, expected {:?}\nsource log:\n{}",
+            got.get(at..at + 5),
+            expected.get(at..at + 5),
+            process.log()
+        );
+    }
+}
