@@ -33,6 +33,9 @@ pub const DEFAULT_OFFSETS_TOPIC: &str = "tributary-offsets";
 /// How long topic creation and config checks may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a topic may stay unknown to the metadata before it counts as missing.
+const MISSING_GRACE: Duration = Duration::from_secs(5);
+
 /// Longest single wait for a record, so deadlines and end-of-partition checks stay responsive.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -118,10 +121,19 @@ impl OffsetStore {
         let mut spec = TopicSpec::compacted(&self.topic);
         spec.partitions = self.partitions;
         admin.ensure_topic(&spec).await?;
-        let policy = admin
-            .topic_config(&self.topic, "cleanup.policy")
-            .await?
-            .unwrap_or_default();
+        // Right after creation the broker may describe the topic with no configs yet: an
+        // empty answer means "ask again", only a different policy is an error.
+        let mut policy = String::new();
+        for _ in 0..50 {
+            policy = admin
+                .topic_config(&self.topic, "cleanup.policy")
+                .await?
+                .unwrap_or_default();
+            if !policy.trim().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if policy.trim() != "compact" {
             return Err(Error::OffsetTopicNotCompacted {
                 topic: self.topic.clone(),
@@ -329,6 +341,7 @@ fn partitions_of(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Vec<i32>, Error> {
+    let started = Instant::now();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let metadata = consumer
@@ -344,17 +357,27 @@ fn partitions_of(
             {
                 return Ok(partitions.iter().map(|p| p.id()).collect());
             }
+            // A topic created a moment ago may not be in every broker's metadata yet: it counts
+            // as missing only once it stays unknown for a while.
             Some((Some(code), _))
                 if RDKafkaErrorCode::from(code) == RDKafkaErrorCode::UnknownTopicOrPartition =>
             {
-                return Err(Error::OffsetTopicMissing {
-                    topic: topic.to_owned(),
-                });
+                if started.elapsed() >= MISSING_GRACE || Instant::now() + POLL_INTERVAL >= deadline
+                {
+                    return Err(Error::OffsetTopicMissing {
+                        topic: topic.to_owned(),
+                    });
+                }
+                std::thread::sleep(POLL_INTERVAL);
             }
             None => {
-                return Err(Error::OffsetTopicMissing {
-                    topic: topic.to_owned(),
-                });
+                if started.elapsed() >= MISSING_GRACE || Instant::now() + POLL_INTERVAL >= deadline
+                {
+                    return Err(Error::OffsetTopicMissing {
+                        topic: topic.to_owned(),
+                    });
+                }
+                std::thread::sleep(POLL_INTERVAL);
             }
             Some(_) if Instant::now() + POLL_INTERVAL < deadline => {
                 std::thread::sleep(POLL_INTERVAL);
