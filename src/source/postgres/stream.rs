@@ -592,7 +592,7 @@ impl<'a> StreamTask<'a> {
                         continue;
                     }
                     let source = self.source_info(lsn);
-                    let block = self.count_event(&schema);
+                    let block = self.count_event(Some(&schema));
                     let topic = self.config.table_topic(&schema.id);
                     let value =
                         self.encoder
@@ -621,7 +621,7 @@ impl<'a> StreamTask<'a> {
                     source.tx_id = None;
                 }
                 let block = if transactional {
-                    self.count_message()
+                    self.count_event(None)
                 } else {
                     None
                 };
@@ -687,32 +687,29 @@ impl<'a> StreamTask<'a> {
         }
     }
 
-    /// Counts an event of `table` in the current transaction; the block for its value when
-    /// transaction metadata is on.
-    fn count_event(&mut self, table: &TableSchema) -> Option<TransactionBlock> {
-        let provide = self.config.provide_transaction_metadata;
+    /// Counts an event in the current transaction (per table too, for row events); the block
+    /// for its value when transaction metadata is on. Messages have no table.
+    fn count_event(&mut self, table: Option<&TableSchema>) -> Option<TransactionBlock> {
         let transaction = self.transaction.as_mut()?;
         transaction.event_count += 1;
-        let per_table = transaction
-            .per_table
-            .entry(table.id.to_string())
-            .or_default();
-        *per_table += 1;
-        provide.then(|| TransactionBlock {
+        if !self.config.provide_transaction_metadata {
+            return None;
+        }
+        let data_collection_order = match table {
+            Some(table) => {
+                let per_table = transaction
+                    .per_table
+                    .entry(table.id.to_string())
+                    .or_default();
+                *per_table += 1;
+                *per_table
+            }
+            None => transaction.event_count,
+        };
+        Some(TransactionBlock {
             id: format!("{}:{}", transaction.xid, transaction.commit_lsn.0),
             total_order: transaction.event_count,
-            data_collection_order: *per_table,
-        })
-    }
-
-    fn count_message(&mut self) -> Option<TransactionBlock> {
-        let provide = self.config.provide_transaction_metadata;
-        let transaction = self.transaction.as_mut()?;
-        transaction.event_count += 1;
-        provide.then(|| TransactionBlock {
-            id: format!("{}:{}", transaction.xid, transaction.commit_lsn.0),
-            total_order: transaction.event_count,
-            data_collection_order: transaction.event_count,
+            data_collection_order,
         })
     }
 
@@ -721,7 +718,7 @@ impl<'a> StreamTask<'a> {
         change: &RowChange,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
-        let block = self.count_event(&change.table);
+        let block = self.count_event(Some(&change.table));
         let key = self.key_encoder.key(change).map_err(encode_error)?;
         let value = self
             .encoder
