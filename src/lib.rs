@@ -2,6 +2,7 @@
 //!
 //! The module layout follows `docs/architecture.md`: one module per box of the pipeline.
 
+pub mod api;
 pub mod config;
 pub mod event;
 pub mod format;

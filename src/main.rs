@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use tributary::{
     config::{ConnectorConfig, PostgresSourceConfig, WorkerConfig},
     kafka::ClientSettings,
-    runtime,
+    runtime::{self, worker::Worker},
     source::postgres::stream::Destination,
 };
 
@@ -23,6 +23,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the worker with the Kafka Connect-compatible REST API; stops cleanly on SIGTERM.
+    ///
+    /// Example: tributary serve --config config/tributary.toml, then
+    /// curl -X POST -H 'Content-Type: application/json' --data @connectors/postgres-source.json
+    /// http://127.0.0.1:8083/connectors
+    Serve {
+        /// The worker configuration (TOML); TRIBUTARY_* environment variables override it.
+        #[arg(long, default_value = "config/tributary.toml")]
+        config: PathBuf,
+    },
     /// Runs connectors in the foreground, like Kafka Connect's standalone mode; stops cleanly on
     /// SIGTERM or Ctrl-C.
     ///
@@ -53,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Standalone { config, connectors } => {
             runtime.block_on(standalone(config, connectors))
         }
+        Command::Serve { config } => runtime.block_on(serve(config)),
     }
 }
 
@@ -72,17 +83,7 @@ async fn standalone(config_path: PathBuf, connector_paths: Vec<PathBuf>) -> anyh
         }
         sources.push(source);
     }
-    let mut kafka = ClientSettings::new(&worker.kafka.bootstrap_servers);
-    kafka.overrides = worker
-        .kafka
-        .client
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let destination = Destination {
-        kafka,
-        offsets_topic: worker.worker.offsets_topic.clone(),
-    };
+    let destination = destination(&worker);
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -114,6 +115,39 @@ async fn standalone(config_path: PathBuf, connector_paths: Vec<PathBuf>) -> anyh
     if failed {
         bail!("a connector stopped with an error (see the log above)");
     }
+    Ok(())
+}
+
+fn destination(worker: &WorkerConfig) -> Destination {
+    let mut kafka = ClientSettings::new(&worker.kafka.bootstrap_servers);
+    kafka.overrides = worker
+        .kafka
+        .client
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Destination {
+        kafka,
+        offsets_topic: worker.worker.offsets_topic.clone(),
+    }
+}
+
+async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = WorkerConfig::load(&config_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let listener = tokio::net::TcpListener::bind(&config.rest.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (rest.listen)", config.rest.listen))?;
+    let address = listener.local_addr().context("listener address")?;
+    let worker = Worker::new(destination(&config), address.to_string());
+    info!(address = %address, "REST API listening");
+    let app = tributary::api::router(worker.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(wait_for_stop_signal())
+        .await
+        .context("REST server failed")?;
+    info!("stopping");
+    worker.shutdown().await;
     Ok(())
 }
 

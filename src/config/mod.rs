@@ -3,7 +3,7 @@
 
 mod connector;
 mod keys;
-mod postgres_source;
+pub mod postgres_source;
 mod worker;
 
 pub use connector::ConnectorConfig;

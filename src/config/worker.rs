@@ -13,6 +13,32 @@ pub struct WorkerConfig {
     pub kafka: KafkaSection,
     #[serde(default)]
     pub worker: WorkerSection,
+    #[serde(default)]
+    pub rest: RestSection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RestSection {
+    /// Address of the Kafka Connect-compatible REST API.
+    #[serde(default = "RestSection::default_listen")]
+    pub listen: String,
+}
+
+impl RestSection {
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
+
+    fn default_listen() -> String {
+        Self::DEFAULT_LISTEN.to_owned()
+    }
+}
+
+impl Default for RestSection {
+    fn default() -> Self {
+        Self {
+            listen: Self::default_listen(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -69,6 +95,7 @@ impl WorkerConfig {
                     config.kafka.bootstrap_servers = value.clone()
                 }
                 "TRIBUTARY_WORKER_OFFSETS_TOPIC" => config.worker.offsets_topic = value.clone(),
+                "TRIBUTARY_REST_LISTEN" => config.rest.listen = value.clone(),
                 _ => {}
             }
         }
@@ -77,6 +104,15 @@ impl WorkerConfig {
             errors.push(ValidationError {
                 key: "kafka.bootstrap_servers".to_owned(),
                 message: "must name at least one broker, such as 127.0.0.1:9092".to_owned(),
+            });
+        }
+        if config.rest.listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(ValidationError {
+                key: "rest.listen".to_owned(),
+                message: format!(
+                    "{:?} is not an address such as 127.0.0.1:8083",
+                    config.rest.listen
+                ),
             });
         }
         if config.worker.offsets_topic.trim().is_empty() {

@@ -1,6 +1,8 @@
 //! Running connectors: each in its own task, restarted with backoff after transient failures,
 //! stopped for good (with the error's advice) after permanent ones.
 
+pub mod worker;
+
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;

@@ -1,0 +1,581 @@
+//! The Kafka Connect-compatible REST API (axum): same paths, bodies, status codes and error
+//! envelope as Connect, so existing scripts, clients and UIs work against `tributary serve`.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State as AxumState},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    config::postgres_source::POSTGRES_SOURCE_CLASSES,
+    runtime::worker::{State, TargetState, Worker, WorkerError},
+};
+
+/// Keys whose values never leave the process (Connect's `custom.sanitize.pattern` default).
+const SECRET_KEYS: &str = r"(?i)(.*secret$|.*password$|.*sasl\.jaas\.config$|.*basic\.auth\.user\.info$|.*registry\.auth\.client-secret)";
+pub const HIDDEN: &str = "[hidden]";
+
+#[derive(Clone)]
+struct ApiState {
+    worker: Worker,
+    secrets: Regex,
+}
+
+/// The REST routes over `worker`.
+pub fn router(worker: Worker) -> Router {
+    let state = ApiState {
+        worker,
+        secrets: Regex::new(SECRET_KEYS).expect("the secret-key pattern is valid"),
+    };
+    Router::new()
+        .route("/", get(root))
+        .route("/connectors", get(list_connectors).post(create_connector))
+        .route(
+            "/connectors/{name}",
+            get(connector_info).delete(delete_connector),
+        )
+        .route(
+            "/connectors/{name}/config",
+            get(connector_config)
+                .put(put_connector_config)
+                .patch(patch_connector_config),
+        )
+        .route("/connectors/{name}/status", get(connector_status))
+        .route("/connectors/{name}/restart", post(restart_connector))
+        .route("/connectors/{name}/pause", put(pause_connector))
+        .route("/connectors/{name}/resume", put(resume_connector))
+        .route("/connectors/{name}/stop", put(stop_connector))
+        .route("/connectors/{name}/tasks", get(connector_tasks))
+        .route("/connectors/{name}/tasks/{task}/status", get(task_status))
+        .route(
+            "/connectors/{name}/tasks/{task}/restart",
+            post(restart_task),
+        )
+        .route("/connector-plugins", get(connector_plugins))
+        .route(
+            "/connector-plugins/{plugin}/config/validate",
+            put(validate_config),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Connect's error envelope: `{"error_code": <status>, "message": ...}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<WorkerError> for ApiError {
+    fn from(error: WorkerError) -> Self {
+        let status = match &error {
+            WorkerError::NotFound(_) | WorkerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
+            WorkerError::AlreadyExists(_) => StatusCode::CONFLICT,
+            WorkerError::Invalid(_) => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error_code": self.status.as_u16(), "message": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request body is not valid JSON: {e}")))
+}
+
+/// A flat config map: strings, with numbers and booleans taken as their text (as Connect does).
+fn config_map(value: Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let Value::Object(object) = value else {
+        return Err(ApiError::bad_request(
+            "The connector configuration must be a JSON object of string values",
+        ));
+    };
+    let mut config = BTreeMap::new();
+    for (key, value) in object {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => continue,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Configuration value for {key} must be a string, number or boolean"
+                )));
+            }
+        };
+        config.insert(key, text);
+    }
+    Ok(config)
+}
+
+impl ApiState {
+    fn masked(&self, config: &BTreeMap<String, String>) -> Value {
+        let object: serde_json::Map<String, Value> = config
+            .iter()
+            .map(|(key, value)| {
+                let shown = if self.secrets.is_match(key) {
+                    HIDDEN.to_owned()
+                } else {
+                    value.clone()
+                };
+                (key.clone(), Value::String(shown))
+            })
+            .collect();
+        Value::Object(object)
+    }
+
+    fn info(&self, name: &str) -> Result<Value, WorkerError> {
+        let config = self.worker.config(name)?;
+        let stopped = self.worker.target_state(name)? == TargetState::Stopped;
+        let tasks = if stopped {
+            json!([])
+        } else {
+            json!([{"connector": name, "task": 0}])
+        };
+        Ok(json!({"name": name, "config": self.masked(&config), "tasks": tasks, "type": "source"}))
+    }
+
+    fn status(&self, name: &str) -> Result<Value, WorkerError> {
+        let status = self.worker.status(name)?;
+        let tasks: Vec<Value> = status
+            .task
+            .iter()
+            .map(|(state, trace)| self.task_json(*state, trace.as_deref()))
+            .collect();
+        Ok(json!({
+            "name": name,
+            "connector": {"state": state_name(status.connector), "worker_id": self.worker.worker_id},
+            "tasks": tasks,
+            "type": "source",
+        }))
+    }
+
+    fn task_json(&self, state: State, trace: Option<&str>) -> Value {
+        let mut task =
+            json!({"id": 0, "state": state_name(state), "worker_id": self.worker.worker_id});
+        if let Some(trace) = trace {
+            task["trace"] = Value::String(trace.to_owned());
+        }
+        task
+    }
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Unassigned => "UNASSIGNED",
+        State::Running => "RUNNING",
+        State::Paused => "PAUSED",
+        State::Failed => "FAILED",
+        State::Restarting => "RESTARTING",
+        State::Stopped => "STOPPED",
+    }
+}
+
+fn location(name: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/connectors/{name}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/connectors"))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "HTTP 404 Not Found")
+}
+
+async fn root() -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({"version": env!("CARGO_PKG_VERSION"), "commit": "tributary", "kafka_cluster_id": null}),
+    )
+}
+
+async fn list_connectors(
+    AxumState(state): AxumState<ApiState>,
+    axum_extra_query: axum::extract::RawQuery,
+) -> ApiResult {
+    // `expand` may repeat (`?expand=status&expand=info`), which serde_urlencoded's structs do
+    // not take; read the pairs by hand.
+    let expands: Vec<String> = axum_extra_query
+        .0
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("expand="))
+        .map(str::to_owned)
+        .collect();
+    let names = state.worker.names();
+    if expands.is_empty() {
+        return Ok(json_response(StatusCode::OK, json!(names)));
+    }
+    let mut all = serde_json::Map::new();
+    for name in names {
+        let mut entry = serde_json::Map::new();
+        if expands.iter().any(|e| e == "status")
+            && let Ok(status) = state.status(&name)
+        {
+            entry.insert("status".into(), status);
+        }
+        if expands.iter().any(|e| e == "info")
+            && let Ok(info) = state.info(&name)
+        {
+            entry.insert("info".into(), info);
+        }
+        all.insert(name, Value::Object(entry));
+    }
+    Ok(json_response(StatusCode::OK, Value::Object(all)))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateRequest {
+    name: Option<String>,
+    config: Option<Value>,
+    initial_state: Option<String>,
+}
+
+async fn create_connector(AxumState(state): AxumState<ApiState>, body: Bytes) -> ApiResult {
+    let request: CreateRequest = parse_body(&body)?;
+    let mut config = config_map(request.config.unwrap_or_else(|| json!({})))?;
+    let Some(name) = request.name.or_else(|| config.get("name").cloned()) else {
+        return Err(ApiError::bad_request("Connector name must be specified"));
+    };
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("Connector name must not be empty"));
+    }
+    if let Some(inner) = config.get("name")
+        && inner != &name
+    {
+        return Err(ApiError::bad_request(format!(
+            "Connector name configuration ({inner}) doesn't match connector name in the URL ({name})"
+        )));
+    }
+    config.insert("name".to_owned(), name.clone());
+    let initial = match request.initial_state.as_deref() {
+        None | Some("RUNNING") => TargetState::Running,
+        Some("PAUSED") => TargetState::Paused,
+        Some("STOPPED") => TargetState::Stopped,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid initial state {other}; use RUNNING, PAUSED or STOPPED"
+            )));
+        }
+    };
+    state.worker.create(&name, config, initial)?;
+    let mut response = json_response(StatusCode::CREATED, state.info(&name)?);
+    response
+        .headers_mut()
+        .insert(header::LOCATION, location(&name));
+    Ok(response)
+}
+
+async fn connector_info(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    Ok(json_response(StatusCode::OK, state.info(&name)?))
+}
+
+async fn connector_config(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let config = state.worker.config(&name)?;
+    Ok(json_response(StatusCode::OK, state.masked(&config)))
+}
+
+async fn put_connector_config(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut config = config_map(parse_body(&body)?)?;
+    if let Some(inner) = config.get("name")
+        && inner != &name
+    {
+        return Err(ApiError::bad_request(format!(
+            "Connector name configuration ({inner}) doesn't match connector name in the URL ({name})"
+        )));
+    }
+    config.insert("name".to_owned(), name.clone());
+    let created = state.worker.put_config(&name, config).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = json_response(status, state.info(&name)?);
+    if created {
+        response
+            .headers_mut()
+            .insert(header::LOCATION, location(&name));
+    }
+    Ok(response)
+}
+
+async fn patch_connector_config(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let patch: Value = parse_body(&body)?;
+    let Value::Object(patch) = patch else {
+        return Err(ApiError::bad_request(
+            "The connector configuration patch must be a JSON object",
+        ));
+    };
+    let mut config = state.worker.config(&name)?;
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                config.remove(&key);
+            }
+            Value::String(s) => {
+                config.insert(key, s);
+            }
+            Value::Number(n) => {
+                config.insert(key, n.to_string());
+            }
+            Value::Bool(b) => {
+                config.insert(key, b.to_string());
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Configuration value for {key} must be a string, number, boolean or null"
+                )));
+            }
+        }
+    }
+    if config.get("name").is_some_and(|inner| inner != &name) {
+        return Err(ApiError::bad_request(format!(
+            "Connector name configuration ({}) doesn't match connector name in the URL ({name})",
+            config["name"]
+        )));
+    }
+    config.insert("name".to_owned(), name.clone());
+    state.worker.put_config(&name, config).await?;
+    Ok(json_response(StatusCode::OK, state.info(&name)?))
+}
+
+async fn connector_status(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    Ok(json_response(StatusCode::OK, state.status(&name)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct RestartQuery {
+    #[serde(default, rename = "includeTasks")]
+    include_tasks: bool,
+    #[serde(default, rename = "onlyFailed")]
+    only_failed: bool,
+}
+
+async fn restart_connector(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+    Query(query): Query<RestartQuery>,
+) -> ApiResult {
+    // The connector and its single task are one unit here.
+    state.worker.restart(&name, query.only_failed).await?;
+    if !query.include_tasks && !query.only_failed {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(json_response(StatusCode::ACCEPTED, state.status(&name)?))
+}
+
+async fn pause_connector(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    state.worker.set_target(&name, TargetState::Paused).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn resume_connector(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    state.worker.set_target(&name, TargetState::Running).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn stop_connector(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    state.worker.set_target(&name, TargetState::Stopped).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_connector(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    state.worker.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn connector_tasks(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let config = state.worker.config(&name)?;
+    let stopped = state.worker.target_state(&name)? == TargetState::Stopped;
+    let tasks = if stopped {
+        json!([])
+    } else {
+        json!([{"id": {"connector": name, "task": 0}, "config": state.masked(&config)}])
+    };
+    Ok(json_response(StatusCode::OK, tasks))
+}
+
+fn only_task(state: &ApiState, name: &str, task: &str) -> Result<(), ApiError> {
+    let status = state.worker.status(name)?;
+    if task != "0" || status.task.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Task {task} not found"),
+        ));
+    }
+    Ok(())
+}
+
+async fn task_status(
+    AxumState(state): AxumState<ApiState>,
+    Path((name, task)): Path<(String, String)>,
+) -> ApiResult {
+    only_task(&state, &name, &task)?;
+    let status = state.worker.status(&name)?;
+    let (task_state, trace) = status.task.expect("checked by only_task");
+    Ok(json_response(
+        StatusCode::OK,
+        state.task_json(task_state, trace.as_deref()),
+    ))
+}
+
+async fn restart_task(
+    AxumState(state): AxumState<ApiState>,
+    Path((name, task)): Path<(String, String)>,
+) -> ApiResult {
+    only_task(&state, &name, &task)?;
+    state.worker.restart(&name, false).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn connector_plugins() -> Response {
+    json_response(
+        StatusCode::OK,
+        json!([{"class": POSTGRES_SOURCE_CLASSES[0], "type": "source", "version": env!("CARGO_PKG_VERSION")}]),
+    )
+}
+
+/// `{plugin}` names the PostgreSQL source by full class, simple name, with or without the
+/// `Connector` suffix, or by its alias.
+fn is_postgres_plugin(plugin: &str) -> bool {
+    let simple = POSTGRES_SOURCE_CLASSES[0]
+        .rsplit('.')
+        .next()
+        .unwrap_or_default();
+    POSTGRES_SOURCE_CLASSES.contains(&plugin)
+        || plugin == simple
+        || plugin == simple.trim_end_matches("Connector")
+}
+
+async fn validate_config(
+    AxumState(state): AxumState<ApiState>,
+    Path(plugin): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    if !is_postgres_plugin(&plugin) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unknown connector plugin {plugin}"),
+        ));
+    }
+    let config = config_map(parse_body(&body)?)?;
+    if let Some(class) = config.get("connector.class")
+        && !class.ends_with(&plugin)
+        && !(is_postgres_plugin(class) && is_postgres_plugin(&plugin))
+    {
+        return Err(ApiError::bad_request(
+            "Connector config {connector.class} does not match the plugin in the URL",
+        ));
+    }
+    let name = config.get("name").cloned().unwrap_or_default();
+    let connector = crate::config::ConnectorConfig {
+        name,
+        config: config.clone(),
+    };
+    let errors = match crate::config::PostgresSourceConfig::from_connector(&connector) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0,
+    };
+    let mut keys: Vec<&String> = config.keys().collect();
+    for error in &errors {
+        if !keys.contains(&&error.key) {
+            keys.push(&error.key);
+        }
+    }
+    let configs: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            let messages: Vec<&str> = errors
+                .iter()
+                .filter(|e| &&e.key == key)
+                .map(|e| e.message.as_str())
+                .collect();
+            let shown = config.get(*key).map(|value| {
+                if state.secrets.is_match(key) {
+                    HIDDEN.to_owned()
+                } else {
+                    value.clone()
+                }
+            });
+            json!({
+                "definition": {"name": key},
+                "value": {"name": key, "value": shown, "recommended_values": [], "errors": messages, "visible": true},
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "name": POSTGRES_SOURCE_CLASSES[0],
+            "error_count": errors.len(),
+            "groups": ["Common", "Postgres"],
+            "configs": configs,
+        }),
+    ))
+}

@@ -1,0 +1,359 @@
+//! The worker: the connectors of one `tributary serve` process, their target states (what the
+//! user asked for) and their actual states (what runs), managed like Kafka Connect manages them.
+//!
+//! Each connector has one task (a PostgreSQL slot is read by one task). A task runs in its own
+//! tokio task under the supervisor loop of this module: transient failures restart it with
+//! backoff, a permanent failure leaves it FAILED with the error as its trace until restarted.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{ConnectorConfig, PostgresSourceConfig, ValidationErrors},
+    source::postgres::stream::{self, Destination},
+};
+
+/// What the user asked a connector to be (Kafka Connect's target state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TargetState {
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// A connector's or task's actual state, with Kafka Connect's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    Unassigned,
+    Running,
+    Paused,
+    Failed,
+    Restarting,
+    Stopped,
+}
+
+/// Why a worker request failed; the API maps each to Connect's status code.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("Connector {0} not found")]
+    NotFound(String),
+    #[error("Connector {0} already exists")]
+    AlreadyExists(String),
+    #[error("Task {1} of connector {0} not found")]
+    TaskNotFound(String, u32),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The status of one connector and its task, as `GET /connectors/{name}/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorStatus {
+    pub name: String,
+    pub connector: State,
+    /// None when the connector is STOPPED (a stopped connector has no tasks).
+    pub task: Option<(State, Option<String>)>,
+}
+
+struct Entry {
+    config: BTreeMap<String, String>,
+    target: TargetState,
+    connector_state: State,
+    task_state: State,
+    trace: Option<String>,
+    running: Option<(CancellationToken, JoinHandle<()>)>,
+}
+
+/// The connectors of this process.
+#[derive(Clone)]
+pub struct Worker {
+    entries: Arc<Mutex<BTreeMap<String, Entry>>>,
+    destination: Destination,
+    pub worker_id: String,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configs invalid for the source, in Kafka Connect's words.
+pub fn invalid_config_message(errors: &ValidationErrors) -> String {
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    format!(
+        "Connector configuration is invalid and contains the following {} error(s):\n{}\nYou can also find the above list of errors at the endpoint `/connector-plugins/{{connectorType}}/config/validate`",
+        lines.len(),
+        lines.join("\n")
+    )
+}
+
+impl Worker {
+    pub fn new(destination: Destination, worker_id: impl Into<String>) -> Self {
+        Self {
+            entries: Arc::new(Mutex::new(BTreeMap::new())),
+            destination,
+            worker_id: worker_id.into(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks a config without starting anything.
+    pub fn check(
+        name: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<PostgresSourceConfig, WorkerError> {
+        let connector = ConnectorConfig {
+            name: name.to_owned(),
+            config: config.clone(),
+        };
+        PostgresSourceConfig::from_connector(&connector)
+            .map_err(|errors| WorkerError::Invalid(invalid_config_message(&errors)))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn config(&self, name: &str) -> Result<BTreeMap<String, String>, WorkerError> {
+        self.lock()
+            .get(name)
+            .map(|e| e.config.clone())
+            .ok_or_else(|| WorkerError::NotFound(name.to_owned()))
+    }
+
+    pub fn target_state(&self, name: &str) -> Result<TargetState, WorkerError> {
+        self.lock()
+            .get(name)
+            .map(|e| e.target)
+            .ok_or_else(|| WorkerError::NotFound(name.to_owned()))
+    }
+
+    pub fn status(&self, name: &str) -> Result<ConnectorStatus, WorkerError> {
+        let entries = self.lock();
+        let entry = entries
+            .get(name)
+            .ok_or_else(|| WorkerError::NotFound(name.to_owned()))?;
+        Ok(ConnectorStatus {
+            name: name.to_owned(),
+            connector: entry.connector_state,
+            task: (entry.target != TargetState::Stopped)
+                .then(|| (entry.task_state, entry.trace.clone())),
+        })
+    }
+
+    /// Creates a connector in `initial` state. The config must be valid.
+    pub fn create(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+        initial: TargetState,
+    ) -> Result<(), WorkerError> {
+        let source = Self::check(name, &config)?;
+        {
+            let mut entries = self.lock();
+            if entries.contains_key(name) {
+                return Err(WorkerError::AlreadyExists(name.to_owned()));
+            }
+            entries.insert(
+                name.to_owned(),
+                Entry {
+                    config,
+                    target: initial,
+                    connector_state: State::Unassigned,
+                    task_state: State::Unassigned,
+                    trace: None,
+                    running: None,
+                },
+            );
+        }
+        self.apply(name, Some(source));
+        Ok(())
+    }
+
+    /// Replaces a connector's config (creating it when absent); true when it was created. A
+    /// running connector restarts with the new config.
+    pub async fn put_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<bool, WorkerError> {
+        let source = Self::check(name, &config)?;
+        let exists = self.lock().contains_key(name);
+        if !exists {
+            self.create(name, config, TargetState::Running)?;
+            return Ok(true);
+        }
+        self.halt(name).await;
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.config = config;
+        }
+        self.apply(name, Some(source));
+        Ok(false)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), WorkerError> {
+        if !self.lock().contains_key(name) {
+            return Err(WorkerError::NotFound(name.to_owned()));
+        }
+        self.halt(name).await;
+        self.lock().remove(name);
+        info!(connector = %name, "deleted");
+        Ok(())
+    }
+
+    pub async fn set_target(&self, name: &str, target: TargetState) -> Result<(), WorkerError> {
+        {
+            let mut entries = self.lock();
+            let entry = entries
+                .get_mut(name)
+                .ok_or_else(|| WorkerError::NotFound(name.to_owned()))?;
+            if entry.target == target {
+                return Ok(());
+            }
+            entry.target = target;
+        }
+        self.halt(name).await;
+        self.apply(name, None);
+        Ok(())
+    }
+
+    /// Restarts the connector's task (when `only_failed`, only if it failed).
+    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<(), WorkerError> {
+        let failed = {
+            let entries = self.lock();
+            let entry = entries
+                .get(name)
+                .ok_or_else(|| WorkerError::NotFound(name.to_owned()))?;
+            entry.task_state == State::Failed || entry.connector_state == State::Failed
+        };
+        if only_failed && !failed {
+            return Ok(());
+        }
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.connector_state = State::Restarting;
+            entry.task_state = State::Restarting;
+        }
+        self.halt(name).await;
+        self.apply(name, None);
+        Ok(())
+    }
+
+    /// Stops every task (on shutdown).
+    pub async fn shutdown(&self) {
+        for name in self.names() {
+            self.halt(&name).await;
+        }
+    }
+
+    /// Stops the task if one runs, and waits for it.
+    async fn halt(&self, name: &str) {
+        let running = self.lock().get_mut(name).and_then(|e| e.running.take());
+        if let Some((token, handle)) = running {
+            token.cancel();
+            let _ = handle.await;
+        }
+    }
+
+    /// Starts or leaves alone the task according to the target state.
+    fn apply(&self, name: &str, source: Option<PostgresSourceConfig>) {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
+        match entry.target {
+            TargetState::Paused => {
+                entry.connector_state = State::Paused;
+                entry.task_state = State::Paused;
+            }
+            TargetState::Stopped => {
+                entry.connector_state = State::Stopped;
+                entry.task_state = State::Unassigned;
+            }
+            TargetState::Running => {
+                let source = match source {
+                    Some(source) => source,
+                    None => match Self::check(name, &entry.config) {
+                        Ok(source) => source,
+                        Err(error) => {
+                            entry.connector_state = State::Failed;
+                            entry.task_state = State::Failed;
+                            entry.trace = Some(error.to_string());
+                            return;
+                        }
+                    },
+                };
+                entry.connector_state = State::Running;
+                entry.task_state = State::Running;
+                entry.trace = None;
+                let token = CancellationToken::new();
+                let handle = tokio::spawn(run_task(
+                    self.clone(),
+                    name.to_owned(),
+                    source,
+                    token.clone(),
+                ));
+                entry.running = Some((token, handle));
+            }
+        }
+    }
+
+    fn record_failure(&self, name: &str, trace: String) {
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.task_state = State::Failed;
+            entry.trace = Some(trace);
+        }
+    }
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// One connector task: the source, restarted after transient failures until cancelled.
+async fn run_task(
+    worker: Worker,
+    name: String,
+    config: PostgresSourceConfig,
+    shutdown: CancellationToken,
+) {
+    let destination = worker.destination.clone();
+    let mut backoff = BACKOFF_START;
+    loop {
+        let started = tokio::time::Instant::now();
+        match stream::run(&config, &destination, shutdown.clone()).await {
+            Ok(()) => return,
+            Err(_) if shutdown.is_cancelled() => return,
+            Err(err) if err.is_transient() => {
+                if started.elapsed() > BACKOFF_MAX {
+                    backoff = BACKOFF_START;
+                }
+                warn!(connector = %name, error = %err, retry_in = ?backoff, "transient failure; restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(err) => {
+                error!(connector = %name, error = %err, "task failed");
+                worker.record_failure(&name, err.to_string());
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The Kafka Connect-compatible REST API over real HTTP, driving a real source connector.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tributary::runtime::worker::Worker;
+
+use crate::support::{
+    kafka::{Collector, Isolation},
+    source::SourceFixture,
+};
+
+/// A worker serving the API on an ephemeral loopback port.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    worker: Worker,
+}
+
+impl Api {
+    async fn start(fixture: &SourceFixture) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("address");
+        let worker = Worker::new(fixture.destination(), address.to_string());
+        let app = tributary::api::router(worker.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            base: format!("http://{address}"),
+            http: reqwest::Client::new(),
+            worker,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("a body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value, location)
+    }
+
+    async fn raw(&self, method: &str, path: &str, body: &'static str) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn wait_for_state(&self, name: &str, want: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, status, _) = self
+                .call("GET", &format!("/connectors/{name}/status"), None)
+                .await;
+            if status["connector"]["state"] == want {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never reached {want}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Waits for the slot to be streamed, failing with the task's trace if it failed instead.
+async fn wait_until_streaming(api: &Api, fixture: &SourceFixture, name: &str) {
+    tokio::select! {
+        _ = fixture.wait_until_streaming() => {}
+        trace = async {
+            loop {
+                let (_, status, _) = api.call("GET", &format!("/connectors/{name}/status"), None).await;
+                if status["tasks"][0]["state"] == "FAILED" {
+                    return status["tasks"][0]["trace"].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } => panic!("the task failed: {trace}"),
+    }
+}
+
+fn payload(record: &crate::support::kafka::Record) -> Value {
+    let value: Value =
+        serde_json::from_slice(record.value.as_deref().expect("a value")).expect("JSON");
+    value["payload"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_lifecycle_over_http_moves_data_only_when_running() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let topic = fixture.table_topic("t");
+    let mut records = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
+    let api = Api::start(&fixture).await;
+    let connector: Value = serde_json::from_str(&fixture.connector_json(
+        "public.t",
+        &[
+            // postgres is trusted on loopback: the password only has to stay hidden.
+            ("database.password", "tributary-scram-pw"),
+        ],
+    ))
+    .expect("JSON");
+    let name = connector["name"].as_str().expect("name").to_owned();
+    let mut bodies = Vec::new();
+
+    let (status, body, _) = api.call("GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(body["version"].is_string());
+    let (status, body, _) = api.call("GET", "/connectors", None).await;
+    assert_eq!((status, body), (200, json!([])));
+
+    let (status, body, location) = api
+        .call("POST", "/connectors", Some(connector.clone()))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(location, format!("/connectors/{name}"));
+    assert_eq!(body["name"], name.as_str());
+    assert_eq!(body["type"], "source");
+    assert_eq!(body["tasks"], json!([{"connector": name, "task": 0}]));
+    assert_eq!(body["config"]["database.password"], "[hidden]");
+    bodies.push(body);
+
+    let (status, body, _) = api
+        .call("POST", "/connectors", Some(connector.clone()))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        body,
+        json!({"error_code": 409, "message": format!("Connector {name} already exists")})
+    );
+
+    let status = api.wait_for_state(&name, "RUNNING").await;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING");
+    bodies.push(status);
+    wait_until_streaming(&api, &fixture, &name).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .expect("insert");
+    assert_eq!(
+        payload(&records.collect(1, Duration::from_secs(30)).await[0])["after"]["id"],
+        1
+    );
+
+    // Paused: nothing moves; resumed: what happened meanwhile arrives, once.
+    let (status, _, _) = api
+        .call("PUT", &format!("/connectors/{name}/pause"), None)
+        .await;
+    assert_eq!(status, 202);
+    api.wait_for_state(&name, "PAUSED").await;
+    client
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .expect("insert");
+    records.expect_no_more(Duration::from_secs(2)).await;
+    let (status, _, _) = api
+        .call("PUT", &format!("/connectors/{name}/resume"), None)
+        .await;
+    assert_eq!(status, 202);
+    api.wait_for_state(&name, "RUNNING").await;
+    assert_eq!(
+        payload(&records.collect(1, Duration::from_secs(30)).await[0])["after"]["id"],
+        2
+    );
+    records.expect_no_more(Duration::from_secs(1)).await;
+
+    // Stopped: no tasks, config kept.
+    let (status, _, _) = api
+        .call("PUT", &format!("/connectors/{name}/stop"), None)
+        .await;
+    assert_eq!(status, 204);
+    let stopped = api.wait_for_state(&name, "STOPPED").await;
+    assert_eq!(stopped["tasks"], json!([]));
+    let (status, tasks, _) = api
+        .call("GET", &format!("/connectors/{name}/tasks"), None)
+        .await;
+    assert_eq!((status, tasks), (200, json!([])));
+    let (status, config, _) = api
+        .call("GET", &format!("/connectors/{name}/config"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(config["database.password"], "[hidden]");
+    bodies.push(config);
+
+    // Config changes: PATCH, and PUT with a name that does not match.
+    let (status, body, _) = api
+        .call(
+            "PATCH",
+            &format!("/connectors/{name}/config"),
+            Some(json!({"heartbeat.interval.ms": "5000"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["config"]["heartbeat.interval.ms"], "5000");
+    let (status, body, _) = api
+        .call(
+            "PUT",
+            &format!("/connectors/{name}/config"),
+            Some(json!({"name": "other"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        format!(
+            "Connector name configuration (other) doesn't match connector name in the URL ({name})"
+        )
+    );
+
+    let (status, _, _) = api
+        .call("DELETE", &format!("/connectors/{name}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body, _) = api.call("GET", &format!("/connectors/{name}"), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error_code": 404, "message": format!("Connector {name} not found")})
+    );
+
+    for body in &bodies {
+        assert!(
+            !body.to_string().contains("tributary-scram-pw"),
+            "a response shows the password: {body}"
+        );
+    }
+    api.worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_connects_answers() {
+    let fixture = SourceFixture::new().await;
+    let api = Api::start(&fixture).await;
+
+    let (status, body) = api.raw("POST", "/connectors", "{not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error_code"], 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not valid JSON")),
+        "{body}"
+    );
+
+    let (status, body, _) = api
+        .call("POST", "/connectors", Some(json!({"name": "bad", "config": {"connector.class": "io.debezium.connector.postgresql.PostgresConnector", "slot.name": "Bad-Slot"}})))
+        .await;
+    assert_eq!(status, 400);
+    let message = body["message"].as_str().expect("a message");
+    assert!(
+        message.starts_with("Connector configuration is invalid and contains the following"),
+        "{message}"
+    );
+    assert!(message.contains("slot.name"), "{message}");
+    assert!(
+        message.contains("database.hostname: is required"),
+        "{message}"
+    );
+    let (status, body, _) = api.call("GET", "/connectors", None).await;
+    assert_eq!(
+        (status, body),
+        (200, json!([])),
+        "nothing is created on 400"
+    );
+
+    let (status, body, _) = api
+        .call(
+            "POST",
+            "/connectors",
+            Some(json!({"name": "a", "config": {"name": "b"}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    for (method, path) in [
+        ("GET", "/connectors/missing"),
+        ("GET", "/connectors/missing/status"),
+        ("PUT", "/connectors/missing/pause"),
+        ("DELETE", "/connectors/missing"),
+        ("POST", "/connectors/missing/restart"),
+    ] {
+        let (status, body, _) = api.call(method, path, None).await;
+        assert_eq!(status, 404, "{method} {path}");
+        assert_eq!(
+            body["message"], "Connector missing not found",
+            "{method} {path}"
+        );
+    }
+
+    let (status, body, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/NoSuchConnector/config/validate",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/PostgresConnector/config/validate",
+            Some(json!({"connector.class": "io.debezium.connector.postgresql.PostgresConnector", "database.password": "s3cret", "slot.name": "Bad-Slot"})),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "validate answers 200 even for an invalid config"
+    );
+    assert!(
+        body["error_count"].as_u64().is_some_and(|n| n >= 2),
+        "{body}"
+    );
+    let slot = body["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .find(|c| c["value"]["name"] == "slot.name")
+        .expect("slot.name reported");
+    assert!(
+        slot["value"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("a-z")),
+        "{slot}"
+    );
+    assert!(
+        !body.to_string().contains("s3cret"),
+        "validate shows the password"
+    );
+
+    let (status, plugins, _) = api.call("GET", "/connector-plugins", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        plugins[0]["class"],
+        "io.debezium.connector.postgresql.PostgresConnector"
+    );
+    assert_eq!(plugins[0]["type"], "source");
+}
