@@ -143,7 +143,7 @@ fn connection_finding(config: &PostgresSourceConfig, error: &Error) -> Finding {
         return Finding::error(key, format!("cannot set up TLS for {target}: {error}"));
     };
     let Some(db) = sql.as_db_error() else {
-        let text = error.to_string();
+        let text = with_causes(sql);
         // tokio-postgres has no error kind to match on; these texts are its own, stable ones.
         if text.contains("password missing") {
             return Finding::error(
@@ -205,6 +205,18 @@ fn connection_finding(config: &PostgresSourceConfig, error: &Error) -> Finding {
             format!("PostgreSQL at {target} refused the connection: {server}"),
         ),
     }
+}
+
+/// The error and its causes: tokio-postgres puts what happened (refused, timed out) in them.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// What the live checks need to know about the server, read with the connector's role.
