@@ -462,7 +462,17 @@ fn check_publication(config: &PostgresSourceConfig, facts: &ServerFacts) -> Vec<
         return findings;
     };
     if config.publication_autocreate == AutocreateMode::Filtered {
-        // The connector sets the publication's tables itself at every start.
+        // The connector sets the publication's tables itself at every start, which PostgreSQL
+        // refuses for a FOR ALL TABLES publication.
+        if publication.all_tables {
+            findings.push(Finding::error(
+                "publication.autocreate.mode",
+                format!(
+                    "publication {name} is FOR ALL TABLES, whose tables publication.autocreate.mode = filtered cannot set: use publication.autocreate.mode = all_tables (or disabled), or DROP PUBLICATION {quoted}; so that it is created for the captured tables"
+                ),
+            ));
+            return findings;
+        }
         if !publication.owned && !role.superuser {
             findings.push(Finding::error(
                 "publication.autocreate.mode",
@@ -710,6 +720,12 @@ mod tests {
             tables: BTreeSet::new(),
         });
         assert_eq!(check_publication(&config(""), &facts), []);
+        let filtered = check_publication(
+            &config(r#","publication.autocreate.mode":"filtered""#),
+            &facts,
+        );
+        assert_eq!(keys(&filtered), ["publication.autocreate.mode"]);
+        assert!(filtered[0].message.contains("FOR ALL TABLES"));
     }
 
     #[test]
