@@ -17,3 +17,4 @@ mod source_kcat;
 mod source_options;
 mod source_stream;
 mod source_types;
+mod source_validate;

@@ -9,5 +9,6 @@ pub mod replication;
 pub mod stream;
 pub mod tls;
 pub mod types;
+pub mod validate;
 
 pub use error::Error;
