@@ -10,6 +10,7 @@ mod offset_store;
 mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
+mod runtime_store;
 mod services;
 mod source_all_types;
 mod source_kcat;

@@ -22,6 +22,24 @@ use rdkafka::{
 
 use super::{ClientSettings, Error, TopicAdmin, TopicSpec};
 
+/// What a state topic holds; names it in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateRole {
+    Offsets,
+    Configs,
+    Status,
+}
+
+impl std::fmt::Display for StateRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateRole::Offsets => "offsets",
+            StateRole::Configs => "configs",
+            StateRole::Status => "status",
+        })
+    }
+}
+
 /// How long topic creation and config checks may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -38,10 +56,9 @@ const CONFIG_GRACE: Duration = Duration::from_secs(5);
 /// its own partitions). An existing topic must be compacted only: with `delete` in its cleanup
 /// policy, state would vanish after the retention time.
 ///
-/// `role` names what the topic holds ("offsets", "configs", "status") for the error message.
 pub async fn ensure_compacted_topic(
     settings: &ClientSettings,
-    role: &'static str,
+    role: StateRole,
     topic: &str,
     partitions: i32,
 ) -> Result<(), Error> {
@@ -89,7 +106,7 @@ pub struct LatestRecord {
 /// the length of a not-yet-compacted log.
 pub async fn read_latest(
     settings: &ClientSettings,
-    role: &'static str,
+    role: StateRole,
     topic: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<Vec<u8>, LatestRecord>, Error> {
@@ -144,7 +161,7 @@ fn keep_newest(latest: &mut BTreeMap<Vec<u8>, LatestRecord>, key: &[u8], record:
 /// started; a record appended meanwhile may be handed over too, being newer all the same.
 pub fn replay(
     settings: &ClientSettings,
-    role: &'static str,
+    role: StateRole,
     topic: &str,
     timeout: Duration,
     mut visit: impl FnMut(&BorrowedMessage<'_>),
@@ -250,7 +267,7 @@ fn state_consumer(settings: &ClientSettings) -> Result<BaseConsumer, Error> {
 /// The topic's partitions; waits (until `deadline`) while a just-created topic has no leader yet.
 fn partitions_of(
     consumer: &BaseConsumer,
-    role: &'static str,
+    role: StateRole,
     topic: &str,
     deadline: Instant,
     timeout: Duration,
@@ -262,14 +279,13 @@ fn partitions_of(
     };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let metadata =
-            consumer
-                .fetch_metadata(Some(topic), left)
-                .map_err(|source| Error::ReadStateTopic {
-                    role,
-                    topic: topic.to_owned(),
-                    source,
-                })?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), left)
+            .map_err(|source| Error::ReadStateTopic {
+                role,
+                topic: topic.to_owned(),
+                source,
+            })?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
         let out_of_time = Instant::now() + POLL_INTERVAL >= deadline;
         match found.map(|t| (t.error(), t.partitions())) {

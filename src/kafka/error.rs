@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use super::compacted::StateRole;
+
 /// What can go wrong talking to Kafka.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,7 +65,7 @@ pub enum Error {
          set cleanup.policy=compact on it or configure another {role} topic"
     )]
     StateTopicNotCompacted {
-        role: &'static str,
+        role: StateRole,
         topic: String,
         policy: String,
     },
@@ -71,10 +73,10 @@ pub enum Error {
         "{role} topic {topic} does not exist; create it (the worker does so on start) \
          or check the configured {role} topic name"
     )]
-    StateTopicMissing { role: &'static str, topic: String },
+    StateTopicMissing { role: StateRole, topic: String },
     #[error("cannot read {role} topic {topic}: {source}")]
     ReadStateTopic {
-        role: &'static str,
+        role: StateRole,
         topic: String,
         source: KafkaError,
     },
@@ -83,17 +85,17 @@ pub enum Error {
          within {timeout:?}; the broker may be slow or unreachable"
     )]
     ReadStateTopicTimedOut {
-        role: &'static str,
+        role: StateRole,
         topic: String,
         partitions: Vec<i32>,
         timeout: Duration,
     },
-    #[error("writing record {key} to {role} topic {topic} failed: {source}")]
+    #[error("writing record {key} to topic {topic} failed: {source}")]
     WriteStateTopic {
-        role: &'static str,
         topic: String,
         key: String,
-        source: KafkaError,
+        // Boxed: with the two names inline it would make every `Result<_, Error>` larger.
+        source: Box<KafkaError>,
     },
     #[error(
         "the source offset at topic {topic} partition {partition} offset {offset} is not valid \
@@ -118,8 +120,8 @@ impl Error {
             | Error::CreateTopic { source, .. }
             | Error::Admin(source)
             | Error::LoadOffsets { source, .. }
-            | Error::ReadStateTopic { source, .. }
-            | Error::WriteStateTopic { source, .. } => is_retriable(source),
+            | Error::ReadStateTopic { source, .. } => is_retriable(source),
+            Error::WriteStateTopic { source, .. } => is_retriable(source),
             // A slow or restarting broker; the same read later may well finish.
             Error::LoadOffsetsTimedOut { .. } | Error::ReadStateTopicTimedOut { .. } => true,
             // Each needs someone to change the topic, its records or the configuration.

@@ -16,14 +16,17 @@ use std::{collections::HashMap, time::Duration};
 use rdkafka::Message;
 use serde::{Deserialize, Serialize};
 
-use super::{ClientSettings, Error, compacted};
+use super::{
+    ClientSettings, Error,
+    compacted::{self, StateRole},
+};
 
 /// Offsets topic name when the worker configuration names none (Kafka Connect uses
 /// `connect-offsets`).
 pub const DEFAULT_OFFSETS_TOPIC: &str = "tributary-offsets";
 
 /// What the topic holds, for the shared state-topic errors.
-const ROLE: &str = "offsets";
+const ROLE: StateRole = StateRole::Offsets;
 
 /// Offset of a source connector, Debezium-compatible in spirit: what was last delivered.
 ///

@@ -28,7 +28,10 @@ use std::{
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::kafka::{self, ClientSettings, compacted};
+use crate::kafka::{
+    self, ClientSettings,
+    compacted::{self, StateRole},
+};
 
 /// Configs topic name when the worker configuration names none (Kafka Connect uses
 /// `connect-configs`).
@@ -40,9 +43,6 @@ pub const DEFAULT_STATUS_TOPIC: &str = "tributary-status";
 
 /// How long a write may take, queueing and retries included, before it fails.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-
-const CONFIGS_ROLE: &str = "configs";
-const STATUS_ROLE: &str = "status";
 
 const CONNECTOR_PREFIX: &str = "connector-";
 const CONNECTOR_STATUS_PREFIX: &str = "status-connector-";
@@ -199,7 +199,7 @@ pub enum StoreError {
          is not valid ({reason}); write a valid record or a tombstone (null value) for that key"
     )]
     CorruptRecord {
-        role: &'static str,
+        role: StateRole,
         topic: String,
         partition: i32,
         offset: i64,
@@ -222,14 +222,14 @@ impl StoreError {
 /// One state topic: where to write, lazily with one producer shared by clones of the store.
 #[derive(Clone)]
 struct StateTopic {
-    role: &'static str,
+    role: StateRole,
     topic: String,
     settings: ClientSettings,
     producer: Arc<Mutex<Option<FutureProducer>>>,
 }
 
 impl StateTopic {
-    fn new(role: &'static str, settings: &ClientSettings, topic: String) -> Self {
+    fn new(role: StateRole, settings: &ClientSettings, topic: String) -> Self {
         Self {
             role,
             topic,
@@ -265,10 +265,9 @@ impl StateTopic {
             .send(record, DELIVERY_TIMEOUT)
             .await
             .map_err(|(source, _)| kafka::Error::WriteStateTopic {
-                role: self.role,
                 topic: self.topic.clone(),
                 key: key.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(())
     }
@@ -311,7 +310,7 @@ pub struct ConfigStore {
 impl ConfigStore {
     pub fn new(settings: &ClientSettings, topic: impl Into<String>) -> Self {
         Self {
-            state: StateTopic::new(CONFIGS_ROLE, settings, topic.into()),
+            state: StateTopic::new(StateRole::Configs, settings, topic.into()),
         }
     }
 
@@ -383,7 +382,7 @@ pub struct StatusStore {
 impl StatusStore {
     pub fn new(settings: &ClientSettings, topic: impl Into<String>) -> Self {
         Self {
-            state: StateTopic::new(STATUS_ROLE, settings, topic.into()),
+            state: StateTopic::new(StateRole::Status, settings, topic.into()),
         }
     }
 
@@ -563,7 +562,11 @@ mod tests {
 
     #[test]
     fn target_states_use_upper_case_names() {
-        let all = [TargetState::Running, TargetState::Paused, TargetState::Stopped];
+        let all = [
+            TargetState::Running,
+            TargetState::Paused,
+            TargetState::Stopped,
+        ];
         assert_eq!(
             serde_json::to_string(&all).expect("serialises"),
             r#"["RUNNING","PAUSED","STOPPED"]"#
@@ -598,11 +601,13 @@ mod tests {
 
     #[test]
     fn connector_value_reads_back_tolerating_unknown_fields_and_defaulting_to_running() {
-        let value: ConnectorValue = serde_json::from_str(
-            r#"{"config":{"a":"1"},"target_state":"STOPPED","future":[1,2]}"#,
-        )
-        .expect("reads");
-        assert_eq!(value.config, BTreeMap::from([("a".to_owned(), "1".to_owned())]));
+        let value: ConnectorValue =
+            serde_json::from_str(r#"{"config":{"a":"1"},"target_state":"STOPPED","future":[1,2]}"#)
+                .expect("reads");
+        assert_eq!(
+            value.config,
+            BTreeMap::from([("a".to_owned(), "1".to_owned())])
+        );
         assert_eq!(value.target_state, TargetState::Stopped);
 
         let value: ConnectorValue =
@@ -718,7 +723,7 @@ mod tests {
     #[test]
     fn corrupt_records_are_permanent_and_say_where() {
         let err = StoreError::CorruptRecord {
-            role: "configs",
+            role: StateRole::Configs,
             topic: "tributary-configs".to_owned(),
             partition: 0,
             offset: 42,
