@@ -9,7 +9,11 @@ use tracing::{info, warn};
 use tributary::{
     config::{ConnectorConfig, PostgresSourceConfig, WorkerConfig},
     kafka::ClientSettings,
-    runtime::{self, worker::Worker},
+    runtime::{
+        self,
+        store::{ConfigStore, StatusStore},
+        worker::Worker,
+    },
     source::postgres::stream::Destination,
 };
 
@@ -139,7 +143,15 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (rest.listen)", config.rest.listen))?;
     let address = listener.local_addr().context("listener address")?;
-    let worker = Worker::new(destination(&config), address.to_string());
+    let destination = destination(&config);
+    let worker = Worker::with_stores(
+        destination.clone(),
+        address.to_string(),
+        ConfigStore::new(&destination.kafka, &config.worker.configs_topic),
+        StatusStore::new(&destination.kafka, &config.worker.status_topic),
+    )
+    .await
+    .context("cannot read the stored connectors")?;
     info!(address = %address, "REST API listening");
     let app = tributary::api::router(worker.clone());
     axum::serve(listener, app)

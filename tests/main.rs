@@ -11,6 +11,7 @@ mod pgoutput_decode;
 mod postgres_replication;
 mod replication_connection;
 mod rest_api;
+mod runtime_store;
 mod services;
 mod source_all_types;
 mod source_kcat;

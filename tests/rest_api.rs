@@ -366,3 +366,164 @@ async fn bad_requests_get_connects_answers() {
     );
     assert_eq!(plugins[0]["type"], "source");
 }
+
+/// `tributary serve` as a process, with its own topics for configs, statuses and offsets.
+struct ServeProcess {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+    base: String,
+}
+
+impl ServeProcess {
+    fn config(fixture: &SourceFixture, port: u16) -> String {
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n[worker]\noffsets_topic = \"{}\"\nconfigs_topic = \"{}-configs\"\nstatus_topic = \"{}-status\"\n[rest]\nlisten = \"127.0.0.1:{port}\"\n",
+            crate::support::kafka::bootstrap_servers(),
+            fixture.offsets_topic,
+            fixture.offsets_topic,
+            fixture.offsets_topic,
+        )
+    }
+
+    async fn start(dir: &std::path::Path, config: &str, port: u16) -> Self {
+        std::fs::create_dir_all(dir).expect("temp dir");
+        std::fs::write(dir.join("tributary.toml"), config).expect("config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tributary.log"))
+            .expect("log");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("tributary.toml"))
+            .env("TRIBUTARY_LOG", "info,tributary=debug")
+            .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
+            .stderr(std::process::Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tributary serve starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while http.get(&base).send().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tributary serve did not answer on {base}; its log:\n{}",
+                std::fs::read_to_string(dir.join("tributary.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            child,
+            dir: dir.to_owned(),
+            base,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tributary.log")).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_with_sigkill_comes_back_with_its_connectors_and_states() {
+    let mut fixture = SourceFixture::new().await;
+    let other = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let topic = fixture.table_topic("t");
+    let mut records = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
+    let configs_topic = format!("{}-configs", fixture.offsets_topic);
+    let status_topic = format!("{}-status", fixture.offsets_topic);
+    let _guards = [
+        crate::support::kafka::TestTopic::delete_on_drop(configs_topic, 1),
+        crate::support::kafka::TestTopic::delete_on_drop(status_topic, 1),
+    ];
+    let dir = std::env::temp_dir().join(crate::support::unique_name("tributary-serve"));
+    let port = free_port();
+    let config = ServeProcess::config(&fixture, port);
+    let mut serve = ServeProcess::start(&dir, &config, port).await;
+    let http = reqwest::Client::new();
+
+    let running: Value =
+        serde_json::from_str(&fixture.connector_json("public.t", &[])).expect("JSON");
+    let name = running["name"].as_str().expect("name").to_owned();
+    let mut stopped: Value =
+        serde_json::from_str(&other.connector_json("public.x", &[])).expect("JSON");
+    stopped["initial_state"] = json!("STOPPED");
+    let stopped_name = stopped["name"].as_str().expect("name").to_owned();
+    for body in [&running, &stopped] {
+        let response = http
+            .post(format!("{}/connectors", serve.base))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    fixture.wait_until_streaming().await;
+    let client = fixture.db.client();
+    client
+        .batch_execute("INSERT INTO t SELECT g FROM generate_series(1, 50) g")
+        .await
+        .expect("insert");
+    records.collect(50, Duration::from_secs(30)).await;
+
+    serve.child.kill().await.expect("kill -9");
+    client
+        .batch_execute("INSERT INTO t SELECT g FROM generate_series(51, 100) g")
+        .await
+        .expect("insert while down");
+    let serve = ServeProcess::start(&dir, &config, port).await;
+
+    let names: Vec<String> = http
+        .get(format!("{}/connectors", serve.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let mut sorted = names.clone();
+    sorted.sort();
+    let mut expected = vec![name.clone(), stopped_name.clone()];
+    expected.sort();
+    assert_eq!(sorted, expected);
+    let status: Value = http
+        .get(format!("{}/connectors/{stopped_name}/status", serve.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(status["connector"]["state"], "STOPPED", "{status}");
+
+    let seen = match records.try_collect(50, Duration::from_secs(60)).await {
+        Ok(seen) => seen,
+        Err(message) => panic!("{message}\nworker log:\n{}", serve.log()),
+    };
+    let ids: Vec<i64> = seen
+        .iter()
+        .map(|r| payload(r)["after"]["id"].as_i64().expect("an id"))
+        .collect();
+    assert_eq!(
+        ids,
+        (51..=100).collect::<Vec<_>>(),
+        "the rows written while the worker was down, once"
+    );
+    records.expect_no_more(Duration::from_secs(2)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -95,6 +95,7 @@ impl From<WorkerError> for ApiError {
             WorkerError::NotFound(_) | WorkerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
             WorkerError::AlreadyExists(_) => StatusCode::CONFLICT,
             WorkerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            WorkerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
     }
@@ -196,14 +197,7 @@ impl ApiState {
 }
 
 fn state_name(state: State) -> &'static str {
-    match state {
-        State::Unassigned => "UNASSIGNED",
-        State::Running => "RUNNING",
-        State::Paused => "PAUSED",
-        State::Failed => "FAILED",
-        State::Restarting => "RESTARTING",
-        State::Stopped => "STOPPED",
-    }
+    state.as_str()
 }
 
 fn location(name: &str) -> HeaderValue {
@@ -291,7 +285,7 @@ async fn create_connector(AxumState(state): AxumState<ApiState>, body: Bytes) ->
             )));
         }
     };
-    state.worker.create(&name, config, initial)?;
+    state.worker.create(&name, config, initial).await?;
     let mut response = json_response(StatusCode::CREATED, state.info(&name)?);
     response
         .headers_mut()

@@ -56,6 +56,12 @@ pub struct WorkerSection {
     /// Compacted topic holding source offsets, keyed by connector name.
     #[serde(default = "WorkerSection::default_offsets_topic")]
     pub offsets_topic: String,
+    /// Compacted topic holding connector configs and target states (`tributary serve`).
+    #[serde(default = "WorkerSection::default_configs_topic")]
+    pub configs_topic: String,
+    /// Compacted topic holding connector and task statuses.
+    #[serde(default = "WorkerSection::default_status_topic")]
+    pub status_topic: String,
 }
 
 impl WorkerSection {
@@ -64,12 +70,22 @@ impl WorkerSection {
     fn default_offsets_topic() -> String {
         Self::DEFAULT_OFFSETS_TOPIC.to_owned()
     }
+
+    fn default_configs_topic() -> String {
+        "tributary-configs".to_owned()
+    }
+
+    fn default_status_topic() -> String {
+        "tributary-status".to_owned()
+    }
 }
 
 impl Default for WorkerSection {
     fn default() -> Self {
         Self {
             offsets_topic: Self::default_offsets_topic(),
+            configs_topic: Self::default_configs_topic(),
+            status_topic: Self::default_status_topic(),
         }
     }
 }
@@ -95,6 +111,8 @@ impl WorkerConfig {
                     config.kafka.bootstrap_servers = value.clone()
                 }
                 "TRIBUTARY_WORKER_OFFSETS_TOPIC" => config.worker.offsets_topic = value.clone(),
+                "TRIBUTARY_WORKER_CONFIGS_TOPIC" => config.worker.configs_topic = value.clone(),
+                "TRIBUTARY_WORKER_STATUS_TOPIC" => config.worker.status_topic = value.clone(),
                 "TRIBUTARY_REST_LISTEN" => config.rest.listen = value.clone(),
                 _ => {}
             }

@@ -101,3 +101,31 @@ pub fn read_committed_consumer(
             source,
         })
 }
+
+/// A producer for single durable writes outside transactions (connector configs and statuses):
+/// idempotent with `acks=all`, sent at once rather than batched, and giving up on a record after
+/// `delivery_timeout`.
+///
+/// A write is durable once its delivery report arrives: await the future `send` returns.
+pub fn idempotent_producer(
+    settings: &ClientSettings,
+    delivery_timeout: Duration,
+) -> Result<FutureProducer, Error> {
+    let mut config = settings.base();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().max(1).to_string(),
+        );
+    settings
+        .finish(config)
+        .create()
+        .map_err(|source| Error::CreateClient {
+            client: "idempotent producer",
+            bootstrap_servers: settings.bootstrap_servers.clone(),
+            source,
+        })
+}

@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use super::compacted::StateRole;
+
 /// What can go wrong talking to Kafka.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,6 +61,43 @@ pub enum Error {
         timeout: Duration,
     },
     #[error(
+        "{role} topic {topic} has cleanup.policy={policy}, so stored state would expire; \
+         set cleanup.policy=compact on it or configure another {role} topic"
+    )]
+    StateTopicNotCompacted {
+        role: StateRole,
+        topic: String,
+        policy: String,
+    },
+    #[error(
+        "{role} topic {topic} does not exist; create it (the worker does so on start) \
+         or check the configured {role} topic name"
+    )]
+    StateTopicMissing { role: StateRole, topic: String },
+    #[error("cannot read {role} topic {topic}: {source}")]
+    ReadStateTopic {
+        role: StateRole,
+        topic: String,
+        source: KafkaError,
+    },
+    #[error(
+        "reading {role} topic {topic} did not reach the end of partitions {partitions:?} \
+         within {timeout:?}; the broker may be slow or unreachable"
+    )]
+    ReadStateTopicTimedOut {
+        role: StateRole,
+        topic: String,
+        partitions: Vec<i32>,
+        timeout: Duration,
+    },
+    #[error("writing record {key} to topic {topic} failed: {source}")]
+    WriteStateTopic {
+        topic: String,
+        key: String,
+        // Boxed: with the two names inline it would make every `Result<_, Error>` larger.
+        source: Box<KafkaError>,
+    },
+    #[error(
         "the source offset at topic {topic} partition {partition} offset {offset} is not valid \
          ({reason}); write a valid offset or a tombstone (null value) for key {key} to reset it"
     )]
@@ -80,12 +119,16 @@ impl Error {
             Error::InitTransactions { source, .. }
             | Error::CreateTopic { source, .. }
             | Error::Admin(source)
-            | Error::LoadOffsets { source, .. } => is_retriable(source),
+            | Error::LoadOffsets { source, .. }
+            | Error::ReadStateTopic { source, .. } => is_retriable(source),
+            Error::WriteStateTopic { source, .. } => is_retriable(source),
             // A slow or restarting broker; the same read later may well finish.
-            Error::LoadOffsetsTimedOut { .. } => true,
+            Error::LoadOffsetsTimedOut { .. } | Error::ReadStateTopicTimedOut { .. } => true,
             // Each needs someone to change the topic, its records or the configuration.
             Error::OffsetTopicNotCompacted { .. }
             | Error::OffsetTopicMissing { .. }
+            | Error::StateTopicNotCompacted { .. }
+            | Error::StateTopicMissing { .. }
             | Error::CorruptOffset { .. } => false,
             Error::CreateTopicRejected { code, .. }
             | Error::DeleteTopicRejected { code, .. }
@@ -115,6 +158,11 @@ fn is_retriable(error: &KafkaError) -> bool {
                     | RDKafkaErrorCode::CoordinatorNotAvailable
                     | RDKafkaErrorCode::NotCoordinator
                     | RDKafkaErrorCode::CoordinatorLoadInProgress
+                    | RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::NotEnoughReplicas
+                    | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::NotLeaderForPartition
             )
         ),
     }

@@ -11,33 +11,22 @@
 //! never moves it. Nothing upstream (the slot's flushed LSN) may be acknowledged before that
 //! transaction has committed.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
-use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
-    error::KafkaError,
-    types::RDKafkaErrorCode,
-};
+use rdkafka::Message;
 use serde::{Deserialize, Serialize};
 
-use super::{ClientSettings, Error, TopicAdmin, TopicSpec};
+use super::{
+    ClientSettings, Error,
+    compacted::{self, StateRole},
+};
 
 /// Offsets topic name when the worker configuration names none (Kafka Connect uses
 /// `connect-offsets`).
 pub const DEFAULT_OFFSETS_TOPIC: &str = "tributary-offsets";
 
-/// How long topic creation and config checks may take.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a topic may stay unknown to the metadata before it counts as missing.
-const MISSING_GRACE: Duration = Duration::from_secs(5);
-
-/// Longest single wait for a record, so deadlines and end-of-partition checks stay responsive.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// What the topic holds, for the shared state-topic errors.
+const ROLE: StateRole = StateRole::Offsets;
 
 /// Offset of a source connector, Debezium-compatible in spirit: what was last delivered.
 ///
@@ -117,30 +106,9 @@ impl OffsetStore {
     /// `delete` in its cleanup policy, offsets would vanish after the retention time and the
     /// connector would lose its position.
     pub async fn ensure_topic(&self) -> Result<(), Error> {
-        let admin = TopicAdmin::new(&self.settings, ADMIN_TIMEOUT)?;
-        let mut spec = TopicSpec::compacted(&self.topic);
-        spec.partitions = self.partitions;
-        admin.ensure_topic(&spec).await?;
-        // Right after creation the broker may describe the topic with no configs yet: an
-        // empty answer means "ask again", only a different policy is an error.
-        let mut policy = String::new();
-        for _ in 0..50 {
-            policy = admin
-                .topic_config(&self.topic, "cleanup.policy")
-                .await?
-                .unwrap_or_default();
-            if !policy.trim().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if policy.trim() != "compact" {
-            return Err(Error::OffsetTopicNotCompacted {
-                topic: self.topic.clone(),
-                policy,
-            });
-        }
-        Ok(())
+        compacted::ensure_compacted_topic(&self.settings, ROLE, &self.topic, self.partitions)
+            .await
+            .map_err(offsets_error)
     }
 
     /// The record that stores `offset` for `connector`, whose topics are prefixed `server`. Send it
@@ -216,89 +184,22 @@ fn read_newest(
     wanted: &serde_json::Value,
     timeout: Duration,
 ) -> Result<Option<Found>, Error> {
-    let deadline = Instant::now() + timeout;
-    let load_error = |source| Error::LoadOffsets {
-        topic: topic.to_owned(),
-        source,
-    };
-    let consumer = offsets_consumer(settings)?;
-    let partitions = partitions_of(&consumer, topic, deadline, timeout)?;
-
-    // With read_committed the high watermark is the last stable offset: the end of what can be
-    // read, before any open transaction.
-    let mut ends = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, left)
-            .map_err(load_error)?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(load_error)?;
-        }
-    }
-    if ends.is_empty() {
-        return Ok(None);
-    }
-    consumer.assign(&assignment).map_err(load_error)?;
-
     let mut newest: HashMap<i32, Found> = HashMap::new();
-    while !ends.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let mut partitions: Vec<i32> = ends.into_keys().collect();
-            partitions.sort_unstable();
-            return Err(Error::LoadOffsetsTimedOut {
-                topic: topic.to_owned(),
-                partitions,
-                timeout,
-            });
+    compacted::replay(settings, ROLE, topic, timeout, |message| {
+        if is_wanted(message.key(), wanted) {
+            let partition = message.partition();
+            newest.insert(
+                partition,
+                Found {
+                    partition,
+                    offset: message.offset(),
+                    timestamp: message.timestamp().to_millis().unwrap_or(i64::MIN),
+                    value: message.payload().map(<[u8]>::to_vec),
+                },
+            );
         }
-        match consumer.poll(left.min(POLL_INTERVAL)) {
-            Some(Ok(message)) => {
-                let partition = message.partition();
-                if is_wanted(message.key(), wanted) {
-                    newest.insert(
-                        partition,
-                        Found {
-                            partition,
-                            offset: message.offset(),
-                            timestamp: message.timestamp().to_millis().unwrap_or(i64::MIN),
-                            value: message.payload().map(<[u8]>::to_vec),
-                        },
-                    );
-                }
-                if ends
-                    .get(&partition)
-                    .is_some_and(|&end| message.offset() + 1 >= end)
-                {
-                    ends.remove(&partition);
-                }
-            }
-            // Reached the last stable offset; with an open transaction the commit marker that
-            // would move the position up to it may not exist yet.
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                ends.remove(&partition);
-            }
-            Some(Err(err)) => return Err(load_error(err)),
-            None => {
-                // The last records may be transaction markers, which are never delivered.
-                let positions = consumer.position().map_err(load_error)?;
-                for element in positions.elements_for_topic(topic) {
-                    if let Offset::Offset(position) = element.offset()
-                        && ends
-                            .get(&element.partition())
-                            .is_some_and(|&end| position >= end)
-                    {
-                        ends.remove(&element.partition());
-                    }
-                }
-            }
-        }
-    }
+    })
+    .map_err(offsets_error)?;
     // A key normally lives in one partition; should a change of partitioner have spread it, the
     // record written last wins.
     Ok(newest
@@ -306,91 +207,33 @@ fn read_newest(
         .max_by_key(|found| (found.timestamp, found.partition)))
 }
 
+/// The shared state-topic errors, in the offset store's own terms (and advice).
+fn offsets_error(err: Error) -> Error {
+    match err {
+        Error::StateTopicMissing { topic, .. } => Error::OffsetTopicMissing { topic },
+        Error::StateTopicNotCompacted { topic, policy, .. } => {
+            Error::OffsetTopicNotCompacted { topic, policy }
+        }
+        Error::ReadStateTopic { topic, source, .. } => Error::LoadOffsets { topic, source },
+        Error::ReadStateTopicTimedOut {
+            topic,
+            partitions,
+            timeout,
+            ..
+        } => Error::LoadOffsetsTimedOut {
+            topic,
+            partitions,
+            timeout,
+        },
+        other => other,
+    }
+}
+
 /// Keys are compared as JSON, so a key Kafka Connect wrote (other spacing) matches too; keys that
 /// are not JSON belong to someone else and are skipped.
 fn is_wanted(key: Option<&[u8]>, wanted: &serde_json::Value) -> bool {
     key.and_then(|key| serde_json::from_slice::<serde_json::Value>(key).ok())
         .is_some_and(|key| &key == wanted)
-}
-
-fn offsets_consumer(settings: &ClientSettings) -> Result<BaseConsumer, Error> {
-    let mut config: ClientConfig = settings.base();
-    // Partitions are assigned by hand and nothing is committed, so the group never has members
-    // or offsets; librdkafka wants one for `position` all the same.
-    config
-        .set("group.id", "tributary-offsets-reader")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
-    settings
-        .finish(config)
-        .create()
-        .map_err(|source| Error::CreateClient {
-            client: "offsets consumer",
-            bootstrap_servers: settings.bootstrap_servers.clone(),
-            source,
-        })
-}
-
-/// The topic's partitions; waits (until `deadline`) while a just-created topic has no leader yet.
-fn partitions_of(
-    consumer: &BaseConsumer,
-    topic: &str,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<Vec<i32>, Error> {
-    let started = Instant::now();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let metadata = consumer
-            .fetch_metadata(Some(topic), left)
-            .map_err(|source| Error::LoadOffsets {
-                topic: topic.to_owned(),
-                source,
-            })?;
-        let found = metadata.topics().iter().find(|t| t.name() == topic);
-        match found.map(|t| (t.error(), t.partitions())) {
-            Some((None, partitions))
-                if !partitions.is_empty() && partitions.iter().all(|p| p.error().is_none()) =>
-            {
-                return Ok(partitions.iter().map(|p| p.id()).collect());
-            }
-            // A topic created a moment ago may not be in every broker's metadata yet: it counts
-            // as missing only once it stays unknown for a while.
-            Some((Some(code), _))
-                if RDKafkaErrorCode::from(code) == RDKafkaErrorCode::UnknownTopicOrPartition =>
-            {
-                if started.elapsed() >= MISSING_GRACE || Instant::now() + POLL_INTERVAL >= deadline
-                {
-                    return Err(Error::OffsetTopicMissing {
-                        topic: topic.to_owned(),
-                    });
-                }
-                std::thread::sleep(POLL_INTERVAL);
-            }
-            None => {
-                if started.elapsed() >= MISSING_GRACE || Instant::now() + POLL_INTERVAL >= deadline
-                {
-                    return Err(Error::OffsetTopicMissing {
-                        topic: topic.to_owned(),
-                    });
-                }
-                std::thread::sleep(POLL_INTERVAL);
-            }
-            Some(_) if Instant::now() + POLL_INTERVAL < deadline => {
-                std::thread::sleep(POLL_INTERVAL);
-            }
-            Some(_) => {
-                return Err(Error::LoadOffsetsTimedOut {
-                    topic: topic.to_owned(),
-                    partitions: Vec::new(),
-                    timeout,
-                });
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Running connectors: each in its own task, restarted with backoff after transient failures,
-//! stopped for good (with the error's advice) after permanent ones.
+//! stopped for good (with the error's advice) after permanent ones. Their configs, target states
+//! and statuses persist in [`store`].
 
+pub mod store;
 pub mod worker;
 
 use std::time::Duration;

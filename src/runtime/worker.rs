@@ -11,36 +11,17 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::store::{ConfigStore, ConnectorRecord, StatusRecord, StatusStore, StoreError};
 use crate::{
     config::{ConnectorConfig, PostgresSourceConfig, ValidationErrors},
     source::postgres::stream::{self, Destination},
 };
 
-/// What the user asked a connector to be (Kafka Connect's target state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum TargetState {
-    Running,
-    Paused,
-    Stopped,
-}
-
-/// A connector's or task's actual state, with Kafka Connect's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum State {
-    Unassigned,
-    Running,
-    Paused,
-    Failed,
-    Restarting,
-    Stopped,
-}
+pub use super::store::{State, TargetState};
 
 /// Why a worker request failed; the API maps each to Connect's status code.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +34,9 @@ pub enum WorkerError {
     TaskNotFound(String, u32),
     #[error("{0}")]
     Invalid(String),
+    /// The config or status topic could not be written: nothing was changed.
+    #[error("cannot store the change: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// The status of one connector and its task, as `GET /connectors/{name}/status` shows it.
@@ -78,6 +62,8 @@ struct Entry {
 pub struct Worker {
     entries: Arc<Mutex<BTreeMap<String, Entry>>>,
     destination: Destination,
+    /// Where configs and target states (and statuses, for other readers) survive the process.
+    stores: Option<Arc<(ConfigStore, StatusStore)>>,
     pub worker_id: String,
 }
 
@@ -100,12 +86,113 @@ pub fn invalid_config_message(errors: &ValidationErrors) -> String {
 }
 
 impl Worker {
+    /// A worker whose connectors live only as long as the process.
     pub fn new(destination: Destination, worker_id: impl Into<String>) -> Self {
         Self {
             entries: Arc::new(Mutex::new(BTreeMap::new())),
             destination,
+            stores: None,
             worker_id: worker_id.into(),
         }
+    }
+
+    /// A worker whose connectors are stored in Kafka: it starts with every stored connector in
+    /// its stored target state (a worker killed and started again carries on where it was).
+    pub async fn with_stores(
+        destination: Destination,
+        worker_id: impl Into<String>,
+        configs: ConfigStore,
+        statuses: StatusStore,
+    ) -> Result<Self, StoreError> {
+        configs.ensure_topic().await?;
+        statuses.ensure_topic().await?;
+        let stored = configs.load(Duration::from_secs(60)).await?;
+        let mut worker = Self::new(destination, worker_id);
+        worker.stores = Some(Arc::new((configs, statuses)));
+        for (name, record) in stored {
+            match Self::check(&name, &record.config) {
+                Ok(source) => {
+                    worker.insert(&name, record.config, record.target_state);
+                    worker.apply(&name, Some(source));
+                }
+                Err(error) => {
+                    warn!(connector = %name, error = %error, "stored config is not valid any more");
+                    worker.insert(&name, record.config, record.target_state);
+                    worker.apply(&name, None);
+                }
+            }
+            info!(connector = %name, target = %record.target_state, "restored");
+        }
+        Ok(worker)
+    }
+
+    fn insert(&self, name: &str, config: BTreeMap<String, String>, target: TargetState) {
+        self.lock().insert(
+            name.to_owned(),
+            Entry {
+                config,
+                target,
+                connector_state: State::Unassigned,
+                task_state: State::Unassigned,
+                trace: None,
+                running: None,
+            },
+        );
+    }
+
+    /// Writes the connector's config and target state; durable before it returns.
+    async fn persist(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+        target: TargetState,
+    ) -> Result<(), WorkerError> {
+        if let Some(stores) = &self.stores {
+            stores
+                .0
+                .put(&ConnectorRecord {
+                    name: name.to_owned(),
+                    config: config.clone(),
+                    target_state: target,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the current states on the status topic (best effort: it informs, it does not
+    /// decide anything).
+    fn publish_status(&self, name: &str) {
+        let Some(stores) = self.stores.clone() else {
+            return;
+        };
+        let Some((connector, task, trace)) = self
+            .lock()
+            .get(name)
+            .map(|e| (e.connector_state, e.task_state, e.trace.clone()))
+        else {
+            return;
+        };
+        let worker_id = self.worker_id.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let statuses = &stores.1;
+            let task_record = StatusRecord {
+                state: task,
+                trace,
+                worker_id: worker_id.clone(),
+            };
+            let result = async {
+                statuses
+                    .put_connector(&name, &StatusRecord::new(connector, worker_id))
+                    .await?;
+                statuses.put_task(&name, 0, &task_record).await
+            }
+            .await;
+            if let Err(error) = result {
+                warn!(connector = %name, error = %error, "could not publish the status");
+            }
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -158,30 +245,18 @@ impl Worker {
     }
 
     /// Creates a connector in `initial` state. The config must be valid.
-    pub fn create(
+    pub async fn create(
         &self,
         name: &str,
         config: BTreeMap<String, String>,
         initial: TargetState,
     ) -> Result<(), WorkerError> {
         let source = Self::check(name, &config)?;
-        {
-            let mut entries = self.lock();
-            if entries.contains_key(name) {
-                return Err(WorkerError::AlreadyExists(name.to_owned()));
-            }
-            entries.insert(
-                name.to_owned(),
-                Entry {
-                    config,
-                    target: initial,
-                    connector_state: State::Unassigned,
-                    task_state: State::Unassigned,
-                    trace: None,
-                    running: None,
-                },
-            );
+        if self.lock().contains_key(name) {
+            return Err(WorkerError::AlreadyExists(name.to_owned()));
         }
+        self.persist(name, &config, initial).await?;
+        self.insert(name, config, initial);
         self.apply(name, Some(source));
         Ok(())
     }
@@ -196,9 +271,11 @@ impl Worker {
         let source = Self::check(name, &config)?;
         let exists = self.lock().contains_key(name);
         if !exists {
-            self.create(name, config, TargetState::Running)?;
+            self.create(name, config, TargetState::Running).await?;
             return Ok(true);
         }
+        let target = self.target_state(name)?;
+        self.persist(name, &config, target).await?;
         self.halt(name).await;
         if let Some(entry) = self.lock().get_mut(name) {
             entry.config = config;
@@ -211,6 +288,10 @@ impl Worker {
         if !self.lock().contains_key(name) {
             return Err(WorkerError::NotFound(name.to_owned()));
         }
+        if let Some(stores) = &self.stores {
+            stores.0.delete(name).await?;
+            stores.1.delete_connector(name, 1).await?;
+        }
         self.halt(name).await;
         self.lock().remove(name);
         info!(connector = %name, "deleted");
@@ -218,14 +299,12 @@ impl Worker {
     }
 
     pub async fn set_target(&self, name: &str, target: TargetState) -> Result<(), WorkerError> {
-        {
-            let mut entries = self.lock();
-            let entry = entries
-                .get_mut(name)
-                .ok_or_else(|| WorkerError::NotFound(name.to_owned()))?;
-            if entry.target == target {
-                return Ok(());
-            }
+        let config = self.config(name)?;
+        if self.target_state(name)? == target {
+            return Ok(());
+        }
+        self.persist(name, &config, target).await?;
+        if let Some(entry) = self.lock().get_mut(name) {
             entry.target = target;
         }
         self.halt(name).await;
@@ -272,6 +351,11 @@ impl Worker {
 
     /// Starts or leaves alone the task according to the target state.
     fn apply(&self, name: &str, source: Option<PostgresSourceConfig>) {
+        self.start_or_hold(name, source);
+        self.publish_status(name);
+    }
+
+    fn start_or_hold(&self, name: &str, source: Option<PostgresSourceConfig>) {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(name) else {
             return;
@@ -318,6 +402,7 @@ impl Worker {
             entry.task_state = State::Failed;
             entry.trace = Some(trace);
         }
+        self.publish_status(name);
     }
 }
 
