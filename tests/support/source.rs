@@ -27,8 +27,24 @@ pub struct SourceFixture {
     topics: Vec<TestTopic>,
 }
 
+/// With TRIBUTARY_TEST_LOG=<file>, in-process sources log there (debug level).
+fn init_test_log() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(path) = std::env::var("TRIBUTARY_TEST_LOG") {
+            let file = std::fs::File::create(path).expect("the test log file");
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info,tributary=trace"))
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .try_init();
+        }
+    });
+}
+
 impl SourceFixture {
     pub async fn new() -> Self {
+        init_test_log();
         let db = TestDatabase::create().await;
         let name = unique_name("src");
         let offsets_topic = unique_name("tributary-test-offsets");
@@ -103,6 +119,10 @@ impl SourceFixture {
     }
 
     /// Waits until a walsender streams from the slot: changes committed after this are captured.
+    ///
+    /// "Active" is not enough: the slot is active while CREATE_REPLICATION_SLOT still builds its
+    /// snapshot, and a change committed before the slot's consistent point is (rightly) not
+    /// streamed. A walsender in `catchup` or `streaming` state has passed START_REPLICATION.
     pub async fn wait_until_streaming(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
@@ -110,12 +130,14 @@ impl SourceFixture {
                 .db
                 .client()
                 .query_opt(
-                    "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                    "SELECT 1 FROM pg_replication_slots s
+                       JOIN pg_stat_replication r ON r.pid = s.active_pid
+                      WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming')",
                     &[&self.slot],
                 )
                 .await
                 .expect("pg_replication_slots");
-            if row.is_some_and(|r| r.get::<_, bool>(0)) {
+            if row.is_some() {
                 return;
             }
             assert!(

@@ -72,6 +72,18 @@ pub async fn run(
     destination: &Destination,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("source", connector = %config.name);
+    run_in_span(config, destination, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_in_span(
+    config: &PostgresSourceConfig,
+    destination: &Destination,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let sql = database::connect(config).await?;
     database::preflight(&sql, config).await?;
     database::ensure_publication(&sql, config).await?;
@@ -454,6 +466,7 @@ impl<'a> StreamTask<'a> {
     }
 
     async fn on_keepalive(&mut self, wal_end: Lsn) -> Result<(), Error> {
+        tracing::trace!(wal_end = %wal_end, delivered = %self.delivered, "keepalive");
         let idle =
             self.transaction.is_none() && self.kafka_txn.is_none() && self.in_flight.is_none();
         // Store and confirm the idle position now and then, so the slot releases WAL while the
@@ -477,6 +490,7 @@ impl<'a> StreamTask<'a> {
         match message {
             Message::Begin(begin) => {
                 let skip = begin.final_lsn < self.delivered;
+                tracing::trace!(xid = begin.xid, commit_lsn = %begin.final_lsn, skip, "begin");
                 if skip {
                     debug!(xid = begin.xid, commit_lsn = %begin.final_lsn, "dropping a transaction delivered before the restart");
                 } else if self.kafka_txn.is_none() {
@@ -523,6 +537,7 @@ impl<'a> StreamTask<'a> {
                 }
             }
             Message::Relation(relation) => {
+                tracing::trace!(relation_id = relation.relation_id, table = %relation.name, "relation");
                 self.relations
                     .apply(&self.sql, &relation, &self.config.patterns)
                     .await?;
