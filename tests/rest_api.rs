@@ -527,3 +527,77 @@ async fn a_worker_killed_with_sigkill_comes_back_with_its_connectors_and_states(
     records.expect_no_more(Duration::from_secs(2)).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_checks_the_live_database_and_reports_on_the_right_key() {
+    let fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE nokey (v int);")
+        .await
+        .expect("schema");
+    let api = Api::start(&fixture).await;
+    let find = |body: &Value, key: &str| -> Vec<String> {
+        body["configs"]
+            .as_array()
+            .expect("configs")
+            .iter()
+            .filter(|c| c["value"]["name"] == key)
+            .flat_map(|c| c["value"]["errors"].as_array().cloned().unwrap_or_default())
+            .map(|e| e.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    let good: Value = serde_json::from_str(&fixture.connector_json("public.t", &[])).expect("JSON");
+    let (status, body, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/PostgresConnector/config/validate",
+            Some(good["config"].clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error_count"], 0, "{body}");
+
+    let bad: Value = serde_json::from_str(&fixture.connector_json(
+        "public.t,public.nokey",
+        &[
+            ("database.user", "tributary"),
+            ("database.password", "wrong-password"),
+        ],
+    ))
+    .expect("JSON");
+    let (status, body, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/PostgresConnector/config/validate",
+            Some(bad["config"].clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error_count"], 1, "{body}");
+    let errors = find(&body, "database.password");
+    assert!(errors.iter().any(|e| e.contains("password")), "{body}");
+    assert!(
+        !body.to_string().contains("wrong-password"),
+        "validate shows the password"
+    );
+
+    let keyless: Value =
+        serde_json::from_str(&fixture.connector_json("public.t,public.nokey", &[])).expect("JSON");
+    let (_, body, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/PostgresConnector/config/validate",
+            Some(keyless["config"].clone()),
+        )
+        .await;
+    let errors = find(&body, "table.include.list");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("nokey") && e.contains("REPLICA IDENTITY FULL")),
+        "{body}"
+    );
+}

@@ -532,23 +532,29 @@ async fn validate_config(
         name,
         config: config.clone(),
     };
-    let errors = match crate::config::PostgresSourceConfig::from_connector(&connector) {
-        Ok(_) => Vec::new(),
-        Err(errors) => errors.0,
-    };
+    // Static checks first; when they pass, the live checks against the database.
+    let findings = crate::source::postgres::validate::validate(&connector).await;
+    let error_count = findings.iter().filter(|f| f.is_error()).count();
     let mut keys: Vec<&String> = config.keys().collect();
-    for error in &errors {
-        if !keys.contains(&&error.key) {
-            keys.push(&error.key);
+    for finding in &findings {
+        if !keys.contains(&&finding.key) {
+            keys.push(&finding.key);
         }
     }
     let configs: Vec<Value> = keys
         .iter()
         .map(|key| {
-            let messages: Vec<&str> = errors
+            // Connect has only errors; warnings are reported there too, marked as such.
+            let messages: Vec<String> = findings
                 .iter()
-                .filter(|e| &&e.key == key)
-                .map(|e| e.message.as_str())
+                .filter(|f| &&f.key == key)
+                .map(|f| {
+                    if f.is_error() {
+                        f.message.clone()
+                    } else {
+                        format!("Warning: {}", f.message)
+                    }
+                })
                 .collect();
             let shown = config.get(*key).map(|value| {
                 if state.secrets.is_match(key) {
@@ -567,7 +573,7 @@ async fn validate_config(
         StatusCode::OK,
         json!({
             "name": POSTGRES_SOURCE_CLASSES[0],
-            "error_count": errors.len(),
+            "error_count": error_count,
             "groups": ["Common", "Postgres"],
             "configs": configs,
         }),
