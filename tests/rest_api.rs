@@ -184,6 +184,16 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
         .await
         .expect("insert");
     records.expect_no_more(Duration::from_secs(2)).await;
+    let (status, body, _) = api
+        .call("DELETE", &format!("/connectors/{name}/offsets"), None)
+        .await;
+    assert_eq!(status, 400, "offsets change only when STOPPED: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Connectors must be in the STOPPED state")),
+        "{body}"
+    );
     let (status, _, _) = api
         .call("PUT", &format!("/connectors/{name}/resume"), None)
         .await;
@@ -212,6 +222,42 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
     assert_eq!(status, 200);
     assert_eq!(config["database.password"], "[hidden]");
     bodies.push(config);
+
+    // Offsets: shown, reset and set while STOPPED (Connect's KIP-875 endpoints).
+    let offsets_path = format!("/connectors/{name}/offsets");
+    let (status, offsets, _) = api.call("GET", &offsets_path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        offsets["offsets"][0]["partition"],
+        json!({"server": fixture.prefix})
+    );
+    let stored_lsn = offsets["offsets"][0]["offset"]["lsn"]
+        .as_u64()
+        .expect("an lsn");
+    assert!(stored_lsn > 0);
+    let (status, body, _) = api.call("DELETE", &offsets_path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["message"],
+        "The offsets for this connector have been reset successfully"
+    );
+    let (_, offsets, _) = api.call("GET", &offsets_path, None).await;
+    assert_eq!(offsets, json!({"offsets": []}));
+    let (status, body, _) = api.call("PATCH", &offsets_path, Some(json!({}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        "Partitions / offsets need to be provided for an alter offsets request"
+    );
+    let altered = json!({"offsets": [{"partition": {"server": fixture.prefix}, "offset": {"lsn": stored_lsn, "ts_usec": 0}}]});
+    let (status, body, _) = api.call("PATCH", &offsets_path, Some(altered)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["message"],
+        "The offsets for this connector have been altered successfully"
+    );
+    let (_, offsets, _) = api.call("GET", &offsets_path, None).await;
+    assert_eq!(offsets["offsets"][0]["offset"]["lsn"], stored_lsn);
 
     // Config changes: PATCH, and PUT with a name that does not match.
     let (status, body, _) = api

@@ -55,6 +55,10 @@ pub fn router(worker: Worker) -> Router {
         .route("/connectors/{name}/resume", put(resume_connector))
         .route("/connectors/{name}/stop", put(stop_connector))
         .route("/connectors/{name}/tasks", get(connector_tasks))
+        .route(
+            "/connectors/{name}/offsets",
+            get(get_offsets).patch(alter_offsets).delete(reset_offsets),
+        )
         .route("/connectors/{name}/tasks/{task}/status", get(task_status))
         .route(
             "/connectors/{name}/tasks/{task}/restart",
@@ -94,7 +98,7 @@ impl From<WorkerError> for ApiError {
         let status = match &error {
             WorkerError::NotFound(_) | WorkerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
             WorkerError::AlreadyExists(_) => StatusCode::CONFLICT,
-            WorkerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            WorkerError::Invalid(_) | WorkerError::NotStopped(_) => StatusCode::BAD_REQUEST,
             WorkerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
@@ -486,6 +490,66 @@ async fn restart_task(
     only_task(&state, &name, &task)?;
     state.worker.restart(&name, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_offsets(AxumState(state): AxumState<ApiState>, Path(name): Path<String>) -> ApiResult {
+    let (server, offset) = state.worker.offsets(&name).await?;
+    let offsets = match offset {
+        Some(offset) => json!([{"partition": {"server": server}, "offset": offset}]),
+        None => json!([]),
+    };
+    Ok(json_response(StatusCode::OK, json!({"offsets": offsets})))
+}
+
+async fn alter_offsets(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let request: Value = parse_body(&body)?;
+    let Some(Value::Array(entries)) = request.get("offsets") else {
+        return Err(ApiError::bad_request(
+            "Partitions / offsets need to be provided for an alter offsets request",
+        ));
+    };
+    let [entry] = entries.as_slice() else {
+        return Err(ApiError::bad_request(
+            "The PostgreSQL source has exactly one partition ({\"server\": <topic.prefix>}); give one entry",
+        ));
+    };
+    let offset = match entry.get("offset") {
+        None | Some(Value::Null) => None,
+        Some(offset) => Some(serde_json::from_value(offset.clone()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "The offset is not a PostgreSQL source offset ({{\"lsn\": <commit end LSN>, \"ts_usec\": ...}}): {e}"
+            ))
+        })?),
+    };
+    let server = entry
+        .get("partition")
+        .and_then(|p| p.get("server"))
+        .and_then(Value::as_str);
+    if server.is_none() {
+        return Err(ApiError::bad_request(
+            "Each offset needs its partition: {\"server\": <topic.prefix>}",
+        ));
+    }
+    state.worker.write_offsets(&name, server, offset).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"message": "The offsets for this connector have been altered successfully"}),
+    ))
+}
+
+async fn reset_offsets(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    state.worker.write_offsets(&name, None, None).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"message": "The offsets for this connector have been reset successfully"}),
+    ))
 }
 
 async fn connector_plugins() -> Response {

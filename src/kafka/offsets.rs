@@ -122,6 +122,36 @@ impl OffsetStore {
         }
     }
 
+    /// Writes `offset` for (`connector`, `server`) on its own, outside any source transaction,
+    /// or a tombstone (a reset) when None; durable when it returns. For operators (the REST
+    /// offsets endpoints) while the connector is stopped.
+    pub async fn write(
+        &self,
+        connector: &str,
+        server: &str,
+        offset: Option<&SourceOffset>,
+    ) -> Result<(), Error> {
+        use rdkafka::producer::FutureRecord;
+        let timeout = Duration::from_secs(30);
+        let producer = super::idempotent_producer(&self.settings, timeout)?;
+        let key = offset_key(connector, server).to_string();
+        let value =
+            offset.map(|o| serde_json::to_vec(o).expect("a SourceOffset always serialises"));
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic).key(&key);
+        if let Some(value) = &value {
+            record = record.payload(value);
+        }
+        producer
+            .send(record, timeout)
+            .await
+            .map_err(|(source, _)| Error::WriteStateTopic {
+                topic: self.topic.clone(),
+                key: key.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+
     /// Reads the topic from the beginning to its end (`read_committed`, so up to the last stable
     /// offset) and returns the newest offset for (`connector`, `server`), or `None` when there is
     /// none or the newest record is a tombstone (a reset).

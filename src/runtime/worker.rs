@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use super::store::{ConfigStore, ConnectorRecord, StatusRecord, StatusStore, StoreError};
 use crate::{
     config::{ConnectorConfig, PostgresSourceConfig, ValidationErrors},
+    kafka::{OffsetStore, SourceOffset},
     source::postgres::stream::{self, Destination},
 };
 
@@ -34,6 +35,10 @@ pub enum WorkerError {
     TaskNotFound(String, u32),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{0}/stop' endpoint"
+    )]
+    NotStopped(String),
     /// The config or status topic could not be written: nothing was changed.
     #[error("cannot store the change: {0}")]
     Store(#[from] StoreError),
@@ -331,6 +336,50 @@ impl Worker {
         self.halt(name).await;
         self.apply(name, None);
         Ok(())
+    }
+
+    /// The connector's stored source offset and its partition (`{"server": <topic.prefix>}`).
+    pub async fn offsets(&self, name: &str) -> Result<(String, Option<SourceOffset>), WorkerError> {
+        let (store, server) = self.offset_store(name)?;
+        let offset = store
+            .load(name, &server, Duration::from_secs(60))
+            .await
+            .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
+        Ok((server, offset))
+    }
+
+    /// Replaces (Some) or resets (None) the stored offset; only while the connector is STOPPED,
+    /// as Connect requires.
+    pub async fn write_offsets(
+        &self,
+        name: &str,
+        partition_server: Option<&str>,
+        offset: Option<SourceOffset>,
+    ) -> Result<(), WorkerError> {
+        if self.target_state(name)? != TargetState::Stopped {
+            return Err(WorkerError::NotStopped(name.to_owned()));
+        }
+        let (store, server) = self.offset_store(name)?;
+        if let Some(given) = partition_server
+            && given != server
+        {
+            return Err(WorkerError::Invalid(format!(
+                "The partition {{\"server\": \"{given}\"}} is not this connector's; its partition is {{\"server\": \"{server}\"}} (its topic.prefix)"
+            )));
+        }
+        store
+            .write(name, &server, offset.as_ref())
+            .await
+            .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
+        info!(connector = %name, reset = offset.is_none(), "offsets changed");
+        Ok(())
+    }
+
+    fn offset_store(&self, name: &str) -> Result<(OffsetStore, String), WorkerError> {
+        let config = self.config(name)?;
+        let server = Self::check(name, &config)?.topic_prefix;
+        let store = OffsetStore::new(&self.destination.kafka, &self.destination.offsets_topic);
+        Ok((store, server))
     }
 
     /// Stops every task (on shutdown).
