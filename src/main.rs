@@ -51,13 +51,33 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The error and its causes, one line, without a backtrace: they say what to fix.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
+    let initial = std::env::var("TRIBUTARY_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(&initial).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The filter sits behind a reload handle so /admin/loggers can change levels at run time.
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer())
         .init();
+    let apply: tributary::api::ApplyFilter = std::sync::Arc::new(move |directives: &str| {
+        let filter = EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    let root = initial.split(',').next().unwrap_or("info").to_owned();
+    let log_levels = tributary::api::LogLevels::new(&root, apply);
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Standalone { config, connectors } => {
             runtime.block_on(standalone(config, connectors))
         }
-        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Serve { config } => runtime.block_on(serve(config, log_levels)),
     }
 }
 
@@ -136,7 +156,7 @@ fn destination(worker: &WorkerConfig) -> Destination {
     }
 }
 
-async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+async fn serve(config_path: PathBuf, log_levels: tributary::api::LogLevels) -> anyhow::Result<()> {
     let config = WorkerConfig::load(&config_path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     let listener = tokio::net::TcpListener::bind(&config.rest.listen)
@@ -153,7 +173,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     .await
     .context("cannot read the stored connectors")?;
     info!(address = %address, "REST API listening");
-    let app = tributary::api::router(worker.clone());
+    let app = tributary::api::router_with_loggers(worker.clone(), Some(log_levels));
     axum::serve(listener, app)
         .with_graceful_shutdown(wait_for_stop_signal())
         .await

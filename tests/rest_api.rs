@@ -647,3 +647,77 @@ async fn validate_checks_the_live_database_and_reports_on_the_right_key() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_levels_change_at_run_time() {
+    let fixture = SourceFixture::new().await;
+    let applied = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&applied);
+    let levels = tributary::api::LogLevels::new(
+        "INFO",
+        std::sync::Arc::new(move |directives: &str| {
+            *sink.lock().expect("lock") = directives.to_owned();
+            Ok(())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let worker = Worker::new(fixture.destination(), "test");
+    let app = tributary::api::router_with_loggers(worker, Some(levels));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+
+    let response = http
+        .put(format!("{base}/admin/loggers/tributary::source"))
+        .json(&json!({"level": "DEBUG"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.json::<Value>().await.expect("JSON"),
+        json!(["tributary::source"])
+    );
+    assert_eq!(
+        *applied.lock().expect("lock"),
+        "info,tributary::source=debug"
+    );
+
+    let all: Value = http
+        .get(format!("{base}/admin/loggers"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(all["root"]["level"], "INFO");
+    assert_eq!(all["tributary::source"]["level"], "DEBUG");
+    assert!(all["tributary::source"]["last_modified"].as_i64().is_some());
+    let child: Value = http
+        .get(format!("{base}/admin/loggers/tributary::source::postgres"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(child["level"], "DEBUG");
+
+    let missing = http
+        .put(format!("{base}/admin/loggers/x"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(missing.status().as_u16(), 400);
+    let invalid = http
+        .put(format!("{base}/admin/loggers/x"))
+        .json(&json!({"level": "LOUD"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(invalid.status().as_u16(), 404);
+}

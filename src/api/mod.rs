@@ -1,6 +1,8 @@
 //! The Kafka Connect-compatible REST API (axum): same paths, bodies, status codes and error
 //! envelope as Connect, so existing scripts, clients and UIs work against `tributary serve`.
 
+mod loggers;
+
 use std::collections::BTreeMap;
 
 use axum::{
@@ -24,17 +26,26 @@ use crate::{
 const SECRET_KEYS: &str = r"(?i)(.*secret$|.*password$|.*sasl\.jaas\.config$|.*basic\.auth\.user\.info$|.*registry\.auth\.client-secret)";
 pub const HIDDEN: &str = "[hidden]";
 
+pub use loggers::{ApplyFilter, LogLevels};
+
 #[derive(Clone)]
 struct ApiState {
     worker: Worker,
     secrets: Regex,
+    loggers: Option<LogLevels>,
 }
 
 /// The REST routes over `worker`.
 pub fn router(worker: Worker) -> Router {
+    router_with_loggers(worker, None)
+}
+
+/// The REST routes over `worker`, with `/admin/loggers` changing levels through `loggers`.
+pub fn router_with_loggers(worker: Worker, loggers: Option<LogLevels>) -> Router {
     let state = ApiState {
         worker,
         secrets: Regex::new(SECRET_KEYS).expect("the secret-key pattern is valid"),
+        loggers,
     };
     Router::new()
         .route("/", get(root))
@@ -69,6 +80,8 @@ pub fn router(worker: Worker) -> Router {
             "/connector-plugins/{plugin}/config/validate",
             put(validate_config),
         )
+        .route("/admin/loggers", get(list_loggers))
+        .route("/admin/loggers/{logger}", get(get_logger).put(set_logger))
         .fallback(not_found)
         .with_state(state)
 }
@@ -550,6 +563,56 @@ async fn reset_offsets(
         StatusCode::OK,
         json!({"message": "The offsets for this connector have been reset successfully"}),
     ))
+}
+
+fn loggers(state: &ApiState) -> Result<&LogLevels, ApiError> {
+    state.loggers.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Log levels cannot be changed in this process",
+        )
+    })
+}
+
+async fn list_loggers(AxumState(state): AxumState<ApiState>) -> ApiResult {
+    let all: serde_json::Map<String, Value> = loggers(&state)?
+        .all()
+        .into_iter()
+        .map(|(name, level, at)| (name, json!({"level": level, "last_modified": at})))
+        .collect();
+    Ok(json_response(StatusCode::OK, Value::Object(all)))
+}
+
+async fn get_logger(
+    AxumState(state): AxumState<ApiState>,
+    Path(logger): Path<String>,
+) -> ApiResult {
+    let (level, at) = loggers(&state)?.level(&logger);
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"level": level, "last_modified": at}),
+    ))
+}
+
+async fn set_logger(
+    AxumState(state): AxumState<ApiState>,
+    Path(logger): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let request: Value = parse_body(&body)?;
+    let Some(level) = request.get("level").and_then(Value::as_str) else {
+        return Err(ApiError::bad_request(
+            "The request must include a 'level' field",
+        ));
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let affected = loggers(&state)?
+        .set(&logger, level, now_ms)
+        .map_err(|message| ApiError::new(StatusCode::NOT_FOUND, message))?;
+    Ok(json_response(StatusCode::OK, json!(affected)))
 }
 
 async fn connector_plugins() -> Response {
