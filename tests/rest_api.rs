@@ -721,3 +721,70 @@ async fn log_levels_change_at_run_time() {
         .expect("PUT");
     assert_eq!(invalid.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_leaves_the_task_failed_with_its_trace_until_restarted() {
+    let fixture = SourceFixture::new().await;
+    let client = fixture.db.client();
+    let role = format!("{}_norepl", fixture.name);
+    client
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pw'"))
+        .await
+        .expect("role");
+    let api = Api::start(&fixture).await;
+    let connector: Value = serde_json::from_str(&fixture.connector_json(
+        "public.t",
+        &[
+            ("database.user", role.as_str()),
+            ("database.password", "pw"),
+        ],
+    ))
+    .expect("JSON");
+    let name = connector["name"].as_str().expect("name").to_owned();
+    let (status, _, _) = api.call("POST", "/connectors", Some(connector)).await;
+    assert_eq!(status, 201);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        let (_, status, _) = api
+            .call("GET", &format!("/connectors/{name}/tasks/0/status"), None)
+            .await;
+        if status["state"] == "FAILED" {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task never failed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let trace = task["trace"].as_str().expect("a trace");
+    assert!(
+        trace.contains(&format!("ALTER ROLE {role} REPLICATION")),
+        "{trace}"
+    );
+    // It stays FAILED; a restart runs it again (and it fails again, for the same reason).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, status, _) = api
+        .call("GET", &format!("/connectors/{name}/status"), None)
+        .await;
+    assert_eq!(status["tasks"][0]["state"], "FAILED");
+    let (code, body, _) = api
+        .call(
+            "POST",
+            &format!("/connectors/{name}/restart?includeTasks=true&onlyFailed=true"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["tasks"][0]["state"], "RESTARTING", "{body}");
+    assert_eq!(body["connector"]["state"], "RESTARTING", "{body}");
+    let (_, _, _) = api
+        .call("DELETE", &format!("/connectors/{name}"), None)
+        .await;
+    api.worker.shutdown().await;
+    client
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .ok();
+}

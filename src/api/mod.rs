@@ -419,11 +419,19 @@ async fn restart_connector(
     Query(query): Query<RestartQuery>,
 ) -> ApiResult {
     // The connector and its single task are one unit here.
-    state.worker.restart(&name, query.only_failed).await?;
+    let restarted = state.worker.restart(&name, query.only_failed).await?;
     if !query.include_tasks && !query.only_failed {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(json_response(StatusCode::ACCEPTED, state.status(&name)?))
+    // As Connect, the answer shows what this request restarts as RESTARTING.
+    let mut status = state.status(&name)?;
+    if restarted {
+        status["connector"]["state"] = json!("RESTARTING");
+        if let Some(task) = status["tasks"].get_mut(0) {
+            task["state"] = json!("RESTARTING");
+        }
+    }
+    Ok(json_response(StatusCode::ACCEPTED, status))
 }
 
 async fn pause_connector(

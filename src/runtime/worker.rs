@@ -13,13 +13,13 @@ use std::{
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::store::{ConfigStore, ConnectorRecord, StatusRecord, StatusStore, StoreError};
 use crate::{
     config::{ConnectorConfig, PostgresSourceConfig, ValidationErrors},
     kafka::{OffsetStore, SourceOffset},
-    source::postgres::stream::{self, Destination},
+    source::postgres::stream::Destination,
 };
 
 pub use super::store::{State, TargetState};
@@ -317,8 +317,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Restarts the connector's task (when `only_failed`, only if it failed).
-    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<(), WorkerError> {
+    /// Restarts the connector's task (when `only_failed`, only if it failed); true when it did.
+    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, WorkerError> {
         let failed = {
             let entries = self.lock();
             let entry = entries
@@ -327,7 +327,7 @@ impl Worker {
             entry.task_state == State::Failed || entry.connector_state == State::Failed
         };
         if only_failed && !failed {
-            return Ok(());
+            return Ok(false);
         }
         if let Some(entry) = self.lock().get_mut(name) {
             entry.connector_state = State::Restarting;
@@ -335,7 +335,7 @@ impl Worker {
         }
         self.halt(name).await;
         self.apply(name, None);
-        Ok(())
+        Ok(true)
     }
 
     /// The connector's stored source offset and its partition (`{"server": <topic.prefix>}`).
@@ -455,10 +455,8 @@ impl Worker {
     }
 }
 
-const BACKOFF_START: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// One connector task: the source, restarted after transient failures until cancelled.
+/// One connector task: the source under the shared supervisor (transient failures restart it
+/// with backoff); a permanent failure leaves the task FAILED with the error as its trace.
 async fn run_task(
     worker: Worker,
     name: String,
@@ -466,28 +464,7 @@ async fn run_task(
     shutdown: CancellationToken,
 ) {
     let destination = worker.destination.clone();
-    let mut backoff = BACKOFF_START;
-    loop {
-        let started = tokio::time::Instant::now();
-        match stream::run(&config, &destination, shutdown.clone()).await {
-            Ok(()) => return,
-            Err(_) if shutdown.is_cancelled() => return,
-            Err(err) if err.is_transient() => {
-                if started.elapsed() > BACKOFF_MAX {
-                    backoff = BACKOFF_START;
-                }
-                warn!(connector = %name, error = %err, retry_in = ?backoff, "transient failure; restarting");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-            Err(err) => {
-                error!(connector = %name, error = %err, "task failed");
-                worker.record_failure(&name, err.to_string());
-                return;
-            }
-        }
+    if let Err(err) = super::supervise_postgres_source(config, destination, shutdown).await {
+        worker.record_failure(&name, err.to_string());
     }
 }
