@@ -173,7 +173,14 @@ async fn serve(config_path: PathBuf, log_levels: tributary::api::LogLevels) -> a
     .await
     .context("cannot read the stored connectors")?;
     info!(address = %address, "REST API listening");
-    let app = tributary::api::router_with_loggers(worker.clone(), Some(log_levels));
+    let auth = tributary::api::RestAuth {
+        bearer_token: config.rest.bearer_token.clone(),
+        basic: config.rest.basic_auth.clone(),
+    };
+    if auth.bearer_token.is_some() || auth.basic.is_some() {
+        info!("REST API requires authentication");
+    }
+    let app = tributary::api::router_with(worker.clone(), Some(log_levels), auth);
     axum::serve(listener, app)
         .with_graceful_shutdown(wait_for_stop_signal())
         .await

@@ -788,3 +788,114 @@ async fn a_permanent_failure_leaves_the_task_failed_with_its_trace_until_restart
         .await
         .ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_configured_requests_without_them_get_401() {
+    let fixture = SourceFixture::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let worker = Worker::new(fixture.destination(), "test");
+    let auth = tributary::api::RestAuth {
+        bearer_token: Some("t0ken".to_owned()),
+        basic: Some("admin:pa55".to_owned()),
+    };
+    let app = tributary::api::router_with(worker, None, auth);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let get = |authorization: Option<&'static str>| {
+        let mut request = http.get(format!("{base}/connectors"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    let denied = get(None).await.expect("GET");
+    assert_eq!(denied.status().as_u16(), 401);
+    assert!(denied.headers().contains_key("www-authenticate"));
+    let body: Value = denied.json().await.expect("JSON");
+    assert_eq!(body["error_code"], 401);
+    assert_eq!(
+        get(Some("Bearer wrong"))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        get(Some("Bearer t0ken"))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        200
+    );
+    // base64("admin:pa55") and base64("admin:nope")
+    assert_eq!(
+        get(Some("Basic YWRtaW46cGE1NQ=="))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        get(Some("Basic YWRtaW46bm9wZQ=="))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_config_providers_resolve_at_start_and_stay_placeholders_in_storage() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let topic = fixture.table_topic("t");
+    let mut records = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
+    let secrets = std::env::temp_dir().join(format!("{}.properties", fixture.name));
+    std::fs::write(
+        &secrets,
+        format!("dbname={}\npassword=from-a-file\n", fixture.db.name),
+    )
+    .expect("properties");
+    let api = Api::start(&fixture).await;
+    let dbname = format!("${{file:{}:dbname}}", secrets.display());
+    let password = format!("${{file:{}:password}}", secrets.display());
+    let connector: Value = serde_json::from_str(&fixture.connector_json(
+        "public.t",
+        &[
+            ("database.dbname", dbname.as_str()),
+            ("database.password", password.as_str()),
+        ],
+    ))
+    .expect("JSON");
+    let name = connector["name"].as_str().expect("name").to_owned();
+    let (status, body, _) = api.call("POST", "/connectors", Some(connector)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["config"]["database.dbname"],
+        dbname.as_str(),
+        "the placeholder is what is kept"
+    );
+    wait_until_streaming(&api, &fixture, &name).await;
+    fixture
+        .db
+        .client()
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .expect("insert");
+    let seen = records.collect(1, Duration::from_secs(30)).await;
+    assert_eq!(payload(&seen[0])["source"]["db"], fixture.db.name.as_str());
+    api.worker.shutdown().await;
+    let _ = std::fs::remove_file(&secrets);
+}

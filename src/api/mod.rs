@@ -35,9 +35,81 @@ struct ApiState {
     loggers: Option<LogLevels>,
 }
 
+/// Credentials the API requires, when any are configured.
+#[derive(Clone, Default)]
+pub struct RestAuth {
+    pub bearer_token: Option<String>,
+    /// `user:password`.
+    pub basic: Option<String>,
+}
+
+impl std::fmt::Debug for RestAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RestAuth([hidden])")
+    }
+}
+
+impl RestAuth {
+    fn required(&self) -> bool {
+        self.bearer_token.is_some() || self.basic.is_some()
+    }
+
+    fn accepts(&self, authorization: Option<&str>) -> bool {
+        use base64::Engine;
+        let Some(authorization) = authorization else {
+            return false;
+        };
+        if let (Some(token), Some(given)) =
+            (&self.bearer_token, authorization.strip_prefix("Bearer "))
+        {
+            return given.trim() == token;
+        }
+        if let (Some(basic), Some(given)) = (&self.basic, authorization.strip_prefix("Basic ")) {
+            return base64::engine::general_purpose::STANDARD
+                .decode(given.trim())
+                .is_ok_and(|decoded| decoded == basic.as_bytes());
+        }
+        false
+    }
+}
+
 /// The REST routes over `worker`.
 pub fn router(worker: Worker) -> Router {
     router_with_loggers(worker, None)
+}
+
+/// The REST routes with `/admin/loggers` changing levels through `loggers`, and every request
+/// checked against `auth` when it requires credentials.
+pub fn router_with(worker: Worker, loggers: Option<LogLevels>, auth: RestAuth) -> Router {
+    let routes = router_with_loggers(worker, loggers);
+    if !auth.required() {
+        return routes;
+    }
+    routes.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let auth = auth.clone();
+            async move {
+                let header = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                if auth.accepts(header) {
+                    next.run(request).await
+                } else {
+                    let mut response = ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "Authentication required: send Authorization: Bearer <token> or Basic credentials",
+                    )
+                    .into_response();
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer, Basic realm=\"tributary\""),
+                    );
+                    response
+                }
+            }
+        },
+    ))
 }
 
 /// The REST routes over `worker`, with `/admin/loggers` changing levels through `loggers`.

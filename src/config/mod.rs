@@ -4,6 +4,7 @@
 mod connector;
 mod keys;
 pub mod postgres_source;
+mod providers;
 mod worker;
 
 pub use connector::ConnectorConfig;
@@ -12,4 +13,5 @@ pub use postgres_source::{
     AutocreateMode, BinaryHandling, DecimalHandling, PostgresSourceConfig, SnapshotMode,
     TablePatterns, TimePrecision,
 };
+pub use providers::resolve as resolve_providers;
 pub use worker::WorkerConfig;

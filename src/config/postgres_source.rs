@@ -222,8 +222,10 @@ const KNOWN_KEYS: &[&str] = &[
 const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 
 impl PostgresSourceConfig {
+    /// Validates the config after resolving `${env:…}` and `${file:…}` placeholders.
     pub fn from_connector(connector: &ConnectorConfig) -> Result<Self, ValidationErrors> {
-        let mut keys = KeyReader::new(&connector.config);
+        let resolved = super::providers::resolve(&connector.config)?;
+        let mut keys = KeyReader::new(&resolved);
         keys.raw("name");
         if let Some(class) = keys.raw("connector.class")
             && !POSTGRES_SOURCE_CLASSES.contains(&class)
@@ -236,7 +238,7 @@ impl PostgresSourceConfig {
                 ),
             );
         }
-        if let Some(tasks) = connector.config.get("tasks.max")
+        if let Some(tasks) = resolved.get("tasks.max")
             && tasks.trim() != "1"
         {
             keys.error(
@@ -340,7 +342,7 @@ impl PostgresSourceConfig {
             ("table.include.list", "table.exclude.list"),
             ("column.include.list", "column.exclude.list"),
         ] {
-            if connector.config.contains_key(include) && connector.config.contains_key(exclude) {
+            if resolved.contains_key(include) && resolved.contains_key(exclude) {
                 keys.error(
                     exclude,
                     format!("cannot be used together with {include}; use one of the two"),
@@ -349,7 +351,7 @@ impl PostgresSourceConfig {
         }
 
         let mut skipped_operations = SkippedOperations::default();
-        let skipped = match connector.config.get("skipped.operations") {
+        let skipped = match resolved.get("skipped.operations") {
             None => vec!["t".to_owned()],
             Some(_) => keys.list("skipped.operations"),
         };

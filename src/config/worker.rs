@@ -17,12 +17,32 @@ pub struct WorkerConfig {
     pub rest: RestSection,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RestSection {
     /// Address of the Kafka Connect-compatible REST API.
     #[serde(default = "RestSection::default_listen")]
     pub listen: String,
+    /// When set, every request must carry `Authorization: Bearer <token>` (or the basic
+    /// credentials below). `${env:NAME}` and `${file:/path:key}` are resolved.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// `user:password` for `Authorization: Basic`; placeholders are resolved.
+    #[serde(default)]
+    pub basic_auth: Option<String>,
+}
+
+impl std::fmt::Debug for RestSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestSection")
+            .field("listen", &self.listen)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "[hidden]"),
+            )
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "[hidden]"))
+            .finish()
+    }
 }
 
 impl RestSection {
@@ -37,6 +57,8 @@ impl Default for RestSection {
     fn default() -> Self {
         Self {
             listen: Self::default_listen(),
+            bearer_token: None,
+            basic_auth: None,
         }
     }
 }
@@ -118,6 +140,29 @@ impl WorkerConfig {
             }
         }
         let mut errors = Vec::new();
+        for (key, value) in [
+            ("rest.bearer_token", &mut config.rest.bearer_token),
+            ("rest.basic_auth", &mut config.rest.basic_auth),
+        ] {
+            if let Some(text) = value.as_mut() {
+                let one = std::collections::BTreeMap::from([(key.to_owned(), text.clone())]);
+                match super::providers::resolve(&one) {
+                    Ok(mut resolved) => *text = resolved.remove(key).unwrap_or_default(),
+                    Err(e) => errors.extend(e.0),
+                }
+            }
+        }
+        if config
+            .rest
+            .basic_auth
+            .as_ref()
+            .is_some_and(|b| !b.contains(':'))
+        {
+            errors.push(ValidationError {
+                key: "rest.basic_auth".to_owned(),
+                message: "must be user:password".to_owned(),
+            });
+        }
         if config.kafka.bootstrap_servers.trim().is_empty() {
             errors.push(ValidationError {
                 key: "kafka.bootstrap_servers".to_owned(),
@@ -172,6 +217,20 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(config.kafka.bootstrap_servers, "broker:9093");
+    }
+
+    #[test]
+    fn rest_credentials_resolve_placeholders_and_stay_out_of_debug() {
+        let text = "[kafka]\nbootstrap_servers = \"x:1\"\n[rest]\nbearer_token = \"${env:PATH}\"\nbasic_auth = \"nocolon\"\n";
+        let err = WorkerConfig::parse(text, &[]).expect_err("basic_auth without a colon");
+        assert_eq!(err.0[0].key, "rest.basic_auth");
+        let text = "[kafka]\nbootstrap_servers = \"x:1\"\n[rest]\nbearer_token = \"${env:PATH}\"\n";
+        let config = WorkerConfig::parse(text, &[]).expect("valid");
+        assert_eq!(
+            config.rest.bearer_token.as_deref(),
+            Some(std::env::var("PATH").expect("PATH").as_str())
+        );
+        assert!(!format!("{config:?}").contains(&std::env::var("PATH").expect("PATH")));
     }
 
     #[test]
