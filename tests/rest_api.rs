@@ -104,12 +104,6 @@ async fn wait_until_streaming(api: &Api, fixture: &SourceFixture, name: &str) {
     }
 }
 
-fn payload(record: &crate::support::kafka::Record) -> Value {
-    let value: Value =
-        serde_json::from_slice(record.value.as_deref().expect("a value")).expect("JSON");
-    value["payload"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connector_lifecycle_over_http_moves_data_only_when_running() {
     let mut fixture = SourceFixture::new().await;
@@ -169,7 +163,7 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
         .await
         .expect("insert");
     assert_eq!(
-        payload(&records.collect(1, Duration::from_secs(30)).await[0])["after"]["id"],
+        records.collect(1, Duration::from_secs(30)).await[0].payload()["after"]["id"],
         1
     );
 
@@ -200,7 +194,7 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
     assert_eq!(status, 202);
     api.wait_for_state(&name, "RUNNING").await;
     assert_eq!(
-        payload(&records.collect(1, Duration::from_secs(30)).await[0])["after"]["id"],
+        records.collect(1, Duration::from_secs(30)).await[0].payload()["after"]["id"],
         2
     );
     records.expect_no_more(Duration::from_secs(1)).await;
@@ -563,7 +557,7 @@ async fn a_worker_killed_with_sigkill_comes_back_with_its_connectors_and_states(
     };
     let ids: Vec<i64> = seen
         .iter()
-        .map(|r| payload(r)["after"]["id"].as_i64().expect("an id"))
+        .map(|r| r.payload()["after"]["id"].as_i64().expect("an id"))
         .collect();
     assert_eq!(
         ids,
@@ -895,7 +889,7 @@ async fn file_config_providers_resolve_at_start_and_stay_placeholders_in_storage
         .await
         .expect("insert");
     let seen = records.collect(1, Duration::from_secs(30)).await;
-    assert_eq!(payload(&seen[0])["source"]["db"], fixture.db.name.as_str());
+    assert_eq!(seen[0].payload()["source"]["db"], fixture.db.name.as_str());
     api.worker.shutdown().await;
     let _ = std::fs::remove_file(&secrets);
 }

@@ -184,13 +184,6 @@ fn column_names() -> Vec<String> {
         .collect()
 }
 
-fn json_of(bytes: &Option<Vec<u8>>) -> Value {
-    match bytes {
-        Some(bytes) => serde_json::from_slice(bytes).expect("records are JSON"),
-        None => Value::Null,
-    }
-}
-
 /// The schema of field `name` of the `after` struct in a value schema.
 fn after_field_schema(value_schema: &Value, name: &str) -> Value {
     let after = value_schema["fields"]
@@ -249,12 +242,12 @@ async fn every_type_is_written_as_debezium_writes_it() {
     let seen: Vec<Record> = collector.collect(2, WAIT).await;
     source.stop().await.expect("a clean stop");
 
-    let first = json_of(&seen[0].value);
+    let first = seen[0].value_json();
     assert_eq!(first["payload"]["op"], "c");
     assert_eq!(first["payload"]["before"], Value::Null);
     assert_row(&first["payload"]["after"], &full_row_after());
-    assert_eq!(json_of(&seen[0].key)["payload"], json!({"id": 1}));
-    let second = json_of(&seen[1].value);
+    assert_eq!(seen[0].key_json()["payload"], json!({"id": 1}));
+    let second = seen[1].value_json();
     assert_row(&second["payload"]["after"], &edge_row_after());
 
     // The value schema: Connect types and semantic names.
@@ -361,14 +354,14 @@ async fn string_decimals_connect_times_hex_binary_and_no_value_schema() {
     source.stop().await.expect("a clean stop");
 
     // schemas.enable=false: the bare envelope.
-    let value = json_of(&seen[0].value);
+    let value = seen[0].value_json();
     assert!(
         value.get("schema").is_none() && value.get("payload").is_none(),
         "{value}"
     );
     assert_eq!(value["op"], "c");
     // The key converter still has its schema.
-    assert_eq!(json_of(&seen[0].key)["payload"], json!({"id": 1}));
+    assert_eq!(seen[0].key_json()["payload"], json!({"id": 1}));
     let after = &value["after"];
     assert_eq!(after["c_numeric"], "12.50");
     assert_eq!(after["c_numeric_any"], "1.500");
@@ -388,7 +381,7 @@ async fn string_decimals_connect_times_hex_binary_and_no_value_schema() {
     assert_eq!(after["c_bit3"], "Bg==");
     assert_eq!(after["c_pair"], "(1,x)");
 
-    let nan = json_of(&seen[1].value);
+    let nan = seen[1].value_json();
     assert_eq!(nan["after"]["c_numeric_any"], "NAN");
 }
 

@@ -4,22 +4,14 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{
-    kafka::{Collector, Isolation, Record},
+    kafka::{Collector, Isolation},
     source::{InProcessSource, SourceFixture},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn payload(record: &Record) -> Value {
-    let value: Value = match &record.value {
-        Some(bytes) => serde_json::from_slice(bytes).expect("JSON"),
-        None => return Value::Null,
-    };
-    value.get("payload").cloned().unwrap_or(value)
-}
 
 /// About 128 kB of text that does not compress well, so PostgreSQL stores it out of line.
 const BIG: &str = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 4000) i)";
@@ -68,13 +60,13 @@ async fn unchanged_toast_is_the_placeholder_under_default_and_the_value_under_fu
         .get(0);
 
     let seen = default_records.collect(2, WAIT).await;
-    assert_eq!(payload(&seen[0])["after"]["body"], body.as_str());
-    let update = payload(&seen[1]);
+    assert_eq!(seen[0].payload()["after"]["body"], body.as_str());
+    let update = seen[1].payload();
     assert_eq!(update["after"]["title"], "b");
     assert_eq!(update["after"]["body"], "__debezium_unavailable_value");
 
     let seen = full_records.collect(2, WAIT).await;
-    let update = payload(&seen[1]);
+    let update = seen[1].payload();
     assert_eq!(update["after"]["title"], "b");
     assert_eq!(
         update["after"]["body"],
@@ -115,7 +107,7 @@ async fn transaction_metadata_brackets_each_transaction() {
         .await
         .expect("transaction");
     let seen = markers.collect(2, WAIT).await;
-    let (begin, end) = (payload(&seen[0]), payload(&seen[1]));
+    let (begin, end) = (seen[0].payload(), seen[1].payload());
     assert_eq!(begin["status"], "BEGIN");
     assert_eq!(end["status"], "END");
     assert_eq!(begin["id"], end["id"]);
@@ -128,7 +120,7 @@ async fn transaction_metadata_brackets_each_transaction() {
         ])
     );
     let rows = a_records.collect(2, WAIT).await;
-    let block = &payload(&rows[1])["transaction"];
+    let block = &rows[1].payload()["transaction"];
     assert_eq!(block["id"], begin["id"]);
     assert_eq!(block["total_order"], 2);
     assert_eq!(block["data_collection_order"], 2);
@@ -155,9 +147,11 @@ async fn heartbeats_reach_their_topic_and_advance_an_idle_slot() {
     let before = fixture.confirmed_flush_lsn().await;
 
     let seen = beats.collect(3, WAIT).await;
-    let key: Value = serde_json::from_slice(seen[0].key.as_deref().expect("a key")).expect("JSON");
-    assert_eq!(key["payload"], json!({"serverName": fixture.prefix}));
-    assert!(payload(&seen[0])["ts_ms"].as_i64().is_some_and(|t| t > 0));
+    assert_eq!(
+        seen[0].key_json()["payload"],
+        json!({"serverName": fixture.prefix})
+    );
+    assert!(seen[0].payload()["ts_ms"].as_i64().is_some_and(|t| t > 0));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while fixture.confirmed_flush_lsn().await <= before {
         assert!(
@@ -196,7 +190,7 @@ async fn column_filters_leave_columns_out_but_keep_the_key() {
         Ok(seen) => seen,
         Err(message) => panic!("{message}; the source ended with {:?}", source.stop().await),
     };
-    assert_eq!(payload(&seen[0])["after"], json!({"id": 1, "name": "Ann"}));
+    assert_eq!(seen[0].payload()["after"], json!({"id": 1, "name": "Ann"}));
     source.stop().await.expect("clean stop");
 }
 

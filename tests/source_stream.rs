@@ -15,32 +15,10 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn json_of(bytes: &Option<Vec<u8>>) -> Value {
-    match bytes {
-        Some(bytes) => serde_json::from_slice(bytes).expect("records are JSON"),
-        None => Value::Null,
-    }
-}
-
-/// The payload of a record's value (null for a tombstone).
-fn payload(record: &Record) -> Value {
-    json_of(&record.value)
-        .get("payload")
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-fn key_payload(record: &Record) -> Value {
-    json_of(&record.key)
-        .get("payload")
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn ops(records: &[Record]) -> Vec<String> {
     records
         .iter()
-        .map(|r| match payload(r).get("op") {
+        .map(|r| match r.payload().get("op") {
             Some(Value::String(op)) => op.clone(),
             _ => "tombstone".to_owned(),
         })
@@ -113,8 +91,8 @@ async fn every_operation_becomes_the_debezium_records() {
         "customers records"
     );
     // Create: key and full row; numeric(10,2) 12.50 is Connect Decimal bytes 0x04E2.
-    assert_eq!(key_payload(&seen[0]), json!({"id": 1}));
-    let create = payload(&seen[0]);
+    assert_eq!(seen[0].key_payload(), json!({"id": 1}));
+    let create = seen[0].payload();
     assert_eq!(create["before"], Value::Null);
     assert_eq!(
         create["after"],
@@ -129,23 +107,23 @@ async fn every_operation_becomes_the_debezium_records() {
     assert_eq!(block["snapshot"], "false");
     assert!(block["txId"].as_i64().is_some_and(|x| x > 0), "{block}");
     assert!(block["lsn"].as_i64().is_some_and(|x| x > 0), "{block}");
-    let schema = json_of(&seen[0].value)["schema"].clone();
+    let schema = seen[0].value_json()["schema"].clone();
     assert_eq!(
         schema["name"],
         format!("{}.public.customers.Envelope", fixture.prefix)
     );
     // Update under REPLICA IDENTITY DEFAULT: no before image.
-    let update = payload(&seen[1]);
+    let update = seen[1].payload();
     assert_eq!(update["before"], Value::Null);
     assert_eq!(update["after"]["name"], "Anne");
     // Primary-key change: delete of the old key (+ tombstone), create of the new one, each
     // naming the other key in a header.
-    assert_eq!(key_payload(&seen[2]), json!({"id": 1}));
-    assert_eq!(payload(&seen[2])["before"]["id"], 1);
-    assert_eq!(key_payload(&seen[3]), json!({"id": 1}));
+    assert_eq!(seen[2].key_payload(), json!({"id": 1}));
+    assert_eq!(seen[2].payload()["before"]["id"], 1);
+    assert_eq!(seen[3].key_payload(), json!({"id": 1}));
     assert!(seen[3].value.is_none());
-    assert_eq!(key_payload(&seen[4]), json!({"id": 2}));
-    assert_eq!(payload(&seen[4])["after"]["name"], "Anne");
+    assert_eq!(seen[4].key_payload(), json!({"id": 2}));
+    assert_eq!(seen[4].payload()["after"]["name"], "Anne");
     let newkey: Value =
         serde_json::from_slice(header(&seen[2], "__debezium.newkey").expect("newkey header"))
             .expect("JSON key");
@@ -155,28 +133,28 @@ async fn every_operation_becomes_the_debezium_records() {
             .expect("JSON key");
     assert_eq!(oldkey["payload"], json!({"id": 1}));
     // Delete under DEFAULT: the key columns in before; tombstone after it.
-    assert_eq!(payload(&seen[5])["before"]["id"], 2);
-    assert_eq!(payload(&seen[5])["after"], Value::Null);
-    assert!(seen[6].value.is_none() && key_payload(&seen[6]) == json!({"id": 2}));
+    assert_eq!(seen[5].payload()["before"]["id"], 2);
+    assert_eq!(seen[5].payload()["after"], Value::Null);
+    assert!(seen[6].value.is_none() && seen[6].key_payload() == json!({"id": 2}));
     // Truncate: null key, no images.
     assert!(seen[7].key.is_none());
-    assert_eq!(payload(&seen[7])["after"], Value::Null);
+    assert_eq!(seen[7].payload()["after"], Value::Null);
     customers.expect_no_more(Duration::from_secs(1)).await;
 
     // REPLICA IDENTITY FULL: updates and deletes carry the whole old row.
     let seen = accounts.collect(4, WAIT).await;
     assert_eq!(ops(&seen), ["c", "u", "d", "tombstone"]);
-    assert_eq!(payload(&seen[1])["before"], json!({"id": 7, "note": "x"}));
-    assert_eq!(payload(&seen[1])["after"], json!({"id": 7, "note": "y"}));
-    assert_eq!(payload(&seen[2])["before"], json!({"id": 7, "note": "y"}));
+    assert_eq!(seen[1].payload()["before"], json!({"id": 7, "note": "x"}));
+    assert_eq!(seen[1].payload()["after"], json!({"id": 7, "note": "y"}));
+    assert_eq!(seen[2].payload()["before"], json!({"id": 7, "note": "y"}));
 
     let seen = messages.collect(1, WAIT).await;
-    let message = payload(&seen[0]);
+    let message = seen[0].payload();
     assert_eq!(message["op"], "m");
     assert_eq!(message["message"]["prefix"], "audit");
     // bytes are base64 in JSON: "hello"
     assert_eq!(message["message"]["content"], "aGVsbG8=");
-    assert_eq!(key_payload(&seen[0]), json!({"prefix": "audit"}));
+    assert_eq!(seen[0].key_payload(), json!({"prefix": "audit"}));
 
     source.stop().await.expect("a clean stop");
 }
@@ -222,8 +200,8 @@ async fn a_transaction_over_three_tables_is_delivered_whole_and_then_confirmed()
     let mut tx_ids = Vec::new();
     for (collector, id) in collectors.iter_mut().zip([1, 2, 3]) {
         let seen = collector.collect(1, WAIT).await;
-        assert_eq!(payload(&seen[0])["after"]["id"], id);
-        tx_ids.push(payload(&seen[0])["source"]["txId"].clone());
+        assert_eq!(seen[0].payload()["after"]["id"], id);
+        tx_ids.push(seen[0].payload()["source"]["txId"].clone());
     }
     assert!(
         tx_ids.iter().all(|t| *t == tx_ids[0]),
@@ -317,10 +295,10 @@ async fn hostile_identifiers_are_just_names() {
         .expect("insert");
     let seen = collector.collect(1, WAIT).await;
     assert_eq!(
-        payload(&seen[0])["after"],
+        seen[0].payload()["after"],
         json!({"id key": 1, "sp ace'": "it's", "ünï": 3})
     );
-    assert_eq!(payload(&seen[0])["source"]["table"], table);
+    assert_eq!(seen[0].payload()["source"]["table"], table);
     source.stop().await.expect("a clean stop");
 }
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    config::postgres_source::POSTGRES_SOURCE_CLASSES,
+    config::{config_string, postgres_source::POSTGRES_SOURCE_CLASSES},
     runtime::worker::{State, TargetState, Worker, WorkerError},
 };
 
@@ -217,18 +217,17 @@ fn config_map(value: Value) -> Result<BTreeMap<String, String>, ApiError> {
     };
     let mut config = BTreeMap::new();
     for (key, value) in object {
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Null => continue,
-            _ => {
+        match config_string(value) {
+            Ok(Some(text)) => {
+                config.insert(key, text);
+            }
+            Ok(None) => {}
+            Err(_) => {
                 return Err(ApiError::bad_request(format!(
                     "Configuration value for {key} must be a string, number or boolean"
                 )));
             }
-        };
-        config.insert(key, text);
+        }
     }
     Ok(config)
 }
@@ -439,20 +438,15 @@ async fn patch_connector_config(
     };
     let mut config = state.worker.config(&name)?;
     for (key, value) in patch {
-        match value {
-            Value::Null => {
+        match config_string(value) {
+            // null removes the key, as in Connect.
+            Ok(None) => {
                 config.remove(&key);
             }
-            Value::String(s) => {
-                config.insert(key, s);
+            Ok(Some(text)) => {
+                config.insert(key, text);
             }
-            Value::Number(n) => {
-                config.insert(key, n.to_string());
-            }
-            Value::Bool(b) => {
-                config.insert(key, b.to_string());
-            }
-            _ => {
+            Err(_) => {
                 return Err(ApiError::bad_request(format!(
                     "Configuration value for {key} must be a string, number, boolean or null"
                 )));

@@ -4,6 +4,18 @@ use serde_json::Value;
 
 use super::{ValidationError, ValidationErrors};
 
+/// A JSON value as a config string, with Connect's lenience: numbers and booleans become their
+/// text, null means "no value" (`Ok(None)`); arrays and objects are not config values.
+pub fn config_string(value: Value) -> Result<Option<String>, Value> {
+    match value {
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        Value::Null => Ok(None),
+        other => Err(other),
+    }
+}
+
 /// A connector's configuration as Kafka Connect takes it: a name and string keys.
 ///
 /// Accepts Connect's two JSON shapes, `{"name": …, "config": {…}}` and a flat object with
@@ -36,19 +48,18 @@ impl ConnectorConfig {
         };
         let mut config = BTreeMap::new();
         for (key, value) in object {
-            let text = match value {
-                Value::String(s) => s,
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => continue,
-                Value::Array(_) | Value::Object(_) => {
+            match config_string(value) {
+                Ok(Some(text)) => {
+                    config.insert(key, text);
+                }
+                Ok(None) => {}
+                Err(_) => {
                     return Err(ValidationErrors(vec![ValidationError {
                         key,
                         message: "must be a string, number or boolean".to_owned(),
                     }]));
                 }
-            };
-            config.insert(key, text);
+            }
         }
         let name = match name {
             Some(Value::String(name)) => Some(name),

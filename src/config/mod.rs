@@ -5,13 +5,15 @@ mod connector;
 mod keys;
 pub mod postgres_source;
 mod providers;
+mod ssl;
 mod worker;
 
-pub use connector::ConnectorConfig;
+pub use connector::{ConnectorConfig, config_string};
 pub use keys::{ValidationError, ValidationErrors};
 pub use postgres_source::{
     AutocreateMode, BinaryHandling, DecimalHandling, PostgresSourceConfig, SnapshotMode,
     TablePatterns, TimePrecision,
 };
 pub use providers::resolve as resolve_providers;
+pub use ssl::{SslConfig, SslMode};
 pub use worker::WorkerConfig;

@@ -7,11 +7,9 @@ use super::{
     ConnectorConfig, ValidationErrors,
     keys::{KeyReader, closest},
 };
+use super::{SslConfig, SslMode};
+use crate::event::TableId;
 pub use crate::format::{BinaryHandling, DecimalHandling, TimePrecision};
-use crate::{
-    event::TableId,
-    source::postgres::tls::{SslConfig, SslMode},
-};
 
 /// The connector classes that mean "the PostgreSQL source".
 pub const POSTGRES_SOURCE_CLASSES: &[&str] = &[

@@ -111,6 +111,40 @@ impl Record {
             .as_deref()
             .map(|v| std::str::from_utf8(v).expect("record value is UTF-8"))
     }
+
+    /// The value parsed as JSON; null for a tombstone.
+    pub fn value_json(&self) -> serde_json::Value {
+        json_of(self.value.as_deref())
+    }
+
+    /// The key parsed as JSON; null for a null key.
+    pub fn key_json(&self) -> serde_json::Value {
+        json_of(self.key.as_deref())
+    }
+
+    /// The value's `payload` when the converter wrapped it with its schema, else the value
+    /// itself (schemas off); null for a tombstone.
+    pub fn payload(&self) -> serde_json::Value {
+        unwrap_payload(self.value_json())
+    }
+
+    /// As `payload`, for the key.
+    pub fn key_payload(&self) -> serde_json::Value {
+        unwrap_payload(self.key_json())
+    }
+}
+
+fn json_of(bytes: Option<&[u8]>) -> serde_json::Value {
+    bytes.map_or(serde_json::Value::Null, |bytes| {
+        serde_json::from_slice(bytes).expect("records are JSON")
+    })
+}
+
+fn unwrap_payload(mut json: serde_json::Value) -> serde_json::Value {
+    match json.get_mut("payload") {
+        Some(payload) => payload.take(),
+        None => json,
+    }
 }
 
 /// Which records a collector may see.

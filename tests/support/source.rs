@@ -310,9 +310,7 @@ pub fn assert_exactly(
     let got: Vec<(String, i64)> = records
         .iter()
         .map(|record| {
-            let value: serde_json::Value =
-                serde_json::from_slice(record.value.as_deref().unwrap_or(b"null")).expect("JSON");
-            let payload = &value["payload"];
+            let payload = record.payload();
             (
                 payload["op"].as_str().unwrap_or("?").to_owned(),
                 payload["after"]["id"].as_i64().unwrap_or(-1),

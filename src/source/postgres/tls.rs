@@ -10,7 +10,7 @@
 //!
 //! Roots come from `database.sslrootcert` (PEM) when given, else the Mozilla root set.
 
-use std::{fmt, path::PathBuf, str::FromStr, sync::Arc};
+use std::sync::Arc;
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -37,57 +37,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 pub(super) type BoxStream = Box<dyn Stream>;
 
-/// `database.sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SslMode {
-    Disable,
-    Allow,
-    #[default]
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl FromStr for SslMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "disable" => Self::Disable,
-            "allow" => Self::Allow,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            other => {
-                return Err(format!(
-                    "{other:?} is not an sslmode; use disable, allow, prefer, require, verify-ca or verify-full"
-                ));
-            }
-        })
-    }
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Disable => "disable",
-            Self::Allow => "allow",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        })
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SslConfig {
-    pub mode: SslMode,
-    /// PEM file with the certificates that may sign the server's (`database.sslrootcert`).
-    pub root_cert: Option<PathBuf>,
-}
+pub use crate::config::{SslConfig, SslMode};
 
 /// Asks for TLS when the mode wants it and wraps the socket; returns the plain socket otherwise.
 pub(super) async fn negotiate(
