@@ -7,5 +7,6 @@ pub mod config;
 pub mod event;
 pub mod format;
 pub mod kafka;
+pub mod metrics;
 pub mod runtime;
 pub mod source;

@@ -153,6 +153,7 @@ fn destination(worker: &WorkerConfig) -> Destination {
     Destination {
         kafka,
         offsets_topic: worker.worker.offsets_topic.clone(),
+        metrics: tributary::metrics::Metrics::new(),
     }
 }
 
@@ -180,7 +181,13 @@ async fn serve(config_path: PathBuf, log_levels: tributary::api::LogLevels) -> a
     if auth.bearer_token.is_some() || auth.basic.is_some() {
         info!("REST API requires authentication");
     }
-    let app = tributary::api::router_with(worker.clone(), Some(log_levels), auth);
+    let options = tributary::api::ApiOptions {
+        loggers: Some(log_levels),
+        auth,
+        topic_tracking: config.worker.topic_tracking_enable,
+        topic_tracking_reset: config.worker.topic_tracking_allow_reset,
+    };
+    let app = tributary::api::router_with(worker.clone(), options);
     axum::serve(listener, app)
         .with_graceful_shutdown(wait_for_stop_signal())
         .await

@@ -19,12 +19,16 @@ struct Api {
 
 impl Api {
     async fn start(fixture: &SourceFixture) -> Self {
+        Self::start_with(fixture, tributary::api::ApiOptions::default()).await
+    }
+
+    async fn start_with(fixture: &SourceFixture, options: tributary::api::ApiOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
         let address = listener.local_addr().expect("address");
         let worker = Worker::new(fixture.destination(), address.to_string());
-        let app = tributary::api::router(worker.clone());
+        let app = tributary::api::router_with(worker.clone(), options);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             base: format!("http://{address}"),
@@ -68,6 +72,28 @@ impl Api {
             .expect("the API answers");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /metrics`, checked to be Prometheus-readable text.
+    async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        response.text().await.expect("text")
     }
 
     async fn wait_for_state(&self, name: &str, want: &str) -> Value {
@@ -167,6 +193,31 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
         1
     );
 
+    // The topic written is an active topic; the metrics count the event.
+    let topics_path = format!("/connectors/{name}/topics");
+    let (status, body, _) = api.call("GET", &topics_path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({ &name: {"topics": [&topic]} }));
+    let metrics = api.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "tributary_source_events_total{{connector=\"{name}\",task=\"0\",op=\"create\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "tributary_kafka_commit_seconds_count{{connector=\"{name}\",task=\"0\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "tributary_source_lag_milliseconds{{connector=\"{name}\",task=\"0\"}}"
+        )),
+        "{metrics}"
+    );
+
     // Paused: nothing moves; resumed: what happened meanwhile arrives, once.
     let (status, _, _) = api
         .call("PUT", &format!("/connectors/{name}/pause"), None)
@@ -198,6 +249,11 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
         2
     );
     records.expect_no_more(Duration::from_secs(1)).await;
+
+    let (status, body, _) = api.call("PUT", &format!("{topics_path}/reset"), None).await;
+    assert_eq!((status, body), (202, Value::Null));
+    let (_, body, _) = api.call("GET", &topics_path, None).await;
+    assert_eq!(body, json!({ &name: {"topics": []} }), "reset forgets them");
 
     // Stopped: no tasks, config kept.
     let (status, _, _) = api
@@ -288,6 +344,12 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
         body,
         json!({"error_code": 404, "message": format!("Connector {name} not found")})
     );
+    let (status, _, _) = api.call("GET", &topics_path, None).await;
+    assert_eq!(status, 404);
+    assert!(
+        !api.metrics().await.contains(&name),
+        "a deleted connector leaves no series"
+    );
 
     for body in &bodies {
         assert!(
@@ -343,12 +405,43 @@ async fn bad_requests_get_connects_answers() {
         .await;
     assert_eq!(status, 400, "{body}");
 
+    // connector.class must name a plugin, in Connect's words.
+    let (status, body, _) = api
+        .call(
+            "POST",
+            "/connectors",
+            Some(json!({"name": "c", "config": {"database.hostname": "h"}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("contains no connector type")),
+        "{body}"
+    );
+    let (status, body, _) = api
+        .call(
+            "POST",
+            "/connectors",
+            Some(json!({"name": "c", "config": {"connector.class": "com.example.NoSuchConnector"}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "Failed to find any class that implements Connector and which name matches com.example.NoSuchConnector, available connectors are: io.debezium.connector.postgresql.PostgresConnector"
+    );
+
     for (method, path) in [
         ("GET", "/connectors/missing"),
         ("GET", "/connectors/missing/status"),
         ("PUT", "/connectors/missing/pause"),
         ("DELETE", "/connectors/missing"),
         ("POST", "/connectors/missing/restart"),
+        ("GET", "/connectors/missing/topics"),
+        ("PUT", "/connectors/missing/topics/reset"),
+        ("GET", "/connectors/missing/offsets"),
     ] {
         let (status, body, _) = api.call(method, path, None).await;
         assert_eq!(status, 404, "{method} {path}");
@@ -397,6 +490,46 @@ async fn bad_requests_get_connects_answers() {
         !body.to_string().contains("s3cret"),
         "validate shows the password"
     );
+
+    let untracked = Api::start_with(
+        &fixture,
+        tributary::api::ApiOptions {
+            topic_tracking_reset: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let connector: Value =
+        serde_json::from_str(&fixture.connector_json("public.t", &[])).expect("JSON");
+    let mut connector_stopped = connector.clone();
+    connector_stopped["initial_state"] = json!("STOPPED");
+    let name = connector["name"].as_str().expect("name");
+    let (status, body, _) = untracked
+        .call("POST", "/connectors", Some(connector_stopped))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = untracked
+        .call("PUT", &format!("/connectors/{name}/topics/reset"), None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"error_code": 403, "message": "Topic tracking reset is disabled."})
+        )
+    );
+    let untracked = Api::start_with(
+        &fixture,
+        tributary::api::ApiOptions {
+            topic_tracking: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, body, _) = untracked
+        .call("GET", &format!("/connectors/{name}/topics"), None)
+        .await;
+    assert_eq!(status, 403, "{body}");
 
     let (status, plugins, _) = api.call("GET", "/connector-plugins", None).await;
     assert_eq!(status, 200);
@@ -551,6 +684,20 @@ async fn a_worker_killed_with_sigkill_comes_back_with_its_connectors_and_states(
         .expect("JSON");
     assert_eq!(status["connector"]["state"], "STOPPED", "{status}");
 
+    let topics: Value = http
+        .get(format!("{}/connectors/{name}/topics", serve.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        topics,
+        json!({ &name: {"topics": [&topic]} }),
+        "active topics survive the restart"
+    );
+
     let seen = match records.try_collect(50, Duration::from_secs(60)).await {
         Ok(seen) => seen,
         Err(message) => panic!("{message}\nworker log:\n{}", serve.log()),
@@ -659,7 +806,13 @@ async fn log_levels_change_at_run_time() {
         .expect("port");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let worker = Worker::new(fixture.destination(), "test");
-    let app = tributary::api::router_with_loggers(worker, Some(levels));
+    let app = tributary::api::router_with(
+        worker,
+        tributary::api::ApiOptions {
+            loggers: Some(levels),
+            ..Default::default()
+        },
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::new();
 
@@ -795,7 +948,13 @@ async fn with_credentials_configured_requests_without_them_get_401() {
         bearer_token: Some("t0ken".to_owned()),
         basic: Some("admin:pa55".to_owned()),
     };
-    let app = tributary::api::router_with(worker, None, auth);
+    let app = tributary::api::router_with(
+        worker,
+        tributary::api::ApiOptions {
+            auth,
+            ..Default::default()
+        },
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::new();
     let get = |authorization: Option<&'static str>| {

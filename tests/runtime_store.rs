@@ -260,13 +260,22 @@ async fn statuses_round_trip_newest_wins_and_tombstones_remove() {
         )
         .await
         .expect("put");
-    // Connect also keeps topic records on its status topic; they are skipped.
+    // Active-topic records, in Connect's shape; the key is what counts.
     send_raw(
         &guard.name,
         "status-topic-orders:connector-alpha",
         Some(br#"{"topic":{"name":"orders"}}"#),
     )
     .await;
+    statuses
+        .put_topic("alpha", 0, "alpha.public.items", 1)
+        .await
+        .expect("put topic");
+    statuses
+        .put_topic("alpha", 0, "gone", 1)
+        .await
+        .expect("put topic");
+    statuses.delete_topic("alpha", "gone").await.expect("delete topic");
 
     let snapshot = load_statuses(&statuses).await;
     assert_eq!(
@@ -282,6 +291,11 @@ async fn statuses_round_trip_newest_wins_and_tombstones_remove() {
     assert_eq!(failed.state, State::Failed);
     assert_eq!(failed.trace.as_deref(), Some(failure));
     assert_eq!(snapshot.tasks["alpha"].len(), 2);
+    assert_eq!(
+        snapshot.topics["alpha"],
+        ["alpha.public.items", "orders"],
+        "active topics, the deleted one gone"
+    );
     assert_eq!(
         snapshot.tasks["alpha-0"],
         BTreeMap::from([(7, StatusRecord::new(State::Paused, "other:8083"))])

@@ -18,8 +18,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    config::{config_string, postgres_source::POSTGRES_SOURCE_CLASSES},
-    runtime::worker::{State, TargetState, Worker, WorkerError},
+    config::config_string,
+    runtime::{
+        plugins,
+        worker::{State, TargetState, Worker, WorkerError},
+    },
 };
 
 /// Keys whose values never leave the process (Connect's `custom.sanitize.pattern` default).
@@ -32,7 +35,31 @@ pub use loggers::{ApplyFilter, LogLevels};
 struct ApiState {
     worker: Worker,
     secrets: Regex,
-    loggers: Option<LogLevels>,
+    options: ApiOptions,
+}
+
+/// What the API offers beyond the connectors themselves.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// Changes log levels for `/admin/loggers`; without it those answer 404.
+    pub loggers: Option<LogLevels>,
+    /// Credentials every request must carry, when any are set.
+    pub auth: RestAuth,
+    /// `topic.tracking.enable`: `GET /connectors/{name}/topics` answers (403 otherwise).
+    pub topic_tracking: bool,
+    /// `topic.tracking.allow.reset`: `PUT /connectors/{name}/topics/reset` answers.
+    pub topic_tracking_reset: bool,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            loggers: None,
+            auth: RestAuth::default(),
+            topic_tracking: true,
+            topic_tracking_reset: true,
+        }
+    }
 }
 
 /// Credentials the API requires, when any are configured.
@@ -75,13 +102,14 @@ impl RestAuth {
 
 /// The REST routes over `worker`.
 pub fn router(worker: Worker) -> Router {
-    router_with_loggers(worker, None)
+    router_with(worker, ApiOptions::default())
 }
 
-/// The REST routes with `/admin/loggers` changing levels through `loggers`, and every request
-/// checked against `auth` when it requires credentials.
-pub fn router_with(worker: Worker, loggers: Option<LogLevels>, auth: RestAuth) -> Router {
-    let routes = router_with_loggers(worker, loggers);
+/// The REST routes with `options`; every request is checked against `options.auth` when it
+/// requires credentials.
+pub fn router_with(worker: Worker, options: ApiOptions) -> Router {
+    let auth = options.auth.clone();
+    let routes = routes(worker, options);
     if !auth.required() {
         return routes;
     }
@@ -112,12 +140,11 @@ pub fn router_with(worker: Worker, loggers: Option<LogLevels>, auth: RestAuth) -
     ))
 }
 
-/// The REST routes over `worker`, with `/admin/loggers` changing levels through `loggers`.
-pub fn router_with_loggers(worker: Worker, loggers: Option<LogLevels>) -> Router {
+fn routes(worker: Worker, options: ApiOptions) -> Router {
     let state = ApiState {
         worker,
         secrets: Regex::new(SECRET_KEYS).expect("the secret-key pattern is valid"),
-        loggers,
+        options,
     };
     Router::new()
         .route("/", get(root))
@@ -138,6 +165,8 @@ pub fn router_with_loggers(worker: Worker, loggers: Option<LogLevels>) -> Router
         .route("/connectors/{name}/resume", put(resume_connector))
         .route("/connectors/{name}/stop", put(stop_connector))
         .route("/connectors/{name}/tasks", get(connector_tasks))
+        .route("/connectors/{name}/topics", get(active_topics))
+        .route("/connectors/{name}/topics/reset", put(reset_active_topics))
         .route(
             "/connectors/{name}/offsets",
             get(get_offsets).patch(alter_offsets).delete(reset_offsets),
@@ -148,12 +177,14 @@ pub fn router_with_loggers(worker: Worker, loggers: Option<LogLevels>) -> Router
             post(restart_task),
         )
         .route("/connector-plugins", get(connector_plugins))
+        // .route("/connector-plugins/{plugin}/config", get(plugin_config))
         .route(
             "/connector-plugins/{plugin}/config/validate",
             put(validate_config),
         )
         .route("/admin/loggers", get(list_loggers))
         .route("/admin/loggers/{logger}", get(get_logger).put(set_logger))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
 }
@@ -256,7 +287,8 @@ impl ApiState {
         } else {
             json!([{"connector": name, "task": 0}])
         };
-        Ok(json!({"name": name, "config": self.masked(&config), "tasks": tasks, "type": "source"}))
+        let kind = connector_type(&config);
+        Ok(json!({"name": name, "config": self.masked(&config), "tasks": tasks, "type": kind}))
     }
 
     fn status(&self, name: &str) -> Result<Value, WorkerError> {
@@ -270,7 +302,7 @@ impl ApiState {
             "name": name,
             "connector": {"state": state_name(status.connector), "worker_id": self.worker.worker_id},
             "tasks": tasks,
-            "type": "source",
+            "type": connector_type(&self.worker.config(name)?),
         }))
     }
 
@@ -282,6 +314,14 @@ impl ApiState {
         }
         task
     }
+}
+
+/// Connect's `type` of a connector: its plugin's kind, `unknown` when no plugin answers.
+fn connector_type(config: &BTreeMap<String, String>) -> &'static str {
+    config
+        .get("connector.class")
+        .and_then(|class| plugins::find(class))
+        .map_or("unknown", |plugin| plugin.kind.as_str())
 }
 
 fn state_name(state: State) -> &'static str {
@@ -640,7 +680,7 @@ async fn reset_offsets(
 }
 
 fn loggers(state: &ApiState) -> Result<&LogLevels, ApiError> {
-    state.loggers.as_ref().ok_or_else(|| {
+    state.options.loggers.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "Log levels cannot be changed in this process",
@@ -689,23 +729,67 @@ async fn set_logger(
     Ok(json_response(StatusCode::OK, json!(affected)))
 }
 
-async fn connector_plugins() -> Response {
-    json_response(
+async fn active_topics(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if !state.options.topic_tracking {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Topic tracking is disabled.",
+        ));
+    }
+    let topics = state.worker.active_topics(&name)?;
+    Ok(json_response(
         StatusCode::OK,
-        json!([{"class": POSTGRES_SOURCE_CLASSES[0], "type": "source", "version": env!("CARGO_PKG_VERSION")}]),
-    )
+        json!({ name: {"topics": topics} }),
+    ))
 }
 
-/// `{plugin}` names the PostgreSQL source by full class, simple name, with or without the
-/// `Connector` suffix, or by its alias.
-fn is_postgres_plugin(plugin: &str) -> bool {
-    let simple = POSTGRES_SOURCE_CLASSES[0]
-        .rsplit('.')
-        .next()
-        .unwrap_or_default();
-    POSTGRES_SOURCE_CLASSES.contains(&plugin)
-        || plugin == simple
-        || plugin == simple.trim_end_matches("Connector")
+async fn reset_active_topics(
+    AxumState(state): AxumState<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if !state.options.topic_tracking {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Topic tracking is disabled.",
+        ));
+    }
+    if !state.options.topic_tracking_reset {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Topic tracking reset is disabled.",
+        ));
+    }
+    state.worker.reset_active_topics(&name).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn metrics(AxumState(state): AxumState<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.worker.metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn connector_plugins() -> Response {
+    // Connectors only: there are no converters, transforms or predicates to list.
+    let plugins: Vec<Value> = plugins::PLUGINS
+        .iter()
+        .map(|p| json!({"class": p.class, "type": p.kind.as_str(), "version": env!("CARGO_PKG_VERSION")}))
+        .collect();
+    json_response(StatusCode::OK, json!(plugins))
+}
+
+fn find_plugin(name: &str) -> Result<&'static plugins::Plugin, ApiError> {
+    plugins::find(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unknown connector plugin {name}"),
+        )
+    })
 }
 
 async fn validate_config(
@@ -713,16 +797,11 @@ async fn validate_config(
     Path(plugin): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    if !is_postgres_plugin(&plugin) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("Unknown connector plugin {plugin}"),
-        ));
-    }
+    let found = find_plugin(&plugin)?;
     let config = config_map(parse_body(&body)?)?;
     if let Some(class) = config.get("connector.class")
         && !class.ends_with(&plugin)
-        && !(is_postgres_plugin(class) && is_postgres_plugin(&plugin))
+        && plugins::find(class) != Some(found)
     {
         return Err(ApiError::bad_request(
             "Connector config {connector.class} does not match the plugin in the URL",
@@ -773,7 +852,7 @@ async fn validate_config(
     Ok(json_response(
         StatusCode::OK,
         json!({
-            "name": POSTGRES_SOURCE_CLASSES[0],
+            "name": found.class,
             "error_count": error_count,
             "groups": ["Common", "Postgres"],
             "configs": configs,

@@ -84,6 +84,17 @@ pub struct WorkerSection {
     /// Compacted topic holding connector and task statuses.
     #[serde(default = "WorkerSection::default_status_topic")]
     pub status_topic: String,
+    /// Connect's `topic.tracking.enable`: record the topics each connector writes to and serve
+    /// them at `GET /connectors/{name}/topics`.
+    #[serde(default = "enabled")]
+    pub topic_tracking_enable: bool,
+    /// Connect's `topic.tracking.allow.reset`: allow `PUT /connectors/{name}/topics/reset`.
+    #[serde(default = "enabled")]
+    pub topic_tracking_allow_reset: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl WorkerSection {
@@ -108,6 +119,8 @@ impl Default for WorkerSection {
             offsets_topic: Self::default_offsets_topic(),
             configs_topic: Self::default_configs_topic(),
             status_topic: Self::default_status_topic(),
+            topic_tracking_enable: true,
+            topic_tracking_allow_reset: true,
         }
     }
 }
@@ -127,8 +140,29 @@ impl WorkerConfig {
     pub fn parse(text: &str, overrides: &[(String, String)]) -> Result<Self, ValidationErrors> {
         let mut config: Self = toml::from_str(text)
             .map_err(|e| single("(file)", format!("invalid worker config: {e}")))?;
+        let mut errors = Vec::new();
+        let mut flag = |key: &str, value: &str, target: &mut bool| match value.trim() {
+            "true" => *target = true,
+            "false" => *target = false,
+            other => errors.push(ValidationError {
+                key: key.to_owned(),
+                message: format!("{other:?} is not true or false"),
+            }),
+        };
         for (name, value) in overrides {
             match name.as_str() {
+                "TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE" => flag(
+                    "TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE",
+                    value,
+                    &mut config.worker.topic_tracking_enable,
+                ),
+                "TRIBUTARY_WORKER_TOPIC_TRACKING_ALLOW_RESET" => flag(
+                    "TRIBUTARY_WORKER_TOPIC_TRACKING_ALLOW_RESET",
+                    value,
+                    &mut config.worker.topic_tracking_allow_reset,
+                ),
+                "TRIBUTARY_REST_BEARER_TOKEN" => config.rest.bearer_token = Some(value.clone()),
+                "TRIBUTARY_REST_BASIC_AUTH" => config.rest.basic_auth = Some(value.clone()),
                 "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS" => {
                     config.kafka.bootstrap_servers = value.clone()
                 }
@@ -139,7 +173,6 @@ impl WorkerConfig {
                 _ => {}
             }
         }
-        let mut errors = Vec::new();
         for (key, value) in [
             ("rest.bearer_token", &mut config.rest.bearer_token),
             ("rest.basic_auth", &mut config.rest.basic_auth),
@@ -217,6 +250,22 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(config.kafka.bootstrap_servers, "broker:9093");
+        assert!(config.worker.topic_tracking_enable);
+        let config = WorkerConfig::parse(
+            text,
+            &[(
+                "TRIBUTARY_WORKER_TOPIC_TRACKING_ALLOW_RESET".into(),
+                "false".into(),
+            )],
+        )
+        .expect("valid");
+        assert!(!config.worker.topic_tracking_allow_reset);
+        let err = WorkerConfig::parse(
+            text,
+            &[("TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE".into(), "yes".into())],
+        )
+        .expect_err("not a boolean");
+        assert_eq!(err.0[0].key, "TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! stopped for good (with the error's advice) after permanent ones. Their configs, target states
 //! and statuses persist in [`store`].
 
+pub mod plugins;
 pub mod store;
 pub mod worker;
 
@@ -32,7 +33,11 @@ pub async fn supervise_postgres_source(
     let mut backoff = BACKOFF_START;
     loop {
         let started = tokio::time::Instant::now();
-        match stream::run(&config, &destination, shutdown.clone()).await {
+        let result = stream::run(&config, &destination, shutdown.clone()).await;
+        if result.is_err() && !shutdown.is_cancelled() {
+            destination.metrics.task_error(&config.name, 0);
+        }
+        match result {
             Ok(()) => {
                 info!(connector = %config.name, "stopped");
                 return Ok(());

@@ -10,7 +10,9 @@
 //! Record keys and values (JSON):
 //! - configs: `connector-<name>` → `{"config":{…},"target_state":"RUNNING"}`;
 //! - statuses: `status-connector-<name>` and `status-task-<name>-<task>` →
-//!   `{"state":"FAILED","trace":"…","worker_id":"host:port"}` (`trace` left out when there is none).
+//!   `{"state":"FAILED","trace":"…","worker_id":"host:port"}` (`trace` left out when there is none);
+//!   `status-topic-<topic>:connector-<name>` → `{"topic":{"name":…,"connector":…,"task":0,
+//!   "discoverTimestamp":<ms>}}`, the topics a connector writes to (Connect's active topics).
 //!
 //! Unknown fields are ignored on read and keys of other shapes are skipped, so records written by
 //! a newer version or by other tools do not stop a worker. Only the newest record of a key is
@@ -47,6 +49,8 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECTOR_PREFIX: &str = "connector-";
 const CONNECTOR_STATUS_PREFIX: &str = "status-connector-";
 const TASK_STATUS_PREFIX: &str = "status-task-";
+const TOPIC_STATUS_PREFIX: &str = "status-topic-";
+const TOPIC_STATUS_SEPARATOR: &str = ":connector-";
 
 /// What the user asked a connector to be doing; it survives restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -177,6 +181,23 @@ pub struct StatusSnapshot {
     pub connectors: BTreeMap<String, StatusRecord>,
     /// Per connector, its tasks by number.
     pub tasks: BTreeMap<String, BTreeMap<u32, StatusRecord>>,
+    /// Per connector, the topics it has written to.
+    pub topics: BTreeMap<String, Vec<String>>,
+}
+
+/// The value of an active-topic record, in Connect's shape.
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    topic: TopicStatus,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicStatus {
+    name: String,
+    connector: String,
+    task: u32,
+    #[serde(rename = "discoverTimestamp")]
+    discover_timestamp: i64,
 }
 
 impl StatusSnapshot {
@@ -422,6 +443,35 @@ impl StatusStore {
         self.state.write(&connector_status_key(name), None).await
     }
 
+    /// Records that `connector`'s task wrote to `topic`.
+    pub async fn put_topic(
+        &self,
+        connector: &str,
+        task: u32,
+        topic: &str,
+        discovered_ms: i64,
+    ) -> Result<(), StoreError> {
+        let value = TopicRecord {
+            topic: TopicStatus {
+                name: topic.to_owned(),
+                connector: connector.to_owned(),
+                task,
+                discover_timestamp: discovered_ms,
+            },
+        };
+        let value = serde_json::to_vec(&value).expect("a topic record always serialises");
+        self.state
+            .write(&topic_status_key(connector, topic), Some(&value))
+            .await
+    }
+
+    /// Forgets that `connector` wrote to `topic`.
+    pub async fn delete_topic(&self, connector: &str, topic: &str) -> Result<(), StoreError> {
+        self.state
+            .write(&topic_status_key(connector, topic), None)
+            .await
+    }
+
     /// Replays the topic to its end: the newest status of every connector and task.
     pub async fn load(&self, timeout: Duration) -> Result<StatusSnapshot, StoreError> {
         let mut snapshot = StatusSnapshot::default();
@@ -432,6 +482,15 @@ impl StatusStore {
             let Some(value) = &record.value else {
                 continue;
             };
+            // The key says all about an active topic; its value is informational.
+            if let StatusKey::Topic { topic, connector } = parsed {
+                snapshot
+                    .topics
+                    .entry(connector.to_owned())
+                    .or_default()
+                    .push(topic.to_owned());
+                continue;
+            }
             let status: StatusRecord = serde_json::from_slice(value)
                 .map_err(|err| self.state.corrupt(&lossy(&key), &record, err.to_string()))?;
             match parsed {
@@ -445,7 +504,11 @@ impl StatusStore {
                         .or_default()
                         .insert(task, status);
                 }
+                StatusKey::Topic { .. } => {}
             }
+        }
+        for topics in snapshot.topics.values_mut() {
+            topics.sort();
         }
         Ok(snapshot)
     }
@@ -463,6 +526,10 @@ fn task_status_key(name: &str, task: u32) -> String {
     format!("{TASK_STATUS_PREFIX}{name}-{task}")
 }
 
+fn topic_status_key(connector: &str, topic: &str) -> String {
+    format!("{TOPIC_STATUS_PREFIX}{topic}{TOPIC_STATUS_SEPARATOR}{connector}")
+}
+
 fn status_value(status: &StatusRecord) -> Vec<u8> {
     // Strings and an enum: serialising cannot fail.
     serde_json::to_vec(status).expect("a status record always serialises")
@@ -473,11 +540,18 @@ fn status_value(status: &StatusRecord) -> Vec<u8> {
 enum StatusKey<'a> {
     Connector(&'a str),
     Task(&'a str, u32),
+    /// An active topic of a connector.
+    Topic { topic: &'a str, connector: &'a str },
 }
 
 impl<'a> StatusKey<'a> {
-    /// `None` for keys of other shapes (Connect also writes `status-topic-…` keys).
+    /// `None` for keys of other shapes.
     fn parse(key: &'a str) -> Option<Self> {
+        // Topic names cannot contain ':', so the first separator is the one.
+        if let Some(rest) = key.strip_prefix(TOPIC_STATUS_PREFIX) {
+            let (topic, connector) = rest.split_once(TOPIC_STATUS_SEPARATOR)?;
+            return Some(StatusKey::Topic { topic, connector });
+        }
         if let Some(name) = key.strip_prefix(CONNECTOR_STATUS_PREFIX) {
             return Some(StatusKey::Connector(name));
         }
@@ -660,8 +734,15 @@ mod tests {
                 Some(StatusKey::Connector(name))
             );
         }
+        assert_eq!(
+            StatusKey::parse(&topic_status_key("my-pg:source", "pg.public.orders")),
+            Some(StatusKey::Topic {
+                topic: "pg.public.orders",
+                connector: "my-pg:source"
+            })
+        );
         for other in [
-            "status-topic-orders:connector-inventory",
+            "status-topic-orders",
             "status-task-inventory",
             "status-task-inventory-x",
             "status-task-inventory-007",

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::plugins;
 use super::store::{ConfigStore, ConnectorRecord, StatusRecord, StatusStore, StoreError};
 use crate::{
     config::{ConnectorConfig, PostgresSourceConfig, ValidationErrors},
@@ -112,8 +113,15 @@ impl Worker {
         configs.ensure_topic().await?;
         statuses.ensure_topic().await?;
         let stored = configs.load(Duration::from_secs(60)).await?;
+        let known = statuses.load(Duration::from_secs(60)).await?;
         let mut worker = Self::new(destination, worker_id);
+        for (name, topics) in known.topics {
+            if stored.contains_key(&name) {
+                worker.destination.metrics.restore_active_topics(&name, topics);
+            }
+        }
         worker.stores = Some(Arc::new((configs, statuses)));
+        worker.record_new_topics();
         for (name, record) in stored {
             match Self::check(&name, &record.config) {
                 Ok(source) => {
@@ -129,6 +137,38 @@ impl Worker {
             info!(connector = %name, target = %record.target_state, "restored");
         }
         Ok(worker)
+    }
+
+    /// Stores each topic a connector writes to for the first time, as Connect does, so the
+    /// active topics survive restarts.
+    fn record_new_topics(&self) {
+        let Some(stores) = self.stores.clone() else {
+            return;
+        };
+        let mut new_topics = self.destination.metrics.subscribe_active_topics();
+        let entries = Arc::downgrade(&self.entries);
+        tokio::spawn(async move {
+            while let Some((connector, topic)) = new_topics.recv().await {
+                // Gone with its worker, or deleted meanwhile: nothing to record.
+                let Some(entries) = entries.upgrade() else {
+                    return;
+                };
+                if !entries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&connector)
+                {
+                    continue;
+                }
+                if let Err(error) = stores
+                    .1
+                    .put_topic(&connector, 0, &topic, now_millis())
+                    .await
+                {
+                    warn!(connector = %connector, topic = %topic, error = %error, "could not record the active topic");
+                }
+            }
+        });
     }
 
     fn insert(&self, name: &str, config: BTreeMap<String, String>, target: TargetState) {
@@ -205,14 +245,31 @@ impl Worker {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Checks a config without starting anything.
+    /// Checks a config without starting anything: `connector.class` must name a plugin of
+    /// [`plugins::PLUGINS`], and the config must be valid for it.
     pub fn check(
         name: &str,
         config: &BTreeMap<String, String>,
     ) -> Result<PostgresSourceConfig, WorkerError> {
+        let Some(class) = config.get("connector.class").filter(|c| !c.trim().is_empty()) else {
+            return Err(WorkerError::Invalid(format!(
+                "Connector config contains no connector type: set connector.class to one of {}",
+                plugins::PLUGINS
+                    .iter()
+                    .map(|p| p.class)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let Some(plugin) = plugins::find(class) else {
+            return Err(WorkerError::Invalid(plugins::unknown_class_message(class)));
+        };
+        let mut config = config.clone();
+        // Every spelling the plugin answers to is its class.
+        config.insert("connector.class".to_owned(), plugin.class.to_owned());
         let connector = ConnectorConfig {
             name: name.to_owned(),
-            config: config.clone(),
+            config,
         };
         PostgresSourceConfig::from_connector(&connector)
             .map_err(|errors| WorkerError::Invalid(invalid_config_message(&errors)))
@@ -299,6 +356,12 @@ impl Worker {
         }
         self.halt(name).await;
         self.lock().remove(name);
+        if let Some(stores) = &self.stores {
+            for topic in self.destination.metrics.active_topics(name) {
+                stores.1.delete_topic(name, &topic).await?;
+            }
+        }
+        self.destination.metrics.remove_connector(name);
         info!(connector = %name, "deleted");
         Ok(())
     }
@@ -380,6 +443,30 @@ impl Worker {
         let server = Self::check(name, &config)?.topic_prefix;
         let store = OffsetStore::new(&self.destination.kafka, &self.destination.offsets_topic);
         Ok((store, server))
+    }
+
+    /// The topics the connector has written to since they were last reset.
+    pub fn active_topics(&self, name: &str) -> Result<Vec<String>, WorkerError> {
+        self.config(name)?;
+        Ok(self.destination.metrics.active_topics(name))
+    }
+
+    /// Forgets the connector's active topics (the topics themselves stay).
+    pub async fn reset_active_topics(&self, name: &str) -> Result<(), WorkerError> {
+        self.config(name)?;
+        let topics = self.destination.metrics.reset_active_topics(name);
+        if let Some(stores) = &self.stores {
+            for topic in &topics {
+                stores.1.delete_topic(name, topic).await?;
+            }
+        }
+        info!(connector = %name, topics = topics.len(), "active topics reset");
+        Ok(())
+    }
+
+    /// The metrics of this worker's tasks.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.destination.metrics
     }
 
     /// Stops every task (on shutdown).
@@ -467,4 +554,11 @@ async fn run_task(
     if let Err(err) = super::supervise_postgres_source(config, destination, shutdown).await {
         worker.record_failure(&name, err.to_string());
     }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -98,6 +98,7 @@ impl SourceFixture {
         Destination {
             kafka: kafka::settings(),
             offsets_topic: self.offsets_topic.clone(),
+            metrics: tributary::metrics::Metrics::new(),
         }
     }
 

@@ -53,16 +53,19 @@ use crate::{
         json::{JsonEncoder, JsonOptions, TransactionBlock},
     },
     kafka::{ClientSettings, OffsetStore, SourceOffset, TopicAdmin, TopicSpec},
+    metrics::{Metrics, TaskMetrics},
 };
 
 /// Prefix of the logical decoding messages this source emits as heartbeats.
 pub const HEARTBEAT_PREFIX: &str = "__tributary_heartbeat";
 
-/// Where the source delivers: the Kafka cluster and the offsets topic.
+/// Where the source delivers: the Kafka cluster and the offsets topic; and where it reports.
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub kafka: ClientSettings,
     pub offsets_topic: String,
+    /// Where tasks report events, lag, commit times and the topics they write.
+    pub metrics: Metrics,
 }
 
 /// Runs the source until `shutdown` is cancelled or an error stops it. The caller decides from
@@ -296,6 +299,9 @@ struct StreamTask<'a> {
     decode_options: DecodeOptions,
     admin: TopicAdmin,
     topics: HashSet<String>,
+    metrics: TaskMetrics,
+    /// The server's end of WAL, from the newest frame: how far `delivered` trails is the lag.
+    server_wal_end: Lsn,
     /// Commit end LSN of the last transaction stored in Kafka (or confirmed from a keepalive).
     delivered: Lsn,
     /// Commit LSN of the last transaction seen, for `source.sequence`.
@@ -308,11 +314,14 @@ struct StreamTask<'a> {
     producer_txn_open: bool,
     /// A commit running on a blocking thread, and the offset it stores. Decoding goes on
     /// meanwhile; records wait in `held` until the producer can begin the next transaction.
-    in_flight: Option<(JoinHandle<Result<(), KafkaError>>, SourceOffset)>,
+    in_flight: Option<(JoinHandle<CommitOutcome>, SourceOffset)>,
     held: Vec<HeldRecord>,
     held_bytes: usize,
     last_commit: Instant,
 }
+
+/// A finished commit and how long it took.
+type CommitOutcome = (Result<(), KafkaError>, Duration);
 
 /// A record produced while a commit was in flight.
 struct HeldRecord {
@@ -375,6 +384,8 @@ impl<'a> StreamTask<'a> {
             admin: TopicAdmin::new(&destination.kafka, Duration::from_secs(30))
                 .expect("admin client settings were already used by the producer"),
             topics: HashSet::new(),
+            metrics: destination.metrics.task(&config.name, 0),
+            server_wal_end: Lsn::ZERO,
             delivered: stored.map(|s| Lsn(s.lsn)).unwrap_or(start),
             last_commit_lsn: None,
             transaction: None,
@@ -452,16 +463,31 @@ impl<'a> StreamTask<'a> {
         let parsed = frames::parse_server_frame(frame)
             .map_err(|e| Error::Replication(super::replication::Error::Protocol(e.to_string())))?;
         match parsed {
-            ServerFrame::Keepalive { wal_end, .. } => self.on_keepalive(wal_end).await,
+            ServerFrame::Keepalive { wal_end, .. } => {
+                self.observe_wal_end(wal_end);
+                self.on_keepalive(wal_end).await
+            }
             ServerFrame::XLogData {
-                wal_start, data, ..
+                wal_start,
+                wal_end,
+                data,
+                ..
             } => {
+                self.observe_wal_end(wal_end);
                 let message = pgoutput::decode(data).map_err(|source| Error::Decode {
                     lsn: wal_start,
                     source,
                 })?;
                 self.handle_message(message, wal_start).await
             }
+        }
+    }
+
+    fn observe_wal_end(&mut self, wal_end: Lsn) {
+        if wal_end > self.server_wal_end {
+            self.server_wal_end = wal_end;
+            self.metrics
+                .wal_behind(wal_end.0.saturating_sub(self.delivered.0));
         }
     }
 
@@ -613,6 +639,7 @@ impl<'a> StreamTask<'a> {
                         self.encoder
                             .truncate_value(&schema, &source, now_micros(), block.as_ref());
                     self.send(&topic, None, Some(&value), None).await?;
+                    self.metrics.event(Op::Truncate);
                 }
             }
             Message::Message {
@@ -650,6 +677,7 @@ impl<'a> StreamTask<'a> {
                 );
                 let topic = self.config.message_topic.clone();
                 self.send(&topic, Some(&key), Some(&value), None).await?;
+                self.metrics.event(Op::Message);
             }
         }
         Ok(())
@@ -741,7 +769,9 @@ impl<'a> StreamTask<'a> {
             .map_err(encode_error)?;
         let topic = self.config.table_topic(&change.table.id);
         self.send(&topic, key.as_deref(), Some(&value), headers)
-            .await
+            .await?;
+        self.metrics.event(change.op);
+        Ok(())
     }
 
     async fn send_tombstone(&mut self, delete: &RowChange) -> Result<(), Error> {
@@ -840,6 +870,7 @@ impl<'a> StreamTask<'a> {
         spec.replication_factor = self.config.topic_replication_factor;
         self.admin.ensure_topic(&spec).await?;
         self.topics.insert(topic.to_owned());
+        self.metrics.topic_written(topic);
         Ok(())
     }
 
@@ -925,14 +956,17 @@ impl<'a> StreamTask<'a> {
     /// start the next transaction.
     async fn finish_commit(
         &mut self,
-        result: Result<Result<(), KafkaError>, tokio::task::JoinError>,
+        result: Result<CommitOutcome, tokio::task::JoinError>,
     ) -> Result<(), Error> {
         let Some((_, offset)) = self.in_flight.take() else {
             return Ok(());
         };
-        result
-            .map_err(|e| protocol(&format!("commit task failed: {e}")))?
-            .map_err(Error::KafkaTransaction)?;
+        let (committed, took) =
+            result.map_err(|e| protocol(&format!("commit task failed: {e}")))?;
+        committed.map_err(Error::KafkaTransaction)?;
+        self.metrics.committed(took, offset.ts_usec);
+        self.metrics
+            .wal_behind(self.server_wal_end.0.saturating_sub(offset.lsn));
         let lsn = Lsn(offset.lsn);
         self.delivered = lsn;
         self.last_commit = Instant::now();
@@ -967,7 +1001,9 @@ impl<'a> StreamTask<'a> {
             .await?;
         let producer = self.producer.clone();
         let handle = tokio::task::spawn_blocking(move || {
-            producer.commit_transaction(Duration::from_secs(60))
+            let started = Instant::now();
+            let result = producer.commit_transaction(Duration::from_secs(60));
+            (result, started.elapsed())
         });
         self.producer_txn_open = false;
         self.in_flight = Some((handle, offset));

@@ -1,0 +1,95 @@
+//! The connector plugins this worker runs, in one explicit list: what `connector.class` may name
+//! and what `GET /connector-plugins` shows. A new connector kind registers here.
+
+use crate::config::postgres_source::POSTGRES_SOURCE_CLASSES;
+
+/// Whether a connector reads from outside into Kafka or writes from Kafka outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    Source,
+    Sink,
+}
+
+impl PluginKind {
+    /// Connect's lowercase `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Source => "source",
+            PluginKind::Sink => "sink",
+        }
+    }
+}
+
+/// One connector plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plugin {
+    /// The class name Kafka Connect users know it by.
+    pub class: &'static str,
+    /// Other names `connector.class` may use.
+    pub aliases: &'static [&'static str],
+    pub kind: PluginKind,
+}
+
+impl Plugin {
+    /// Connect's rule for `{plugin}` in URLs: the full class name, or its simple name with or
+    /// without the `Connector` suffix; and the aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        let simple = self.class.rsplit('.').next().unwrap_or(self.class);
+        name == self.class
+            || name == simple
+            || name == simple.trim_end_matches("Connector")
+            || self.aliases.contains(&name)
+    }
+}
+
+pub const POSTGRES_SOURCE: Plugin = Plugin {
+    class: POSTGRES_SOURCE_CLASSES[0],
+    aliases: &["postgres-source", "postgres"],
+    kind: PluginKind::Source,
+};
+
+/// Every plugin, in the order `GET /connector-plugins` lists them.
+pub const PLUGINS: &[Plugin] = &[POSTGRES_SOURCE];
+
+/// The plugin `name` refers to (see [`Plugin::answers_to`]).
+pub fn find(name: &str) -> Option<&'static Plugin> {
+    PLUGINS.iter().find(|plugin| plugin.answers_to(name.trim()))
+}
+
+/// Connect's message for a `connector.class` no plugin answers to.
+pub fn unknown_class_message(class: &str) -> String {
+    let available: Vec<&str> = PLUGINS.iter().map(|p| p.class).collect();
+    format!(
+        "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
+        available.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_source_answers_to_every_spelling_connect_accepts() {
+        for name in [
+            "io.debezium.connector.postgresql.PostgresConnector",
+            "PostgresConnector",
+            "Postgres",
+            "postgres-source",
+            "postgres",
+        ] {
+            assert_eq!(find(name), Some(&POSTGRES_SOURCE), "{name}");
+        }
+        for name in ["io.debezium.connector.mysql.MySqlConnector", "Connector", ""] {
+            assert_eq!(find(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn aliases_match_what_the_source_config_accepts() {
+        for alias in POSTGRES_SOURCE.aliases {
+            assert!(POSTGRES_SOURCE_CLASSES.contains(alias), "{alias}");
+        }
+        assert!(unknown_class_message("x.Y").ends_with(POSTGRES_SOURCE.class));
+    }
+}
