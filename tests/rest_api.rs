@@ -424,7 +424,9 @@ async fn bad_requests_get_connects_answers() {
         .call(
             "POST",
             "/connectors",
-            Some(json!({"name": "c", "config": {"connector.class": "com.example.NoSuchConnector"}})),
+            Some(
+                json!({"name": "c", "config": {"connector.class": "com.example.NoSuchConnector"}}),
+            ),
         )
         .await;
     assert_eq!(status, 400, "{body}");
@@ -1051,4 +1053,138 @@ async fn file_config_providers_resolve_at_start_and_stay_placeholders_in_storage
     assert_eq!(seen[0].payload()["source"]["db"], fixture.db.name.as_str());
     api.worker.shutdown().await;
     let _ = std::fs::remove_file(&secrets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_every_response_and_log_line() {
+    let fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let configs_topic = format!("{}-configs", fixture.offsets_topic);
+    let status_topic = format!("{}-status", fixture.offsets_topic);
+    let _guards = [
+        crate::support::kafka::TestTopic::delete_on_drop(configs_topic, 1),
+        crate::support::kafka::TestTopic::delete_on_drop(status_topic, 1),
+    ];
+    let token = crate::support::unique_name("token");
+    let password = crate::support::unique_name("pw");
+    let dir = std::env::temp_dir().join(crate::support::unique_name("tributary-secrets"));
+    let port = free_port();
+    let config = format!(
+        "{}bearer_token = \"{token}\"\n",
+        ServeProcess::config(&fixture, port)
+    );
+    let serve = ServeProcess::start(&dir, &config, port).await;
+    let http = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    let mut call = async |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{}{path}", serve.base))
+            .bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        bodies.push(text.clone());
+        (status, text)
+    };
+
+    // A role that needs a password, given a wrong one: the task fails on authentication.
+    let connector: Value = serde_json::from_str(&fixture.connector_json(
+        "public.t",
+        &[
+            ("database.user", "tributary"),
+            ("database.password", &password),
+        ],
+    ))
+    .expect("JSON");
+    let name = connector["name"].as_str().expect("name").to_owned();
+    let (status, text) = call(
+        reqwest::Method::POST,
+        "/connectors".into(),
+        Some(connector.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = call(
+            reqwest::Method::GET,
+            format!("/connectors/{name}/status"),
+            None,
+        )
+        .await;
+        let status: Value = serde_json::from_str(&text).expect("JSON");
+        if status["tasks"][0]["state"] == "FAILED" {
+            assert!(
+                status["tasks"][0]["trace"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("password") || t.contains("authentication")),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task never failed: {status}\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for path in [
+        format!("/connectors/{name}"),
+        format!("/connectors/{name}/config"),
+        format!("/connectors/{name}/tasks"),
+        "/connectors?expand=info&expand=status".to_owned(),
+    ] {
+        let (status, _) = call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        format!("/connectors/{name}/config"),
+        Some(json!({"database.password": format!("{password}-changed")})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        "/connector-plugins/PostgresConnector/config/validate".into(),
+        Some(connector["config"].clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        reqwest::Method::POST,
+        "/connectors".into(),
+        Some(json!({"name": "invalid", "config": {"connector.class": "postgres", "database.password": password, "database.port": "not-a-port"}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    assert!(
+        bodies.iter().any(|b| b.contains("[hidden]")),
+        "the password is shown masked"
+    );
+    for body in &bodies {
+        assert!(
+            !body.contains(&password),
+            "a response shows the password: {body}"
+        );
+        assert!(!body.contains(&token), "a response shows the token: {body}");
+    }
+    let log = serve.log();
+    assert!(log.contains(&name), "the log covers the connector:\n{log}");
+    assert!(
+        !log.contains(&password),
+        "the log shows the password:\n{log}"
+    );
+    assert!(!log.contains(&token), "the log shows the token:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -275,7 +275,10 @@ async fn statuses_round_trip_newest_wins_and_tombstones_remove() {
         .put_topic("alpha", 0, "gone", 1)
         .await
         .expect("put topic");
-    statuses.delete_topic("alpha", "gone").await.expect("delete topic");
+    statuses
+        .delete_topic("alpha", "gone")
+        .await
+        .expect("delete topic");
 
     let snapshot = load_statuses(&statuses).await;
     assert_eq!(

@@ -262,7 +262,10 @@ mod tests {
         assert!(!config.worker.topic_tracking_allow_reset);
         let err = WorkerConfig::parse(
             text,
-            &[("TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE".into(), "yes".into())],
+            &[(
+                "TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE".into(),
+                "yes".into(),
+            )],
         )
         .expect_err("not a boolean");
         assert_eq!(err.0[0].key, "TRIBUTARY_WORKER_TOPIC_TRACKING_ENABLE");

@@ -396,10 +396,14 @@ mod tests {
         assert!(text.contains(
             r#"tributary_source_events_total{connector="inventory",task="0",op="delete"} 1"#
         ));
-        assert!(text.contains(r#"tributary_source_lag_bytes{connector="inventory",task="0"} 4096"#));
-        assert!(text.contains(
-            r#"tributary_kafka_commit_seconds_count{connector="inventory",task="0"} 1"#
-        ));
+        assert!(
+            text.contains(r#"tributary_source_lag_bytes{connector="inventory",task="0"} 4096"#)
+        );
+        assert!(
+            text.contains(
+                r#"tributary_kafka_commit_seconds_count{connector="inventory",task="0"} 1"#
+            )
+        );
         assert!(text.contains(r#"tributary_task_errors_total{connector="inventory",task="0"} 1"#));
         assert!(text.ends_with("# EOF\n"));
 

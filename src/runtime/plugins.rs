@@ -80,7 +80,11 @@ mod tests {
         ] {
             assert_eq!(find(name), Some(&POSTGRES_SOURCE), "{name}");
         }
-        for name in ["io.debezium.connector.mysql.MySqlConnector", "Connector", ""] {
+        for name in [
+            "io.debezium.connector.mysql.MySqlConnector",
+            "Connector",
+            "",
+        ] {
             assert_eq!(find(name), None, "{name}");
         }
     }

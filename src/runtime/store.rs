@@ -541,7 +541,10 @@ enum StatusKey<'a> {
     Connector(&'a str),
     Task(&'a str, u32),
     /// An active topic of a connector.
-    Topic { topic: &'a str, connector: &'a str },
+    Topic {
+        topic: &'a str,
+        connector: &'a str,
+    },
 }
 
 impl<'a> StatusKey<'a> {

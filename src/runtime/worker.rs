@@ -117,7 +117,10 @@ impl Worker {
         let mut worker = Self::new(destination, worker_id);
         for (name, topics) in known.topics {
             if stored.contains_key(&name) {
-                worker.destination.metrics.restore_active_topics(&name, topics);
+                worker
+                    .destination
+                    .metrics
+                    .restore_active_topics(&name, topics);
             }
         }
         worker.stores = Some(Arc::new((configs, statuses)));
@@ -251,7 +254,10 @@ impl Worker {
         name: &str,
         config: &BTreeMap<String, String>,
     ) -> Result<PostgresSourceConfig, WorkerError> {
-        let Some(class) = config.get("connector.class").filter(|c| !c.trim().is_empty()) else {
+        let Some(class) = config
+            .get("connector.class")
+            .filter(|c| !c.trim().is_empty())
+        else {
             return Err(WorkerError::Invalid(format!(
                 "Connector config contains no connector type: set connector.class to one of {}",
                 plugins::PLUGINS
