@@ -147,6 +147,12 @@ impl<'a> KeyReader<'a> {
             .unwrap_or_default()
     }
 
+    /// Every key asked for so far, present or not.
+    #[cfg(test)]
+    pub(crate) fn read_keys(&self) -> &[&'static str] {
+        &self.read
+    }
+
     /// Keys present but never read and not accepted by `accepted`.
     pub(crate) fn unread(&self, accepted: impl Fn(&str) -> bool) -> Vec<&'a str> {
         self.map

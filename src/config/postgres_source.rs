@@ -1,10 +1,11 @@
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use regex::{Regex, RegexBuilder};
 use secrecy::SecretString;
 
 use super::{
     ConnectorConfig, ValidationErrors,
+    definitions::postgres_source_definitions,
     keys::{KeyReader, closest},
 };
 use super::{SslConfig, SslMode};
@@ -124,8 +125,9 @@ pub struct PostgresSourceConfig {
 }
 
 /// Keys of Debezium and Kafka Connect that are accepted and have no effect: JVM-specific knobs
-/// and tuning that this implementation does differently.
-const IGNORED_KEYS: &[&str] = &[
+/// and tuning that this implementation does differently. Each has a definition in
+/// `definitions.rs` that says so.
+pub(crate) const IGNORED_KEYS: &[&str] = &[
     "tasks.max",
     "database.tcpKeepAlive",
     "database.initial.statements",
@@ -167,56 +169,6 @@ const IGNORED_KEYS: &[&str] = &[
     "snapshot.locking.mode",
 ];
 
-/// Keys that are read; for "did you mean" on unknown keys.
-const KNOWN_KEYS: &[&str] = &[
-    "name",
-    "connector.class",
-    "database.hostname",
-    "database.port",
-    "database.user",
-    "database.password",
-    "database.dbname",
-    "database.sslmode",
-    "database.sslrootcert",
-    "topic.prefix",
-    "database.server.name",
-    "plugin.name",
-    "slot.name",
-    "slot.drop.on.stop",
-    "publication.name",
-    "publication.autocreate.mode",
-    "schema.include.list",
-    "schema.exclude.list",
-    "table.include.list",
-    "table.exclude.list",
-    "column.include.list",
-    "column.exclude.list",
-    "skipped.operations",
-    "tombstones.on.delete",
-    "decimal.handling.mode",
-    "time.precision.mode",
-    "binary.handling.mode",
-    "hstore.handling.mode",
-    "interval.handling.mode",
-    "money.fraction.digits",
-    "unavailable.value.placeholder",
-    "provide.transaction.metadata",
-    "heartbeat.interval.ms",
-    "topic.heartbeat.prefix",
-    "topic.transaction",
-    "topic.delimiter",
-    "key.converter",
-    "value.converter",
-    "key.converter.schemas.enable",
-    "value.converter.schemas.enable",
-    "status.update.interval.ms",
-    "snapshot.mode",
-    "topic.creation.default.partitions",
-    "topic.creation.default.replication.factor",
-    "transaction.boundary.interval.ms",
-    "transforms",
-];
-
 const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 
 impl PostgresSourceConfig {
@@ -224,6 +176,30 @@ impl PostgresSourceConfig {
     pub fn from_connector(connector: &ConnectorConfig) -> Result<Self, ValidationErrors> {
         let resolved = super::providers::resolve(&connector.config)?;
         let mut keys = KeyReader::new(&resolved);
+        let config = Self::read(connector, &resolved, &mut keys);
+        if keys.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ValidationErrors(keys.errors))
+        }
+    }
+
+    /// The keys `from_connector` reads (through `KeyReader`) for this config; the definitions'
+    /// tests compare them with the documented keys.
+    #[cfg(test)]
+    pub(crate) fn keys_read(connector: &ConnectorConfig) -> Vec<&'static str> {
+        let mut keys = KeyReader::new(&connector.config);
+        Self::read(connector, &connector.config, &mut keys);
+        keys.read_keys().to_vec()
+    }
+
+    /// Reads every key, recording each problem in `keys.errors`; the result is meaningful only
+    /// when there are none.
+    fn read(
+        connector: &ConnectorConfig,
+        resolved: &BTreeMap<String, String>,
+        keys: &mut KeyReader<'_>,
+    ) -> Self {
         keys.raw("name");
         if let Some(class) = keys.raw("connector.class")
             && !POSTGRES_SOURCE_CLASSES.contains(&class)
@@ -518,7 +494,11 @@ impl PostgresSourceConfig {
             if IGNORED_KEYS.contains(&key.as_str()) {
                 ignored_keys.push(key);
             } else {
-                let hint = closest(&key, KNOWN_KEYS)
+                let known: Vec<&str> = postgres_source_definitions()
+                    .iter()
+                    .map(|definition| definition.name)
+                    .collect();
+                let hint = closest(&key, &known)
                     .map(|k| format!("; did you mean {k}?"))
                     .unwrap_or_default();
                 keys.error(
@@ -528,11 +508,8 @@ impl PostgresSourceConfig {
             }
         }
 
-        if !keys.errors.is_empty() {
-            return Err(ValidationErrors(keys.errors));
-        }
         let topic = |suffix: &str| format!("{topic_prefix}{delimiter}{suffix}");
-        Ok(Self {
+        Self {
             name: connector.name.clone(),
             hostname,
             port,
@@ -569,7 +546,7 @@ impl PostgresSourceConfig {
             transaction_interval: Duration::from_millis(transaction_ms),
             ignored_keys,
             topic_prefix,
-        })
+        }
     }
 
     /// The topic of a table's change events: `<topic.prefix>.<schema>.<table>`, with every
