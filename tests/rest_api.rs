@@ -482,6 +482,13 @@ async fn bad_requests_get_connects_answers() {
         .iter()
         .find(|c| c["value"]["name"] == "slot.name")
         .expect("slot.name reported");
+    assert_eq!(slot["definition"]["type"], "STRING", "{slot}");
+    assert!(
+        body["groups"]
+            .as_array()
+            .is_some_and(|g| g.contains(&json!("Postgres"))),
+        "{body}"
+    );
     assert!(
         slot["value"]["errors"][0]
             .as_str()
@@ -532,6 +539,35 @@ async fn bad_requests_get_connects_answers() {
         .call("GET", &format!("/connectors/{name}/topics"), None)
         .await;
     assert_eq!(status, 403, "{body}");
+
+    let (status, definitions, _) = api
+        .call("GET", "/connector-plugins/PostgresConnector/config", None)
+        .await;
+    assert_eq!(status, 200);
+    let definition = |key: &str| -> Value {
+        definitions
+            .as_array()
+            .expect("a list of ConfigKeyInfo")
+            .iter()
+            .find(|d| d["name"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} is not defined: {definitions}"))
+    };
+    assert_eq!(definition("database.hostname")["required"], true);
+    assert_eq!(definition("database.hostname")["type"], "STRING");
+    assert_eq!(definition("database.password")["type"], "PASSWORD");
+    assert_eq!(definition("database.port")["default_value"], "5432");
+    assert_eq!(definition("slot.name")["group"], "Postgres");
+    let (status, body, _) = api
+        .call("GET", "/connector-plugins/NoSuchConnector/config", None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"error_code": 404, "message": "Unknown connector plugin NoSuchConnector"})
+        )
+    );
 
     let (status, plugins, _) = api.call("GET", "/connector-plugins", None).await;
     assert_eq!(status, 200);

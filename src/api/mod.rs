@@ -18,7 +18,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    config::config_string,
+    config::{
+        config_string,
+        definitions::{config_groups, definitions_json},
+    },
     runtime::{
         plugins,
         worker::{State, TargetState, Worker, WorkerError},
@@ -177,7 +180,7 @@ fn routes(worker: Worker, options: ApiOptions) -> Router {
             post(restart_task),
         )
         .route("/connector-plugins", get(connector_plugins))
-        // .route("/connector-plugins/{plugin}/config", get(plugin_config))
+        .route("/connector-plugins/{plugin}/config", get(plugin_config))
         .route(
             "/connector-plugins/{plugin}/config/validate",
             put(validate_config),
@@ -801,7 +804,7 @@ async fn validate_config(
     let config = config_map(parse_body(&body)?)?;
     if let Some(class) = config.get("connector.class")
         && !class.ends_with(&plugin)
-        && plugins::find(class) != Some(found)
+        && plugins::find(class).map(|p| p.class) != Some(found.class)
     {
         return Err(ApiError::bad_request(
             "Connector config {connector.class} does not match the plugin in the URL",
@@ -815,19 +818,24 @@ async fn validate_config(
     // Static checks first; when they pass, the live checks against the database.
     let findings = crate::source::postgres::validate::validate(&connector).await;
     let error_count = findings.iter().filter(|f| f.is_error()).count();
-    let mut keys: Vec<&String> = config.keys().collect();
-    for finding in &findings {
-        if !keys.contains(&&finding.key) {
-            keys.push(&finding.key);
-        }
-    }
-    let configs: Vec<Value> = keys
-        .iter()
-        .map(|key| {
+    // Connect lists every key the plugin defines, in order, then anything else given.
+    let definitions = (found.definitions)();
+    let mut configs: Vec<Value> = definitions_json(definitions);
+    let mut extra: Vec<&String> = config
+        .keys()
+        .chain(findings.iter().map(|f| &f.key))
+        .filter(|key| !definitions.iter().any(|d| d.name == key.as_str()))
+        .collect();
+    extra.dedup();
+    configs.extend(extra.iter().map(|key| json!({"name": key})));
+    let configs: Vec<Value> = configs
+        .into_iter()
+        .map(|definition| {
+            let key = definition["name"].as_str().unwrap_or_default().to_owned();
             // Connect has only errors; warnings are reported there too, marked as such.
             let messages: Vec<String> = findings
                 .iter()
-                .filter(|f| &&f.key == key)
+                .filter(|f| f.key == key)
                 .map(|f| {
                     if f.is_error() {
                         f.message.clone()
@@ -836,16 +844,20 @@ async fn validate_config(
                     }
                 })
                 .collect();
-            let shown = config.get(*key).map(|value| {
-                if state.secrets.is_match(key) {
-                    HIDDEN.to_owned()
-                } else {
-                    value.clone()
-                }
-            });
+            let value = config
+                .get(&key)
+                .map(|value| {
+                    if state.secrets.is_match(&key) {
+                        HIDDEN.to_owned()
+                    } else {
+                        value.clone()
+                    }
+                })
+                .map(Value::String)
+                .unwrap_or_else(|| definition["default_value"].clone());
             json!({
-                "definition": {"name": key},
-                "value": {"name": key, "value": shown, "recommended_values": [], "errors": messages, "visible": true},
+                "definition": definition,
+                "value": {"name": key, "value": value, "recommended_values": [], "errors": messages, "visible": true},
             })
         })
         .collect();
@@ -854,8 +866,16 @@ async fn validate_config(
         json!({
             "name": found.class,
             "error_count": error_count,
-            "groups": ["Common", "Postgres"],
+            "groups": config_groups(definitions),
             "configs": configs,
         }),
+    ))
+}
+
+async fn plugin_config(Path(plugin): Path<String>) -> ApiResult {
+    let found = find_plugin(&plugin)?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!(definitions_json((found.definitions)())),
     ))
 }

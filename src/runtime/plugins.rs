@@ -1,7 +1,10 @@
 //! The connector plugins this worker runs, in one explicit list: what `connector.class` may name
 //! and what `GET /connector-plugins` shows. A new connector kind registers here.
 
-use crate::config::postgres_source::POSTGRES_SOURCE_CLASSES;
+use crate::config::{
+    definitions::{ConfigKeyDefinition, postgres_source_definitions},
+    postgres_source::POSTGRES_SOURCE_CLASSES,
+};
 
 /// Whether a connector reads from outside into Kafka or writes from Kafka outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +24,15 @@ impl PluginKind {
 }
 
 /// One connector plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Plugin {
     /// The class name Kafka Connect users know it by.
     pub class: &'static str,
     /// Other names `connector.class` may use.
     pub aliases: &'static [&'static str],
     pub kind: PluginKind,
+    /// Every config key it takes (`GET /connector-plugins/{plugin}/config`).
+    pub definitions: fn() -> &'static [ConfigKeyDefinition],
 }
 
 impl Plugin {
@@ -46,6 +51,7 @@ pub const POSTGRES_SOURCE: Plugin = Plugin {
     class: POSTGRES_SOURCE_CLASSES[0],
     aliases: &["postgres-source", "postgres"],
     kind: PluginKind::Source,
+    definitions: postgres_source_definitions,
 };
 
 /// Every plugin, in the order `GET /connector-plugins` lists them.
@@ -78,14 +84,18 @@ mod tests {
             "postgres-source",
             "postgres",
         ] {
-            assert_eq!(find(name), Some(&POSTGRES_SOURCE), "{name}");
+            assert_eq!(
+                find(name).map(|p| p.class),
+                Some(POSTGRES_SOURCE.class),
+                "{name}"
+            );
         }
         for name in [
             "io.debezium.connector.mysql.MySqlConnector",
             "Connector",
             "",
         ] {
-            assert_eq!(find(name), None, "{name}");
+            assert!(find(name).is_none(), "{name}");
         }
     }
 
