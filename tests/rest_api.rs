@@ -346,6 +346,18 @@ async fn connector_lifecycle_over_http_moves_data_only_when_running() {
     );
     let (status, _, _) = api.call("GET", &topics_path, None).await;
     assert_eq!(status, 404);
+    let (status, _, _) = api
+        .call("GET", &format!("/connectors/{name}/tasks"), None)
+        .await;
+    assert_eq!(status, 404, "tasks gone with the connector");
+    let slots = client
+        .query(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&fixture.slot],
+        )
+        .await
+        .expect("slots");
+    assert_eq!(slots.len(), 1, "the slot stays (slot.drop.on.stop is off)");
     assert!(
         !api.metrics().await.contains(&name),
         "a deleted connector leaves no series"
