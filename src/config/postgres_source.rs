@@ -678,8 +678,10 @@ fn snapshot_settings(
     keys: &mut KeyReader<'_>,
     resolved: &BTreeMap<String, String>,
 ) -> SnapshotSettings {
-    let mut settings = SnapshotSettings::default();
-    settings.max_threads = keys.parsed("snapshot.max.threads", 1usize, "a whole number");
+    let mut settings = SnapshotSettings {
+        max_threads: keys.parsed("snapshot.max.threads", 1usize, "a whole number"),
+        ..SnapshotSettings::default()
+    };
     if !(1..=64).contains(&settings.max_threads) {
         keys.error("snapshot.max.threads", "must be between 1 and 64");
         settings.max_threads = 1;
