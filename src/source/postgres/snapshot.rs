@@ -45,7 +45,7 @@ use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{Instrument, debug, info};
 
 use super::{
     Error,
@@ -561,15 +561,16 @@ pub(super) async fn run(
     // A few batches in flight per thread: enough to keep the producer busy, bounded memory.
     let (sender, mut receiver) = mpsc::channel(threads * 2);
     let mut workers = JoinSet::new();
-    workers.spawn(copy_chunks(0, planner, Arc::clone(&shared), sender.clone()));
+    let span = tracing::Span::current();
+    workers.spawn(
+        copy_chunks(0, planner, Arc::clone(&shared), sender.clone()).instrument(span.clone()),
+    );
     for worker in 1..threads {
         let client = import_snapshot(config, &exported.name).await?;
-        workers.spawn(copy_chunks(
-            worker,
-            client,
-            Arc::clone(&shared),
-            sender.clone(),
-        ));
+        workers.spawn(
+            copy_chunks(worker, client, Arc::clone(&shared), sender.clone())
+                .instrument(span.clone()),
+        );
     }
     drop(sender);
 
