@@ -16,6 +16,7 @@ mod services;
 mod source_all_types;
 mod source_kcat;
 mod source_options;
+mod source_snapshot;
 mod source_stream;
 mod source_types;
 mod source_validate;

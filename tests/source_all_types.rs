@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// One column of each type, plus a composite column Debezium would drop (its type has no mapping and
 /// `include.unknown.datatypes` is false).
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
     CREATE EXTENSION hstore;
     CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
     CREATE DOMAIN price AS numeric(10,2);
@@ -67,7 +67,7 @@ const SCHEMA: &str = "
     );";
 
 /// A row with a chosen value in every column.
-const FULL_ROW: &str = r#"
+pub(crate) const FULL_ROW: &str = r#"
     INSERT INTO all_types VALUES (
         1, true, -32768, 2147483647, -9223372036854775808, 1.1, 6.02214076e23,
         12.50, 1.500, 1234.56,
@@ -84,13 +84,13 @@ const FULL_ROW: &str = r#"
     )"#;
 
 /// Edge values in a few columns, NULL in the rest.
-const EDGE_ROW: &str = "
+pub(crate) const EDGE_ROW: &str = "
     INSERT INTO all_types (id, c_numeric, c_numeric_any, c_date, c_timestamp, c_timestamp3,
                            c_timestamptz)
     VALUES (2, -12.50, -1000, '1969-12-31', 'infinity', '1969-12-31 23:59:59.999', 'infinity')";
 
 /// The `after` of FULL_ROW under the default modes.
-fn full_row_after() -> Value {
+pub(crate) fn full_row_after() -> Value {
     let mut after = json!({
         "id": 1,
         "c_bool": true,

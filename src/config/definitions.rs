@@ -1009,18 +1009,63 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
         High,
         Width::Short,
         "Snapshot mode",
-        "What the first start does: only no_data (alias never) is available, streaming the \
-         changes from then on without copying existing rows, and because Debezium's default \
-         initial snapshot is not available yet the key must be set.",
+        "When existing rows are copied before streaming: initial (when there is no complete \
+         stored offset), always (on every start), no_data (never; alias never, deprecated), \
+         initial_only (copy, then stop without streaming) or when_needed (also when the stored \
+         position can no longer be resumed).",
     )
-    .required(),
-    ConfigKeyDefinition::no_effect(
+    .default("initial"),
+    ConfigKeyDefinition::new(
+        "snapshot.max.threads",
+        Int,
+        Snapshot,
+        Medium,
+        Width::Short,
+        "Snapshot threads",
+        "Connections that copy tables in parallel during a snapshot (1 to 64); large tables are \
+         split into ctid ranges so one table uses them all.",
+    )
+    .default("1"),
+    ConfigKeyDefinition::new(
         "snapshot.fetch.size",
         Int,
         Snapshot,
+        Low,
+        Width::Short,
         "Snapshot fetch size",
-        "Debezium's number of rows read per query during a snapshot; accepted and has no effect \
-         here.",
+        "Rows a copying connection hands over at a time; bounds the memory a snapshot uses.",
+    )
+    .default("10240"),
+    ConfigKeyDefinition::new(
+        "snapshot.chunk.rows",
+        Long,
+        Snapshot,
+        Low,
+        Width::Short,
+        "Snapshot chunk rows",
+        "Rows per ctid-range chunk a table is split into for a parallel snapshot (estimated \
+         from the table's size).",
+    )
+    .default("250000"),
+    ConfigKeyDefinition::new(
+        "snapshot.include.collection.list",
+        List,
+        Snapshot,
+        Medium,
+        Width::Long,
+        "Snapshot tables",
+        "Regular expressions for the captured tables (schema.table) whose rows a snapshot \
+         copies; empty means every captured table.",
+    ),
+    ConfigKeyDefinition::new(
+        "snapshot.select.statement.overrides",
+        List,
+        Snapshot,
+        Low,
+        Width::Long,
+        "Snapshot SELECT overrides",
+        "Tables (schema.table) whose snapshot uses the SELECT given under \
+         snapshot.select.statement.overrides.<schema>.<table> instead of reading every row.",
     ),
     ConfigKeyDefinition::no_effect(
         "snapshot.lock.timeout.ms",
@@ -1062,7 +1107,6 @@ mod tests {
         ("database.user", "postgres"),
         ("database.dbname", "shop"),
         ("topic.prefix", "shop"),
-        ("snapshot.mode", "no_data"),
     ];
 
     fn minimal() -> BTreeMap<String, String> {

@@ -17,7 +17,7 @@ pub use definitions::{
 pub use keys::{ValidationError, ValidationErrors};
 pub use postgres_source::{
     AutocreateMode, BinaryHandling, DecimalHandling, PostgresSourceConfig, SnapshotMode,
-    TablePatterns, TimePrecision,
+    SnapshotSettings, TablePatterns, TimePrecision,
 };
 pub use providers::resolve as resolve_providers;
 pub use ssl::{SslConfig, SslMode};

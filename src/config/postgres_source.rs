@@ -28,11 +28,73 @@ pub enum AutocreateMode {
     Disabled,
 }
 
-/// `snapshot.mode`. Only modes without a data snapshot are implemented so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `snapshot.mode`, with Debezium's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SnapshotMode {
+    /// Snapshot when no completed snapshot is stored, then stream.
+    #[default]
+    Initial,
+    /// Snapshot on every start (a new slot point each time), then stream.
+    Always,
+    /// No snapshot: stream changes from the slot's position on (`never` is an old alias).
     NoData,
+    /// Snapshot when no completed snapshot is stored, then stop: no streaming.
+    InitialOnly,
+    /// As `initial`, and also when the stored position can no longer be resumed from (the slot
+    /// is missing, invalidated or past the stored offset) instead of failing.
+    WhenNeeded,
 }
+
+/// The snapshot settings besides the mode.
+#[derive(Debug, Clone)]
+pub struct SnapshotSettings {
+    /// `snapshot.max.threads`: connections copying tables (and chunks of one table) in parallel.
+    pub max_threads: usize,
+    /// `snapshot.fetch.size`: rows per batch handed from a copying connection to the producer.
+    pub fetch_size: usize,
+    /// `snapshot.chunk.rows` (tributary's own): about how many rows one ctid-range chunk of a
+    /// table holds; a table larger than this is split so several threads copy it.
+    pub chunk_rows: u64,
+    /// `snapshot.include.collection.list`: which captured tables are snapshotted (all when empty).
+    pub include: Vec<Regex>,
+    /// `snapshot.select.statement.overrides.<schema>.<table>`: the SELECT that reads a table
+    /// instead of all of its rows, keyed by `<schema>.<table>`.
+    pub select_overrides: BTreeMap<String, String>,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self {
+            max_threads: 1,
+            fetch_size: DEFAULT_SNAPSHOT_FETCH_SIZE,
+            chunk_rows: DEFAULT_SNAPSHOT_CHUNK_ROWS,
+            include: Vec::new(),
+            select_overrides: BTreeMap::new(),
+        }
+    }
+}
+
+impl SnapshotSettings {
+    /// Whether `table` (captured) is part of the snapshot.
+    pub fn includes(&self, table: &TableId) -> bool {
+        let qualified = table.to_string();
+        self.include.is_empty() || self.include.iter().any(|p| p.is_match(&qualified))
+    }
+
+    /// The SELECT overriding how `table` is read, if one is configured.
+    pub fn select_override(&self, table: &TableId) -> Option<&str> {
+        self.select_overrides
+            .get(&table.to_string())
+            .map(String::as_str)
+    }
+}
+
+/// Debezium's default `snapshot.fetch.size`.
+pub const DEFAULT_SNAPSHOT_FETCH_SIZE: usize = 10_240;
+/// Rows per ctid-range chunk when `snapshot.chunk.rows` is not set (as supabase/etl and PeerDB).
+pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: u64 = 250_000;
+/// The key prefix of per-table snapshot SELECT overrides.
+const SELECT_OVERRIDES_PREFIX: &str = "snapshot.select.statement.overrides.";
 
 /// Which operations are not emitted (`skipped.operations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,12 +178,15 @@ pub struct PostgresSourceConfig {
     pub value_schemas_enable: bool,
     pub status_update_interval: Duration,
     pub snapshot_mode: SnapshotMode,
+    pub snapshot: SnapshotSettings,
     pub topic_partitions: i32,
     pub topic_replication_factor: i32,
     /// How long a Kafka transaction collects whole PostgreSQL transactions before committing.
     pub transaction_interval: Duration,
     /// Keys accepted for compatibility that have no effect here (reported at start).
     pub ignored_keys: Vec<String>,
+    /// Accepted but deprecated settings, each with what to use instead (logged at start).
+    pub warnings: Vec<String>,
 }
 
 /// Keys of Debezium and Kafka Connect that are accepted and have no effect: JVM-specific knobs
@@ -163,7 +228,6 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "header.converter",
     "guardrail.collections.max",
     "guardrail.collections.limit.action",
-    "snapshot.fetch.size",
     "snapshot.lock.timeout.ms",
     "snapshot.isolation.mode",
     "snapshot.locking.mode",
@@ -427,23 +491,28 @@ impl PostgresSourceConfig {
         if status_ms == 0 {
             keys.error("status.update.interval.ms", "must be greater than 0");
         }
+        let mut warnings = Vec::new();
+        if keys
+            .raw("snapshot.mode")
+            .is_some_and(|mode| mode.eq_ignore_ascii_case("never"))
+        {
+            warnings.push(
+                "snapshot.mode=never is deprecated (Debezium removed it in 3.3); it means no_data: use snapshot.mode=no_data".to_owned(),
+            );
+        }
         let snapshot_mode = keys.choice(
             "snapshot.mode",
-            None,
+            SnapshotMode::Initial,
             &[
-                ("no_data", Some(SnapshotMode::NoData)),
-                ("never", Some(SnapshotMode::NoData)),
+                ("initial", SnapshotMode::Initial),
+                ("always", SnapshotMode::Always),
+                ("no_data", SnapshotMode::NoData),
+                ("never", SnapshotMode::NoData),
+                ("initial_only", SnapshotMode::InitialOnly),
+                ("when_needed", SnapshotMode::WhenNeeded),
             ],
         );
-        let snapshot_mode = snapshot_mode.unwrap_or_else(|| {
-            if keys.errors.iter().all(|e| e.key != "snapshot.mode") {
-                keys.error(
-                    "snapshot.mode",
-                    "the initial snapshot is not available yet; set snapshot.mode=no_data to stream changes from now on",
-                );
-            }
-            SnapshotMode::NoData
-        });
+        let snapshot = snapshot_settings(keys, resolved);
         let topic_partitions =
             keys.parsed("topic.creation.default.partitions", 1i32, "a whole number");
         if topic_partitions < 1 {
@@ -486,6 +555,7 @@ impl PostgresSourceConfig {
                     || key.starts_with("topic.creation.")
                     || key.starts_with("key.converter.")
                     || key.starts_with("value.converter.")
+                    || key.starts_with(SELECT_OVERRIDES_PREFIX)
             })
             .into_iter()
             .map(str::to_owned)
@@ -541,10 +611,12 @@ impl PostgresSourceConfig {
             value_schemas_enable,
             status_update_interval: Duration::from_millis(status_ms),
             snapshot_mode,
+            snapshot,
             topic_partitions,
             topic_replication_factor,
             transaction_interval: Duration::from_millis(transaction_ms),
             ignored_keys,
+            warnings,
             topic_prefix,
         }
     }
@@ -570,6 +642,84 @@ impl PostgresSourceConfig {
             sanitize(&table.table)
         )
     }
+}
+
+/// `snapshot.max.threads`, `snapshot.fetch.size`, `snapshot.chunk.rows`,
+/// `snapshot.include.collection.list` and `snapshot.select.statement.overrides[.<schema>.<table>]`.
+fn snapshot_settings(
+    keys: &mut KeyReader<'_>,
+    resolved: &BTreeMap<String, String>,
+) -> SnapshotSettings {
+    let mut settings = SnapshotSettings {
+        max_threads: keys.parsed("snapshot.max.threads", 1usize, "a whole number"),
+        ..SnapshotSettings::default()
+    };
+    if !(1..=64).contains(&settings.max_threads) {
+        keys.error("snapshot.max.threads", "must be between 1 and 64");
+        settings.max_threads = 1;
+    }
+    settings.fetch_size = keys.parsed(
+        "snapshot.fetch.size",
+        DEFAULT_SNAPSHOT_FETCH_SIZE,
+        "a whole number",
+    );
+    if settings.fetch_size == 0 {
+        keys.error("snapshot.fetch.size", "must be greater than 0");
+        settings.fetch_size = DEFAULT_SNAPSHOT_FETCH_SIZE;
+    }
+    settings.chunk_rows = keys.parsed(
+        "snapshot.chunk.rows",
+        DEFAULT_SNAPSHOT_CHUNK_ROWS,
+        "a whole number",
+    );
+    if settings.chunk_rows == 0 {
+        keys.error("snapshot.chunk.rows", "must be greater than 0");
+        settings.chunk_rows = DEFAULT_SNAPSHOT_CHUNK_ROWS;
+    }
+    for pattern in keys.list("snapshot.include.collection.list") {
+        match RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .case_insensitive(true)
+            .build()
+        {
+            Ok(regex) => settings.include.push(regex),
+            Err(e) => keys.error(
+                "snapshot.include.collection.list",
+                format!("{pattern:?} is not a regular expression: {e}"),
+            ),
+        }
+    }
+    // Debezium's list names the tables that have an override; each one's SELECT is under
+    // snapshot.select.statement.overrides.<schema>.<table>.
+    let listed = keys.list("snapshot.select.statement.overrides");
+    for table in &listed {
+        let key = format!("{SELECT_OVERRIDES_PREFIX}{table}");
+        match resolved
+            .get(&key)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
+            Some(select) => {
+                settings
+                    .select_overrides
+                    .insert(table.clone(), select.trim_end_matches(';').to_owned());
+            }
+            None => keys.error(
+                "snapshot.select.statement.overrides",
+                format!("{table} is listed but {key} (its SELECT) is not set"),
+            ),
+        }
+    }
+    for key in resolved.keys() {
+        if let Some(table) = key.strip_prefix(SELECT_OVERRIDES_PREFIX)
+            && !listed.iter().any(|t| t == table)
+        {
+            keys.error(
+                key,
+                format!("{table} is not listed in snapshot.select.statement.overrides; add it there or remove this key"),
+            );
+        }
+    }
+    settings
 }
 
 #[cfg(test)]
@@ -658,7 +808,7 @@ mod tests {
     }
 
     #[test]
-    fn required_keys_and_unsupported_snapshot() {
+    fn required_keys() {
         let connector = ConnectorConfig::from_json(r#"{"name":"x","config":{}}"#).expect("json");
         let err = PostgresSourceConfig::from_connector(&connector).expect_err("invalid");
         for key in [
@@ -666,7 +816,6 @@ mod tests {
             "database.user",
             "database.dbname",
             "topic.prefix",
-            "snapshot.mode",
         ] {
             assert!(
                 err.for_key(key).next().is_some(),
@@ -679,5 +828,96 @@ mod tests {
     fn compatibility_keys_are_accepted_and_listed() {
         let c = config(r#","max.batch.size":"2048","poll.interval.ms":"500""#).expect("valid");
         assert_eq!(c.ignored_keys, ["max.batch.size", "poll.interval.ms"]);
+    }
+
+    #[test]
+    fn snapshot_modes_and_never_alias() {
+        let without = |extra: &str| {
+            let json = format!(
+                r#"{{"name":"n","config":{{"database.hostname":"h","database.user":"u",
+                    "database.dbname":"d","topic.prefix":"p"{extra}}}}}"#
+            );
+            PostgresSourceConfig::from_connector(&ConnectorConfig::from_json(&json).expect("json"))
+        };
+        let c = without("").expect("valid");
+        assert_eq!(c.snapshot_mode, SnapshotMode::Initial, "the default");
+        assert!(c.warnings.is_empty());
+        for (text, mode) in [
+            ("initial", SnapshotMode::Initial),
+            ("always", SnapshotMode::Always),
+            ("no_data", SnapshotMode::NoData),
+            ("initial_only", SnapshotMode::InitialOnly),
+            ("WHEN_NEEDED", SnapshotMode::WhenNeeded),
+        ] {
+            let c = without(&format!(r#","snapshot.mode":"{text}""#)).expect("valid");
+            assert_eq!(c.snapshot_mode, mode, "{text}");
+            assert!(c.warnings.is_empty(), "{text}");
+        }
+        let never = without(r#","snapshot.mode":"never""#).expect("valid");
+        assert_eq!(never.snapshot_mode, SnapshotMode::NoData);
+        assert!(never.warnings[0].contains("use snapshot.mode=no_data"));
+        let err = without(r#","snapshot.mode":"schema_only_recovery""#).expect_err("invalid");
+        assert!(
+            err.for_key("snapshot.mode")
+                .next()
+                .is_some_and(|e| e.message.contains("initial, always, no_data")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn snapshot_settings() {
+        let c = config("").expect("valid");
+        assert_eq!(c.snapshot.max_threads, 1);
+        assert_eq!(c.snapshot.fetch_size, DEFAULT_SNAPSHOT_FETCH_SIZE);
+        assert_eq!(c.snapshot.chunk_rows, DEFAULT_SNAPSHOT_CHUNK_ROWS);
+        assert!(c.snapshot.includes(&TableId::new("public", "anything")));
+
+        let c = config(
+            r#","snapshot.max.threads":"4","snapshot.fetch.size":"500","snapshot.chunk.rows":"1000",
+               "snapshot.include.collection.list":"public\\.orders",
+               "snapshot.select.statement.overrides":"public.orders",
+               "snapshot.select.statement.overrides.public.orders":"SELECT * FROM public.orders WHERE id > 10;""#,
+        )
+        .expect("valid");
+        assert_eq!(c.snapshot.max_threads, 4);
+        assert_eq!(c.snapshot.fetch_size, 500);
+        assert_eq!(c.snapshot.chunk_rows, 1000);
+        let orders = TableId::new("public", "orders");
+        assert!(c.snapshot.includes(&orders));
+        assert!(!c.snapshot.includes(&TableId::new("public", "orders2")));
+        assert_eq!(
+            c.snapshot.select_override(&orders),
+            Some("SELECT * FROM public.orders WHERE id > 10")
+        );
+        assert_eq!(
+            c.snapshot.select_override(&TableId::new("public", "items")),
+            None
+        );
+        assert!(c.ignored_keys.is_empty(), "{:?}", c.ignored_keys);
+    }
+
+    #[test]
+    fn bad_snapshot_settings_are_named() {
+        let err = config(
+            r#","snapshot.max.threads":"0","snapshot.fetch.size":"x","snapshot.chunk.rows":"0",
+               "snapshot.include.collection.list":"(",
+               "snapshot.select.statement.overrides":"public.a",
+               "snapshot.select.statement.overrides.public.b":"SELECT 1""#,
+        )
+        .expect_err("invalid");
+        for key in [
+            "snapshot.max.threads",
+            "snapshot.fetch.size",
+            "snapshot.chunk.rows",
+            "snapshot.include.collection.list",
+            "snapshot.select.statement.overrides",
+            "snapshot.select.statement.overrides.public.b",
+        ] {
+            assert!(
+                err.for_key(key).next().is_some(),
+                "{key} not reported in {err}"
+            );
+        }
     }
 }

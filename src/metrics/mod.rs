@@ -85,8 +85,10 @@ struct Families {
     lag_bytes: Family<TaskLabels, Gauge>,
     commit_seconds: Family<TaskLabels, Histogram, CommitBuckets>,
     errors: Family<TaskLabels, Counter>,
-    snapshot_rows: Family<TableLabels, Counter>,
+    snapshot_rows: Family<TableLabels, Gauge>,
     snapshot_rows_estimated: Family<TableLabels, Gauge>,
+    snapshot_chunks: Family<TableLabels, Gauge>,
+    snapshot_chunks_total: Family<TableLabels, Gauge>,
 }
 
 #[derive(Default)]
@@ -99,6 +101,8 @@ struct Inner {
     registry: Registry,
     families: Families,
     topics: Mutex<Topics>,
+    /// Per connector, the tables with snapshot series (to remove them with the connector).
+    snapshot_tables: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// The metrics of one worker process. Cloning shares them.
@@ -129,6 +133,8 @@ impl Metrics {
             errors: Family::default(),
             snapshot_rows: Family::default(),
             snapshot_rows_estimated: Family::default(),
+            snapshot_chunks: Family::default(),
+            snapshot_chunks_total: Family::default(),
         };
         let mut registry = Registry::with_prefix("tributary");
         registry.register(
@@ -158,19 +164,30 @@ impl Metrics {
         );
         registry.register(
             "snapshot_rows",
-            "Rows read by the initial snapshot, per table",
+            "Rows the running or last snapshot has copied, per table",
             families.snapshot_rows.clone(),
         );
         registry.register(
             "snapshot_rows_estimated",
-            "Rows the initial snapshot expects per table (from the planner's estimate)",
+            "Rows the snapshot expects per table (from the planner's statistics; -1 without)",
             families.snapshot_rows_estimated.clone(),
+        );
+        registry.register(
+            "snapshot_chunks",
+            "ctid-range chunks of the table the snapshot has copied",
+            families.snapshot_chunks.clone(),
+        );
+        registry.register(
+            "snapshot_chunks_total",
+            "ctid-range chunks the table is split into for the snapshot",
+            families.snapshot_chunks_total.clone(),
         );
         Self {
             inner: Arc::new(Inner {
                 registry,
                 families,
                 topics: Mutex::new(Topics::default()),
+                snapshot_tables: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -233,6 +250,25 @@ impl Metrics {
         families.lag_bytes.remove(&labels);
         families.commit_seconds.remove(&labels);
         families.errors.remove(&labels);
+        let tables = self
+            .lock_snapshot_tables()
+            .remove(connector)
+            .unwrap_or_default();
+        for table in tables {
+            let labels = TableLabels {
+                connector: connector.to_owned(),
+                task: 0,
+                table,
+            };
+            for family in [
+                &families.snapshot_rows,
+                &families.snapshot_rows_estimated,
+                &families.snapshot_chunks,
+                &families.snapshot_chunks_total,
+            ] {
+                family.remove(&labels);
+            }
+        }
         self.topics().by_connector.remove(connector);
     }
 
@@ -242,6 +278,15 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
         text
+    }
+
+    fn lock_snapshot_tables(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<String>>> {
+        self.inner
+            .snapshot_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn topics(&self) -> std::sync::MutexGuard<'_, Topics> {
@@ -344,23 +389,39 @@ impl TaskMetrics {
         self.metrics.topic_written(&self.connector, topic);
     }
 
-    /// Snapshot progress of one table: rows read so far add up; the estimate is replaced.
-    pub fn snapshot_rows(&self, table: &str, rows: u64) {
+    /// Where the snapshot of `table` stands.
+    pub fn snapshot_progress(
+        &self,
+        table: &str,
+        rows_done: u64,
+        estimated_rows: Option<u64>,
+        chunks_done: usize,
+        chunks_total: usize,
+    ) {
+        let labels = self.table_labels(table);
         self.metrics
-            .inner
-            .families
+            .lock_snapshot_tables()
+            .entry(self.connector.clone())
+            .or_default()
+            .insert(table.to_owned());
+        let families = &self.metrics.inner.families;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        families
             .snapshot_rows
-            .get_or_create(&self.table_labels(table))
-            .inc_by(rows);
-    }
-
-    pub fn snapshot_rows_estimated(&self, table: &str, rows: i64) {
-        self.metrics
-            .inner
-            .families
+            .get_or_create(&labels)
+            .set(count(rows_done));
+        families
             .snapshot_rows_estimated
-            .get_or_create(&self.table_labels(table))
-            .set(rows);
+            .get_or_create(&labels)
+            .set(estimated_rows.map_or(-1, count));
+        families
+            .snapshot_chunks
+            .get_or_create(&labels)
+            .set(count(chunks_done as u64));
+        families
+            .snapshot_chunks_total
+            .get_or_create(&labels)
+            .set(count(chunks_total as u64));
     }
 
     fn table_labels(&self, table: &str) -> TableLabels {
@@ -386,6 +447,7 @@ mod tests {
         task.committed(Duration::from_millis(3), 0);
         task.wal_behind(4096);
         metrics.task_error("inventory", 0);
+        task.snapshot_progress("public.orders", 500, Some(1000), 1, 4);
         let text = metrics.encode();
         assert!(
             text.contains(
@@ -405,6 +467,12 @@ mod tests {
             )
         );
         assert!(text.contains(r#"tributary_task_errors_total{connector="inventory",task="0"} 1"#));
+        assert!(text.contains(
+            r#"tributary_snapshot_rows{connector="inventory",task="0",table="public.orders"} 500"#
+        ));
+        assert!(text.contains(
+            r#"tributary_snapshot_chunks_total{connector="inventory",task="0",table="public.orders"} 4"#
+        ));
         assert!(text.ends_with("# EOF\n"));
 
         metrics.remove_connector("inventory");

@@ -2,13 +2,13 @@
 //! writes (created up front so collectors can attach, deleted afterwards), and the source
 //! itself, in process or as the `tributary` binary.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 use tributary::{
     config::{ConnectorConfig, PostgresSourceConfig},
     kafka::{TopicAdmin, TopicSpec},
-    source::postgres::{self, stream::Destination},
+    source::postgres::{self, snapshot::SnapshotProgress, stream::Destination},
 };
 
 use super::{
@@ -174,10 +174,20 @@ pub struct InProcessSource {
 
 impl InProcessSource {
     pub fn start(config: PostgresSourceConfig, destination: Destination) -> Self {
+        Self::start_with_progress(config, destination, Arc::default())
+    }
+
+    /// Starts the source reporting its snapshot progress into `progress`.
+    pub fn start_with_progress(
+        config: PostgresSourceConfig,
+        destination: Destination,
+        progress: Arc<SnapshotProgress>,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let task =
-            tokio::spawn(async move { postgres::stream::run(&config, &destination, token).await });
+        let task = tokio::spawn(async move {
+            postgres::stream::run_with_progress(&config, &destination, token, progress).await
+        });
         Self { shutdown, task }
     }
 

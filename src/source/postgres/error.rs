@@ -89,6 +89,10 @@ pub enum Error {
         "replication slot {slot} is in use by process {pid}; another instance of this connector may be running"
     )]
     SlotInUse { slot: String, pid: i32 },
+    #[error("cannot read the snapshot of {table}: {reason}")]
+    SnapshotRow { table: String, reason: String },
+    #[error("a snapshot copy task failed: {reason}")]
+    SnapshotWorker { reason: String },
 }
 
 fn describe_sql(error: &tokio_postgres::Error) -> String {
@@ -148,7 +152,9 @@ impl Error {
             | Error::SlotMismatch { .. }
             | Error::SlotMissing { .. }
             | Error::SlotOvertaken { .. }
-            | Error::SlotInvalidated { .. } => false,
+            | Error::SlotInvalidated { .. }
+            | Error::SnapshotRow { .. }
+            | Error::SnapshotWorker { .. } => false,
         }
     }
 }

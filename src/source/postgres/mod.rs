@@ -6,6 +6,7 @@ pub mod frames;
 pub mod pgoutput;
 pub mod relations;
 pub mod replication;
+pub mod snapshot;
 pub mod stream;
 pub mod tls;
 pub mod types;

@@ -42,11 +42,14 @@ use super::{
     frames::{self, ServerFrame},
     pgoutput::{self, Message, OldTuple},
     relations::{CachedRelation, RelationCache},
-    replication::{ConnectConfig, ReplicationConnection, ReplicationStream, SlotSnapshot},
+    replication::{
+        ConnectConfig, ReplicationConnection, ReplicationStream, SlotSnapshot, SystemIdentity,
+    },
+    snapshot::{self, SnapshotOutcome, SnapshotProgress, StartPlan},
     types::DecodeOptions,
 };
 use crate::{
-    config::PostgresSourceConfig,
+    config::{PostgresSourceConfig, SnapshotMode},
     event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
     format::{
         ConnectorContext,
@@ -75,9 +78,19 @@ pub async fn run(
     destination: &Destination,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    run_with_progress(config, destination, shutdown, Arc::default()).await
+}
+
+/// As [`run`], reporting the progress of a snapshot (when one is taken) into `progress`.
+pub async fn run_with_progress(
+    config: &PostgresSourceConfig,
+    destination: &Destination,
+    shutdown: CancellationToken,
+    progress: Arc<SnapshotProgress>,
+) -> Result<(), Error> {
     use tracing::Instrument;
     let span = tracing::info_span!("source", connector = %config.name);
-    run_in_span(config, destination, shutdown)
+    run_in_span(config, destination, shutdown, progress)
         .instrument(span)
         .await
 }
@@ -86,7 +99,11 @@ async fn run_in_span(
     config: &PostgresSourceConfig,
     destination: &Destination,
     shutdown: CancellationToken,
+    progress: Arc<SnapshotProgress>,
 ) -> Result<(), Error> {
+    for warning in &config.warnings {
+        warn!(connector = %config.name, "{warning}");
+    }
     let sql = database::connect(config).await?;
     database::preflight(&sql, config).await?;
     database::ensure_publication(&sql, config).await?;
@@ -102,22 +119,110 @@ async fn run_in_span(
 
     let mut replication = ReplicationConnection::connect(&replication_config(config)).await?;
     let identity = replication.identify_system().await?;
-    let start = match database::slot_info(&sql, &config.slot_name).await? {
-        Some(slot) => resume_point(config, &slot, stored.as_ref())?,
-        None => {
-            if let Some(stored) = &stored {
-                return Err(Error::SlotMissing {
-                    slot: config.slot_name.clone(),
-                    stored: Lsn(stored.lsn),
-                });
+    let slot = database::slot_info(&sql, &config.slot_name).await?;
+    let plan = snapshot::plan_start(
+        config.snapshot_mode,
+        stored.as_ref(),
+        slot.as_ref()
+            .map(|slot| resume_point(config, slot, stored.as_ref())),
+    );
+    let mut task = match plan {
+        StartPlan::Nothing => {
+            info!(connector = %config.name, "snapshot.mode=initial_only and the snapshot is complete: nothing to do");
+            return Ok(());
+        }
+        StartPlan::Stream => {
+            let start = match &slot {
+                Some(slot) => resume_point(config, slot, stored.as_ref())?,
+                None => {
+                    if let Some(stored) = &stored {
+                        return Err(Error::SlotMissing {
+                            slot: config.slot_name.clone(),
+                            stored: Lsn(stored.lsn),
+                        });
+                    }
+                    let created = replication
+                        .create_slot(&config.slot_name, false, SlotSnapshot::Nothing)
+                        .await?;
+                    info!(connector = %config.name, slot = %config.slot_name, lsn = %created.consistent_point, "created replication slot");
+                    created.consistent_point
+                }
+            };
+            let stream = start_streaming(config, replication, &identity, start).await?;
+            StreamTask::new(
+                config,
+                destination,
+                sql,
+                producer,
+                offsets,
+                Some(stream),
+                stored,
+                start,
+            )
+        }
+        StartPlan::Snapshot { reason } => {
+            info!(connector = %config.name, mode = ?config.snapshot_mode, reason, "taking a snapshot");
+            if let Some(slot) = &slot {
+                snapshot::drop_slot_for_snapshot(&sql, config, slot).await?;
             }
-            let created = replication
-                .create_slot(&config.slot_name, false, SlotSnapshot::Nothing)
-                .await?;
-            info!(connector = %config.name, slot = %config.slot_name, lsn = %created.consistent_point, "created replication slot");
-            created.consistent_point
+            // initial_only never streams: a temporary slot gives the snapshot its point and
+            // leaves nothing behind that would hold WAL.
+            let temporary = config.snapshot_mode == SnapshotMode::InitialOnly;
+            let exported = snapshot::export(&mut replication, &config.slot_name, temporary).await?;
+            info!(connector = %config.name, slot = %config.slot_name, lsn = %exported.consistent_point, temporary, "created replication slot with an exported snapshot");
+            let mut task = StreamTask::new(
+                config,
+                destination,
+                sql,
+                producer,
+                offsets,
+                None,
+                None,
+                exported.consistent_point,
+            );
+            match snapshot::run(&mut task, config, &exported, &progress, &shutdown).await {
+                Ok(SnapshotOutcome::Completed) => {}
+                Ok(SnapshotOutcome::Stopped) => {
+                    task.close(false).await;
+                    return Ok(());
+                }
+                Err(error) => {
+                    task.close(false).await;
+                    return Err(error);
+                }
+            }
+            // The exported snapshot ends here; every copying connection is done with it.
+            replication.simple_query("COMMIT").await?;
+            if temporary {
+                let result = task.wait_for_commit().await;
+                task.close(result.is_ok()).await;
+                info!(connector = %config.name, "snapshot.mode=initial_only: snapshot complete, stopping");
+                return result;
+            }
+            let stream =
+                start_streaming(config, replication, &identity, exported.consistent_point).await?;
+            task.attach_stream(stream);
+            task
         }
     };
+    let result = task.run(shutdown).await;
+    task.close(result.is_ok()).await;
+    let StreamTask { sql, stream, .. } = task;
+    if result.is_ok() && config.slot_drop_on_stop {
+        // The walsender must let go of the slot before it can be dropped.
+        drop(stream);
+        drop_slot_when_released(&sql, &config.slot_name).await;
+    }
+    result
+}
+
+/// START_REPLICATION at `start` with the pgoutput options this source uses.
+async fn start_streaming(
+    config: &PostgresSourceConfig,
+    replication: ReplicationConnection,
+    identity: &SystemIdentity,
+    start: Lsn,
+) -> Result<ReplicationStream, Error> {
     info!(
         connector = %config.name,
         slot = %config.slot_name,
@@ -126,7 +231,6 @@ async fn run_in_span(
         timeline = identity.timeline,
         "streaming"
     );
-
     let mut options = vec![
         ("proto_version", "1".to_owned()),
         (
@@ -138,34 +242,14 @@ async fn run_in_span(
         options.push(("messages", "true".to_owned()));
     }
     let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let stream = replication
+    Ok(replication
         .start_replication(
             &config.slot_name,
             start,
             &options,
             config.status_update_interval.min(Duration::from_secs(1)),
         )
-        .await?;
-
-    let mut task = StreamTask::new(
-        config,
-        destination,
-        sql,
-        producer,
-        offsets,
-        stream,
-        stored,
-        start,
-    );
-    let result = task.run(shutdown).await;
-    task.close(result.is_ok()).await;
-    let StreamTask { sql, stream, .. } = task;
-    if result.is_ok() && config.slot_drop_on_stop {
-        // The walsender must let go of the slot before it can be dropped.
-        drop(stream);
-        drop_slot_when_released(&sql, &config.slot_name).await;
-    }
-    result
+        .await?)
 }
 
 async fn drop_slot_when_released(sql: &Client, slot: &str) {
@@ -284,12 +368,13 @@ struct PgTransaction {
     per_table: BTreeMap<String, i64>,
 }
 
-struct StreamTask<'a> {
+pub(super) struct StreamTask<'a> {
     config: &'a PostgresSourceConfig,
     sql: Client,
     producer: FutureProducer,
     offsets: OffsetStore,
-    stream: ReplicationStream,
+    /// None while a snapshot is produced: streaming starts once it is read.
+    stream: Option<ReplicationStream>,
     relations: RelationCache,
     /// Values, and keys when both converters agree on `schemas.enable`.
     encoder: JsonEncoder,
@@ -351,7 +436,7 @@ impl<'a> StreamTask<'a> {
         sql: Client,
         producer: FutureProducer,
         offsets: OffsetStore,
-        stream: ReplicationStream,
+        stream: Option<ReplicationStream>,
         stored: Option<SourceOffset>,
         start: Lsn,
     ) -> Self {
@@ -420,7 +505,7 @@ impl<'a> StreamTask<'a> {
                 _ = async { heartbeat.as_mut().expect("guarded").tick().await }, if heartbeat.is_some() => {
                     database::emit_heartbeat(&self.sql, HEARTBEAT_PREFIX).await?;
                 }
-                frame = self.stream.next_frame() => {
+                frame = next_frame(self.stream.as_mut()) => {
                     let frame = frame.map_err(|error| self.explain_stream_error(error))?;
                     let Some(frame) = frame else {
                         return Err(Error::Replication(super::replication::Error::StreamEnded));
@@ -944,7 +1029,7 @@ impl<'a> StreamTask<'a> {
         }
     }
 
-    async fn wait_for_commit(&mut self) -> Result<(), Error> {
+    pub(super) async fn wait_for_commit(&mut self) -> Result<(), Error> {
         if let Some((handle, _)) = self.in_flight.as_mut() {
             let result = handle.await;
             self.finish_commit(result).await?;
@@ -971,7 +1056,9 @@ impl<'a> StreamTask<'a> {
         self.delivered = lsn;
         self.last_commit = Instant::now();
         // Only now is the WAL up to `lsn` safe to release.
-        self.stream.confirm(lsn);
+        if let Some(stream) = &self.stream {
+            stream.confirm(lsn);
+        }
         debug!(lsn = %lsn, "committed to Kafka and confirmed");
         let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
@@ -1012,7 +1099,7 @@ impl<'a> StreamTask<'a> {
 
     /// On the way out: a clean stop commits what is complete; otherwise the open Kafka
     /// transaction is aborted (its PostgreSQL transactions come again after the restart).
-    async fn close(&mut self, clean: bool) {
+    pub(super) async fn close(&mut self, clean: bool) {
         if clean {
             let mut result = self.wait_for_commit().await;
             if result.is_ok() && self.transaction.is_none() {
@@ -1037,6 +1124,66 @@ impl<'a> StreamTask<'a> {
             })
             .await;
         }
+    }
+}
+
+/// What the snapshot needs from the task: the same producer, transactions and offsets.
+impl StreamTask<'_> {
+    /// Adds a snapshot read to the open Kafka transaction, whose offset becomes `offset`;
+    /// commits when the transaction interval has passed, as streaming does.
+    pub(super) async fn send_snapshot_row(
+        &mut self,
+        change: &RowChange,
+        offset: &SourceOffset,
+    ) -> Result<(), Error> {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|(handle, _)| handle.is_finished())
+        {
+            self.wait_for_commit().await?;
+        }
+        if self.kafka_txn.is_none() {
+            self.kafka_txn = Some((Instant::now(), None));
+        }
+        self.send_change(change, None).await?;
+        if let Some((_, newest)) = &mut self.kafka_txn {
+            *newest = Some(offset.clone());
+        }
+        if Instant::now() >= self.commit_due() {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts committing the last snapshot transaction, whose offset is `offset` (it may hold
+    /// no rows at all: an empty snapshot still records that it is complete).
+    pub(super) async fn finish_snapshot(&mut self, offset: SourceOffset) -> Result<(), Error> {
+        match &mut self.kafka_txn {
+            Some((_, newest)) => *newest = Some(offset),
+            None => self.kafka_txn = Some((Instant::now(), Some(offset))),
+        }
+        self.commit().await
+    }
+
+    /// Where the snapshot reports its progress.
+    pub(super) fn metrics(&self) -> &TaskMetrics {
+        &self.metrics
+    }
+
+    /// Streaming begins: frames come from `stream`, commits confirm it.
+    pub(super) fn attach_stream(&mut self, stream: ReplicationStream) {
+        self.stream = Some(stream);
+    }
+}
+
+async fn next_frame(
+    stream: Option<&mut ReplicationStream>,
+) -> Result<Option<bytes::Bytes>, super::replication::Error> {
+    match stream {
+        Some(stream) => stream.next_frame().await,
+        // Only a task that streams runs its loop; without a stream there is nothing to read.
+        None => std::future::pending().await,
     }
 }
 
