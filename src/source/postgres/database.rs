@@ -311,6 +311,21 @@ impl TypeCache {
 
 /// Emits a transactional logical decoding message: it arrives in the stream inside its own
 /// Begin/Commit, so even a slot whose tables are idle gets a commit to confirm.
+/// A non-transactional logical decoding message: decoded in WAL order, so a reader that sees it
+/// has seen every transaction committed before it. Returns its LSN.
+pub async fn emit_catch_up_marker(client: &Client, prefix: &str) -> Result<Lsn, Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_logical_emit_message(false, $1, '')::text",
+            &[&prefix],
+        )
+        .await?;
+    let text: String = row.get(0);
+    text.parse().map_err(|_| Error::SnapshotWorker {
+        reason: format!("pg_logical_emit_message returned {text:?}, not an LSN"),
+    })
+}
+
 pub async fn emit_heartbeat(client: &Client, prefix: &str) -> Result<(), Error> {
     client
         .execute(

@@ -26,9 +26,11 @@
 //! bounded as for streaming.
 //!
 //! A crash during the snapshot leaves offsets with `snapshot_completed: false` (or none). The next
-//! start cannot resume the old exported snapshot (it ended with its transaction), so it drops
-//! the slot and takes a fresh snapshot at a new consistent point. Readers may see some `op=r`
-//! events twice; the newest event per key still equals the table.
+//! start cannot resume the old exported snapshot (it ended with its transaction), so it takes a
+//! fresh snapshot at a new consistent point: from a temporary slot while the existing slot is
+//! kept and first read up to that point for the deletes the new snapshot cannot show (see
+//! `StreamTask::catch_up`), or, without a usable slot, from a new slot. Readers may see some
+//! `op=r` events twice; the newest event per key still equals the table.
 
 use std::{
     collections::{HashMap, VecDeque},

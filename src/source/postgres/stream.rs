@@ -62,6 +62,22 @@ use crate::{
 /// Prefix of the logical decoding messages this source emits as heartbeats.
 pub const HEARTBEAT_PREFIX: &str = "__tributary_heartbeat";
 
+/// Prefix of the logical decoding message that marks where a catch-up read ends; never produced.
+const CATCH_UP_PREFIX: &str = "__tributary_catch_up";
+
+/// Reading the kept slot before a new snapshot: only what the snapshot cannot show (deletes,
+/// truncates, messages) of the transactions committed before its point `until`.
+#[derive(Debug)]
+struct CatchUp {
+    until: Lsn,
+    /// The LSN of the marker message emitted after the snapshot's point: every transaction
+    /// committed before `until` is decoded before it.
+    marker: Lsn,
+    /// Offsets stored meanwhile: the snapshot's, not complete.
+    offset: SourceOffset,
+    done: bool,
+}
+
 /// Where the source delivers: the Kafka cluster and the offsets topic; and where it reports.
 #[derive(Debug, Clone)]
 pub struct Destination {
@@ -162,14 +178,37 @@ async fn run_in_span(
         }
         StartPlan::Snapshot { reason } => {
             info!(connector = %config.name, mode = ?config.snapshot_mode, reason, "taking a snapshot");
-            if let Some(slot) = &slot {
+            // Kafka may hold rows of an earlier (possibly unfinished) snapshot. Rows deleted
+            // since then are in no new snapshot, so their deletes must come from the slot that
+            // has seen them: it stays, and is read up to the new snapshot's point first.
+            let catch_up_from = match (&slot, &stored) {
+                (Some(slot), Some(_))
+                    if config.snapshot_mode != SnapshotMode::InitialOnly
+                        && replication.server_major_version().unwrap_or(0) >= 14 =>
+                {
+                    resume_point(config, slot, stored.as_ref()).ok()
+                }
+                _ => None,
+            };
+            if let (Some(slot), None) = (&slot, catch_up_from) {
                 snapshot::drop_slot_for_snapshot(&sql, config, slot).await?;
             }
             // initial_only never streams: a temporary slot gives the snapshot its point and
-            // leaves nothing behind that would hold WAL.
-            let temporary = config.snapshot_mode == SnapshotMode::InitialOnly;
-            let exported = snapshot::export(&mut replication, &config.slot_name, temporary).await?;
-            info!(connector = %config.name, slot = %config.slot_name, lsn = %exported.consistent_point, temporary, "created replication slot with an exported snapshot");
+            // leaves nothing behind that would hold WAL. A catch-up keeps the existing slot and
+            // takes the snapshot's point from a temporary one.
+            let temporary =
+                config.snapshot_mode == SnapshotMode::InitialOnly || catch_up_from.is_some();
+            let snapshot_slot = match catch_up_from {
+                Some(_) => snapshot_slot_name(&config.slot_name),
+                None => config.slot_name.clone(),
+            };
+            let exported = snapshot::export(&mut replication, &snapshot_slot, temporary).await?;
+            info!(connector = %config.name, slot = %snapshot_slot, lsn = %exported.consistent_point, temporary, "created replication slot with an exported snapshot");
+            // After the new point, so reading up to it means every earlier commit was read.
+            let marker = match catch_up_from {
+                Some(_) => Some(database::emit_catch_up_marker(&sql, CATCH_UP_PREFIX).await?),
+                None => None,
+            };
             let mut task = StreamTask::new(
                 config,
                 destination,
@@ -180,6 +219,31 @@ async fn run_in_span(
                 None,
                 exported.consistent_point,
             );
+            if let (Some(from), Some(marker)) = (catch_up_from, marker) {
+                let old = ReplicationConnection::connect(&replication_config(config)).await?;
+                let old_stream = start_streaming(config, old, &identity, from).await?;
+                info!(connector = %config.name, slot = %config.slot_name, from = %from, until = %exported.consistent_point, "reading the deletes since the earlier snapshot");
+                let caught_up = task
+                    .catch_up(
+                        old_stream,
+                        from,
+                        exported.consistent_point,
+                        marker,
+                        &shutdown,
+                    )
+                    .await;
+                match caught_up {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        task.close(false).await;
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        task.close(false).await;
+                        return Err(error);
+                    }
+                }
+            }
             match snapshot::run(&mut task, config, &exported, &progress, &shutdown).await {
                 Ok(SnapshotOutcome::Completed) => {}
                 Ok(SnapshotOutcome::Stopped) => {
@@ -193,12 +257,19 @@ async fn run_in_span(
             }
             // The exported snapshot ends here; every copying connection is done with it.
             replication.simple_query("COMMIT").await?;
-            if temporary {
+            if config.snapshot_mode == SnapshotMode::InitialOnly {
                 let result = task.wait_for_commit().await;
                 task.close(result.is_ok()).await;
                 info!(connector = %config.name, "snapshot.mode=initial_only: snapshot complete, stopping");
                 return result;
             }
+            let replication = if catch_up_from.is_some() {
+                // Closing the session drops the temporary slot; the kept slot streams on.
+                drop(replication);
+                ReplicationConnection::connect(&replication_config(config)).await?
+            } else {
+                replication
+            };
             let stream =
                 start_streaming(config, replication, &identity, exported.consistent_point).await?;
             task.attach_stream(stream);
@@ -214,6 +285,14 @@ async fn run_in_span(
         drop_slot_when_released(&sql, &config.slot_name).await;
     }
     result
+}
+
+/// The temporary slot that gives a catch-up snapshot its point (slot names have at most 63
+/// characters).
+fn snapshot_slot_name(slot: &str) -> String {
+    let mut base: String = slot.chars().take(63 - "_snapshot".len()).collect();
+    base.push_str("_snapshot");
+    base
 }
 
 /// START_REPLICATION at `start` with the pgoutput options this source uses.
@@ -250,6 +329,24 @@ async fn start_streaming(
             config.status_update_interval.min(Duration::from_secs(1)),
         )
         .await?)
+}
+
+/// Waits (up to 10 s) until no walsender holds `slot`: the server ends one on its own time
+/// after its connection closed.
+async fn wait_until_slot_released(sql: &Client, slot: &str) -> Result<(), Error> {
+    for _ in 0..100 {
+        let row = sql
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?;
+        if !row.is_some_and(|row| row.get::<_, bool>(0)) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 async fn drop_slot_when_released(sql: &Client, slot: &str) {
@@ -385,6 +482,7 @@ pub(super) struct StreamTask<'a> {
     admin: TopicAdmin,
     topics: HashSet<String>,
     metrics: TaskMetrics,
+    catch_up: Option<CatchUp>,
     /// The server's end of WAL, from the newest frame: how far `delivered` trails is the lag.
     server_wal_end: Lsn,
     /// Commit end LSN of the last transaction stored in Kafka (or confirmed from a keepalive).
@@ -470,6 +568,7 @@ impl<'a> StreamTask<'a> {
                 .expect("admin client settings were already used by the producer"),
             topics: HashSet::new(),
             metrics: destination.metrics.task(&config.name, 0),
+            catch_up: None,
             server_wal_end: Lsn::ZERO,
             delivered: stored.map(|s| Lsn(s.lsn)).unwrap_or(start),
             last_commit_lsn: None,
@@ -490,6 +589,9 @@ impl<'a> StreamTask<'a> {
             tick
         });
         loop {
+            if self.catch_up.as_ref().is_some_and(|c| c.done) {
+                return Ok(());
+            }
             let commit_due = self.commit_due();
             let can_commit = self.can_commit();
             let committing = self.in_flight.is_some();
@@ -578,8 +680,10 @@ impl<'a> StreamTask<'a> {
 
     async fn on_keepalive(&mut self, wal_end: Lsn) -> Result<(), Error> {
         tracing::trace!(wal_end = %wal_end, delivered = %self.delivered, "keepalive");
-        let idle =
-            self.transaction.is_none() && self.kafka_txn.is_none() && self.in_flight.is_none();
+        let idle = self.transaction.is_none()
+            && self.kafka_txn.is_none()
+            && self.in_flight.is_none()
+            && self.catch_up.is_none();
         // Store and confirm the idle position now and then, so the slot releases WAL while the
         // captured tables are quiet; never more than once a second.
         if idle && wal_end > self.delivered && self.last_commit.elapsed() >= Duration::from_secs(1)
@@ -600,7 +704,12 @@ impl<'a> StreamTask<'a> {
     async fn handle_message(&mut self, message: Message<'_>, lsn: Lsn) -> Result<(), Error> {
         match message {
             Message::Begin(begin) => {
-                let skip = begin.final_lsn < self.delivered;
+                // In a catch-up, what commits at or after the snapshot's point is streamed later.
+                let skip = begin.final_lsn < self.delivered
+                    || self
+                        .catch_up
+                        .as_ref()
+                        .is_some_and(|c| begin.final_lsn >= c.until);
                 tracing::trace!(xid = begin.xid, commit_lsn = %begin.final_lsn, skip, "begin");
                 if skip {
                     debug!(xid = begin.xid, commit_lsn = %begin.final_lsn, "dropping a transaction delivered before the restart");
@@ -615,7 +724,7 @@ impl<'a> StreamTask<'a> {
                     event_count: 0,
                     per_table: BTreeMap::new(),
                 });
-                if !skip && self.config.provide_transaction_metadata {
+                if !skip && self.config.provide_transaction_metadata && self.catch_up.is_none() {
                     self.send_transaction_marker(true).await?;
                 }
             }
@@ -628,17 +737,20 @@ impl<'a> StreamTask<'a> {
                     return Ok(());
                 }
                 let xid = transaction.xid;
-                if self.config.provide_transaction_metadata {
+                if self.config.provide_transaction_metadata && self.catch_up.is_none() {
                     self.transaction = Some(transaction);
                     self.send_transaction_marker(false).await?;
                     self.transaction = None;
                 }
-                let offset = SourceOffset {
-                    lsn: commit.end_lsn.0,
-                    lsn_commit: Some(commit.commit_lsn.0),
-                    tx_id: Some(xid),
-                    ts_usec: frames::pg_epoch_micros_to_unix_micros(commit.commit_ts),
-                    snapshot_completed: true,
+                let offset = match &self.catch_up {
+                    Some(catch_up) => catch_up.offset.clone(),
+                    None => SourceOffset {
+                        lsn: commit.end_lsn.0,
+                        lsn_commit: Some(commit.commit_lsn.0),
+                        tx_id: Some(xid),
+                        ts_usec: frames::pg_epoch_micros_to_unix_micros(commit.commit_ts),
+                        snapshot_completed: true,
+                    },
                 };
                 if let Some((_, newest)) = &mut self.kafka_txn {
                     *newest = Some(offset);
@@ -658,6 +770,10 @@ impl<'a> StreamTask<'a> {
                 let Some(relation) = self.captured(relation_id, lsn)? else {
                     return Ok(());
                 };
+                if self.catch_up.is_some() {
+                    // The snapshot shows the row as it is now.
+                    return Ok(());
+                }
                 let after = relation.row(&new, lsn, &self.decode_options)?;
                 let change = self.change(&relation.schema, Op::Create, None, Some(after), lsn);
                 self.send_change(&change, None).await?;
@@ -687,7 +803,16 @@ impl<'a> StreamTask<'a> {
                 let key_changed = before
                     .as_ref()
                     .is_some_and(|before| key_differs(&schema, before, &after));
-                if key_changed {
+                if self.catch_up.is_some() {
+                    // The snapshot shows the row under its new key; only the old key's end is news.
+                    if key_changed {
+                        let delete = self.change(&schema, Op::Delete, before, None, lsn);
+                        self.send_change(&delete, None).await?;
+                        if self.config.tombstones_on_delete {
+                            self.send_tombstone(&delete).await?;
+                        }
+                    }
+                } else if key_changed {
                     self.send_key_change(&schema, before.expect("key changed"), after, lsn)
                         .await?;
                 } else {
@@ -734,6 +859,22 @@ impl<'a> StreamTask<'a> {
                 content,
             } => {
                 if self.skipping() {
+                    return Ok(());
+                }
+                if prefix == CATCH_UP_PREFIX {
+                    if let Some(catch_up) = &mut self.catch_up
+                        && message_lsn >= catch_up.marker
+                    {
+                        catch_up.done = true;
+                    }
+                    return Ok(());
+                }
+                if self
+                    .catch_up
+                    .as_ref()
+                    .is_some_and(|c| !transactional && message_lsn >= c.until)
+                {
+                    // Streamed after the snapshot.
                     return Ok(());
                 }
                 if prefix == HEARTBEAT_PREFIX {
@@ -1053,11 +1194,14 @@ impl<'a> StreamTask<'a> {
         self.metrics
             .wal_behind(self.server_wal_end.0.saturating_sub(offset.lsn));
         let lsn = Lsn(offset.lsn);
-        self.delivered = lsn;
         self.last_commit = Instant::now();
-        // Only now is the WAL up to `lsn` safe to release.
-        if let Some(stream) = &self.stream {
-            stream.confirm(lsn);
+        // A catch-up reads the kept slot from before its offset: nothing to confirm there yet.
+        if self.catch_up.is_none() {
+            self.delivered = lsn;
+            // Only now is the WAL up to `lsn` safe to release.
+            if let Some(stream) = &self.stream {
+                stream.confirm(lsn);
+            }
         }
         debug!(lsn = %lsn, "committed to Kafka and confirmed");
         let held = std::mem::take(&mut self.held);
@@ -1164,6 +1308,46 @@ impl StreamTask<'_> {
             None => self.kafka_txn = Some((Instant::now(), Some(offset))),
         }
         self.commit().await
+    }
+
+    /// Reads the kept slot from `from` until the marker message at `marker`, producing the
+    /// deletes, truncates and messages of the transactions committed before the new snapshot's
+    /// point `until`. False when shutdown came first.
+    pub(super) async fn catch_up(
+        &mut self,
+        stream: ReplicationStream,
+        from: Lsn,
+        until: Lsn,
+        marker: Lsn,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, Error> {
+        let snapshot_start = self.delivered;
+        self.delivered = from;
+        self.stream = Some(stream);
+        self.catch_up = Some(CatchUp {
+            until,
+            marker,
+            offset: SourceOffset {
+                lsn: until.0,
+                lsn_commit: None,
+                tx_id: None,
+                ts_usec: now_micros(),
+                snapshot_completed: false,
+            },
+            done: false,
+        });
+        let result = self.run(shutdown.clone()).await;
+        let done = self.catch_up.as_ref().is_some_and(|c| c.done);
+        // Whatever the catch-up produced is committed with the snapshot's first transaction.
+        self.catch_up = None;
+        self.stream = None;
+        self.delivered = snapshot_start;
+        self.transaction = None;
+        if done {
+            // Streaming resumes on this slot after the snapshot, once its reader is gone.
+            wait_until_slot_released(&self.sql, &self.config.slot_name).await?;
+        }
+        result.map(|()| done)
     }
 
     /// Where the snapshot reports its progress.
