@@ -147,16 +147,10 @@ impl JsonEncoder {
             image,
         })?;
         check_row_shape(&change.table, row)?;
-        let mut payload = Map::new();
-        for column in plan.columns.iter().filter(|c| c.part_of_key) {
-            let value = ctx.encode_datum(&change.table, column, &row.0[column.index])?;
-            payload.insert(column.name.clone(), value);
-        }
-        Ok(Some(wrap_serialized(
-            schemas_enable,
-            key_schema,
-            &Json::Object(payload),
-        )))
+        let mut out = open_document(schemas_enable, key_schema, 64);
+        ctx.write_row(&mut out, &change.table, plan, row, true)?;
+        close_document(&mut out, schemas_enable);
+        Ok(Some(out))
     }
 
     /// The record value of a row change: the envelope with `before`, `after`, `source`,
@@ -170,39 +164,40 @@ impl JsonEncoder {
     ) -> Result<Vec<u8>, Error> {
         let schemas_enable = self.options.schemas_enable;
         let (plan, ctx) = self.plan_and_context(&change.table);
-        let before = match &change.before {
-            Some(row) => ctx.encode_row(&change.table, plan, row)?,
-            None => Json::Null,
-        };
         let after = match (&change.after, change.op) {
-            (_, Op::Delete) | (None, _) => Json::Null,
-            (Some(row), _) => ctx.encode_row(&change.table, plan, row)?,
+            (_, Op::Delete) => None,
+            (Some(row), _) => Some(row),
+            (None, _) => {
+                return Err(Error::MissingImage {
+                    table: change.table.id.clone(),
+                    op: change.op.code(),
+                    image: "after",
+                });
+            }
         };
-        if change.op != Op::Delete && after.is_null() {
-            return Err(Error::MissingImage {
-                table: change.table.id.clone(),
-                op: change.op.code(),
-                image: "after",
-            });
+        // Written straight into the record's bytes: building a JSON tree per row first cost
+        // more than everything else.
+        let mut out = open_document(schemas_enable, &plan.envelope_schema_json, 512);
+        out.extend_from_slice(b"{\"before\":");
+        match &change.before {
+            Some(row) => ctx.write_row(&mut out, &change.table, plan, row, false)?,
+            None => out.extend_from_slice(b"null"),
         }
-        let source = ctx.source(
+        out.extend_from_slice(b",\"after\":");
+        match after {
+            Some(row) => ctx.write_row(&mut out, &change.table, plan, row, false)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"source\":");
+        ctx.write_source(
+            &mut out,
             &change.source,
             &change.table.id.schema,
             &change.table.id.table,
         );
-        let payload = envelope_payload(
-            before,
-            after,
-            source,
-            transaction,
-            change.op.code(),
-            processed_at_micros,
-        );
-        Ok(wrap_serialized(
-            schemas_enable,
-            &plan.envelope_schema_json,
-            &payload,
-        ))
+        write_envelope_tail(&mut out, transaction, change.op.code(), processed_at_micros);
+        close_document(&mut out, schemas_enable);
+        Ok(out)
     }
 
     /// The record value of a TRUNCATE of `table` (op `t`, no `before`/`after`); its key is null.
@@ -321,6 +316,56 @@ impl JsonEncoder {
     }
 }
 
+/// Starts a record: `{"schema":<schema_json>,"payload":` when schemas are on; the payload
+/// follows, then [`close_document`].
+fn open_document(schemas_enable: bool, schema_json: &str, payload_capacity: usize) -> Vec<u8> {
+    if !schemas_enable {
+        return Vec::with_capacity(payload_capacity);
+    }
+    let mut out = Vec::with_capacity(schema_json.len() + 24 + payload_capacity);
+    out.extend_from_slice(b"{\"schema\":");
+    out.extend_from_slice(schema_json.as_bytes());
+    out.extend_from_slice(b",\"payload\":");
+    out
+}
+
+fn close_document(out: &mut Vec<u8>, schemas_enable: bool) {
+    if schemas_enable {
+        out.push(b'}');
+    }
+}
+
+/// Appends `value` as JSON (compact, as serde_json writes it).
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing strings, numbers and JSON values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn push_i64(out: &mut Vec<u8>, number: i64) {
+    use std::io::Write as _;
+    let _ = write!(out, "{number}");
+}
+
+/// `,"transaction":…,"op":…,"ts_ms":…,"ts_us":…,"ts_ns":…}`: the envelope after `source`.
+fn write_envelope_tail(
+    out: &mut Vec<u8>,
+    transaction: Option<&TransactionBlock>,
+    op: &str,
+    processed_at_micros: i64,
+) {
+    out.extend_from_slice(b",\"transaction\":");
+    push_json(out, &transaction_payload(transaction));
+    out.extend_from_slice(b",\"op\":");
+    push_json(out, op);
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_i64(out, processed_at_micros.div_euclid(1000));
+    out.extend_from_slice(b",\"ts_us\":");
+    push_i64(out, processed_at_micros);
+    out.extend_from_slice(b",\"ts_ns\":");
+    push_i64(out, processed_at_micros.saturating_mul(1000));
+    out.push(b'}');
+}
+
 /// As `wrap`, with the schema already serialized: the same bytes, without rebuilding it.
 fn wrap_serialized(schemas_enable: bool, schema_json: &str, payload: &Json) -> Vec<u8> {
     if !schemas_enable {
@@ -402,14 +447,70 @@ struct EncodeContext<'a> {
 }
 
 impl EncodeContext<'_> {
-    fn encode_row(&self, table: &TableSchema, plan: &TablePlan, row: &Row) -> Result<Json, Error> {
+    /// Appends the row (only its key columns when `key_only`) as a JSON object.
+    fn write_row(
+        &self,
+        out: &mut Vec<u8>,
+        table: &TableSchema,
+        plan: &TablePlan,
+        row: &Row,
+        key_only: bool,
+    ) -> Result<(), Error> {
         check_row_shape(table, row)?;
-        let mut object = Map::new();
-        for column in &plan.columns {
+        out.push(b'{');
+        let mut first = true;
+        for column in plan.columns.iter().filter(|c| !key_only || c.part_of_key) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(column.json_name.as_bytes());
+            out.push(b':');
             let value = self.encode_datum(table, column, &row.0[column.index])?;
-            object.insert(column.name.clone(), value);
+            push_json(out, &value);
         }
-        Ok(Json::Object(object))
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// Appends `source` as [`Self::source`] builds it.
+    fn write_source(&self, out: &mut Vec<u8>, source: &SourceInfo, schema: &str, table: &str) {
+        let sequence = serde_json::to_string(&[
+            source.sequence.0.map(|lsn| lsn.0.to_string()),
+            source.sequence.1.map(|lsn| lsn.0.to_string()),
+        ])
+        .unwrap_or_default();
+        out.extend_from_slice(b"{\"version\":");
+        push_json(out, self.context.connector_version);
+        out.extend_from_slice(b",\"connector\":");
+        push_json(out, CONNECTOR_NAME);
+        out.extend_from_slice(b",\"name\":");
+        push_json(out, &self.context.topic_prefix);
+        out.extend_from_slice(b",\"ts_ms\":");
+        push_i64(out, source.ts_micros.div_euclid(1000));
+        out.extend_from_slice(b",\"snapshot\":");
+        push_json(out, source.snapshot.code());
+        out.extend_from_slice(b",\"db\":");
+        push_json(out, &self.context.database);
+        out.extend_from_slice(b",\"sequence\":");
+        push_json(out, &sequence);
+        out.extend_from_slice(b",\"ts_us\":");
+        push_i64(out, source.ts_micros);
+        out.extend_from_slice(b",\"ts_ns\":");
+        push_i64(out, source.ts_micros.saturating_mul(1000));
+        out.extend_from_slice(b",\"schema\":");
+        push_json(out, schema);
+        out.extend_from_slice(b",\"table\":");
+        push_json(out, table);
+        out.extend_from_slice(b",\"txId\":");
+        match source.tx_id {
+            Some(tx_id) => push_i64(out, i64::from(tx_id)),
+            None => out.extend_from_slice(b"null"),
+        }
+        // Debezium writes the LSN as a signed 64-bit integer.
+        out.extend_from_slice(b",\"lsn\":");
+        push_i64(out, source.lsn.0 as i64);
+        out.extend_from_slice(b",\"xmin\":null,\"origin\":null,\"origin_lsn\":null}");
     }
 
     fn encode_datum(
@@ -765,6 +866,8 @@ struct ColumnPlan {
     /// Position in the table's columns (and in every row).
     index: usize,
     name: String,
+    /// `name` as a JSON string, escaped once.
+    json_name: String,
     optional: bool,
     part_of_key: bool,
     schema: ConnectSchema,
@@ -794,6 +897,7 @@ impl TablePlan {
                 Some(ColumnPlan {
                     index,
                     name: column.name.clone(),
+                    json_name: serde_json::to_string(&column.name).unwrap_or_default(),
                     optional: column.optional,
                     part_of_key: column.part_of_key,
                     schema,

@@ -55,12 +55,13 @@ use super::{
     pgoutput::{Relation, RelationColumn, Tuple, TupleValue},
     relations::{CachedRelation, RelationCache},
     replication::{ReplicationConnection, SlotSnapshot},
-    stream::StreamTask,
+    stream::{self, StreamTask},
     types::DecodeOptions,
 };
 use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
     event::{Lsn, Op, ReplicaIdentity, Row, RowChange, SnapshotMarker, SourceInfo, TableId},
+    format::json::JsonEncoder,
     kafka::SourceOffset,
 };
 
@@ -493,6 +494,8 @@ struct SnapshotTable {
     select: String,
     /// The block ranges to copy, one COPY each (the whole table when it is not split).
     ranges: Vec<TidRange>,
+    /// Where its events go.
+    topic: String,
     progress: Arc<TableProgress>,
 }
 
@@ -509,7 +512,7 @@ struct ChunkJob {
 enum Message {
     Rows {
         table: usize,
-        rows: Vec<Row>,
+        rows: Vec<SnapshotRecord>,
         read_at_micros: i64,
     },
     ChunkDone {
@@ -554,6 +557,7 @@ pub(super) async fn run(
     );
     let tables: Arc<[SnapshotTable]> = tables.into();
     let shared = Arc::new(WorkerShared {
+        config: config.clone(),
         tables: Arc::clone(&tables),
         queue: Mutex::new(jobs),
         fetch_size: config.snapshot.fetch_size,
@@ -757,6 +761,7 @@ async fn plan_tables(
             column_count: relation.columns.len(),
             select,
             ranges,
+            topic: config.table_topic(&id),
             progress,
         });
     }
@@ -827,6 +832,8 @@ async fn relation_columns(
 /// What the copying connections share.
 #[derive(Debug)]
 struct WorkerShared {
+    /// For each worker's encoders.
+    config: PostgresSourceConfig,
     tables: Arc<[SnapshotTable]>,
     queue: Mutex<VecDeque<ChunkJob>>,
     fetch_size: usize,
@@ -851,6 +858,7 @@ async fn copy_chunks(
     shared: Arc<WorkerShared>,
     sender: mpsc::Sender<Message>,
 ) -> Result<(), Error> {
+    let (mut value_encoder, mut key_encoder) = stream::json_encoders(&shared.config);
     while let Some(job) = shared.next_job() {
         let table = &shared.tables[job.table];
         if table.progress.started.set(Instant::now()).is_ok() {
@@ -867,10 +875,14 @@ async fn copy_chunks(
             table,
             table_index: job.table,
             shared: &shared,
+            value_encoder: &mut value_encoder,
+            key_encoder: &mut key_encoder,
             out: Vec::new(),
             fields: Vec::new(),
             batch: Vec::new(),
             batch_bytes: 0,
+            read_at_micros: 0,
+            pending: None,
             rows: 0,
         };
         let stream = client.copy_out(job.sql.as_str()).await?;
@@ -908,6 +920,7 @@ async fn copy_chunks(
                 reason: "COPY ended in the middle of a row".to_owned(),
             });
         }
+        reader.end_of_chunk();
         if !reader.batch.is_empty() && !reader.send(&sender).await {
             return Ok(());
         }
@@ -926,15 +939,21 @@ async fn copy_chunks(
     Ok(())
 }
 
-/// Turns COPY lines of one chunk into rows, batch by batch.
+/// Turns COPY lines of one chunk into records, batch by batch.
 struct ChunkReader<'a> {
     table: &'a SnapshotTable,
     table_index: usize,
     shared: &'a WorkerShared,
+    value_encoder: &'a mut JsonEncoder,
+    key_encoder: &'a mut JsonEncoder,
     out: Vec<u8>,
     fields: Vec<Option<Range<usize>>>,
-    batch: Vec<Row>,
+    batch: Vec<SnapshotRecord>,
     batch_bytes: usize,
+    /// When the batch's first row was read: `source.ts_ms` of its events.
+    read_at_micros: i64,
+    /// The newest row: whether it is the chunk's last is known only at the next line.
+    pending: Option<Row>,
     rows: u64,
 }
 
@@ -968,10 +987,55 @@ impl ChunkReader<'_> {
             self.table
                 .relation
                 .row(&tuple, self.shared.consistent_point, &self.shared.options)?;
-        self.batch.push(row);
+        if self.batch.is_empty() {
+            self.read_at_micros = now_micros();
+        }
+        if let Some(previous) = self.pending.replace(row) {
+            let record = if self.rows == 1 {
+                // The chunk's first row: the producer decides its marker.
+                SnapshotRecord::Row(previous)
+            } else {
+                self.encode(previous)?
+            };
+            self.batch.push(record);
+        }
         self.batch_bytes += line.len();
         self.rows += 1;
         Ok(())
+    }
+
+    /// The chunk's last row goes to the producer as a row: its marker depends on what follows.
+    fn end_of_chunk(&mut self) {
+        if let Some(last) = self.pending.take() {
+            if self.batch.is_empty() {
+                self.read_at_micros = now_micros();
+            }
+            self.batch.push(SnapshotRecord::Row(last));
+        }
+    }
+
+    /// A row between the chunk's first and last: `snapshot: true`, encoded here.
+    fn encode(&mut self, row: Row) -> Result<SnapshotRecord, Error> {
+        let lsn = self.shared.consistent_point;
+        let change = RowChange {
+            table: Arc::clone(&self.table.relation.schema),
+            op: Op::Read,
+            before: None,
+            after: Some(row),
+            source: SourceInfo {
+                lsn,
+                sequence: (None, Some(lsn)),
+                tx_id: None,
+                ts_micros: self.read_at_micros,
+                snapshot: SnapshotMarker::Yes,
+            },
+        };
+        let key = self.key_encoder.key(&change).map_err(Error::Encode)?;
+        let value = self
+            .value_encoder
+            .value(&change, now_micros(), None)
+            .map_err(Error::Encode)?;
+        Ok(SnapshotRecord::Encoded { key, value })
     }
 
     fn batch_full(&self) -> bool {
@@ -986,11 +1050,24 @@ impl ChunkReader<'_> {
             .send(Message::Rows {
                 table: self.table_index,
                 rows,
-                read_at_micros: now_micros(),
+                read_at_micros: self.read_at_micros,
             })
             .await
             .is_ok()
     }
+}
+
+/// A row of a chunk as the copying worker hands it on. Only the first and the last row of a
+/// chunk can be a table's (or the snapshot's) first or last, so only they wait for the producer
+/// to choose their marker; the rows between are `snapshot: true` and encoded by the worker, so
+/// the encoding runs on every thread.
+#[derive(Debug)]
+enum SnapshotRecord {
+    Row(Row),
+    Encoded {
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
 }
 
 /// A row whose `source.snapshot` marker waits on what comes after it.
@@ -1029,7 +1106,22 @@ impl SnapshotProducer<'_, '_> {
                     .progress
                     .rows
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                for row in rows {
+                for record in rows {
+                    let row = match record {
+                        SnapshotRecord::Row(row) => row,
+                        SnapshotRecord::Encoded { key, value } => {
+                            // Never a table's first row: that is a chunk's first, sent as a row.
+                            if let Some(previous) = self.held.remove(&table) {
+                                self.emit(previous, false, false).await?;
+                            }
+                            let topic = &self.tables[table].topic;
+                            self.task
+                                .send_snapshot_record(topic, key.as_deref(), &value, &self.offset)
+                                .await?;
+                            self.produced += 1;
+                            continue;
+                        }
+                    };
                     let first_in_table = !std::mem::replace(&mut self.started_tables[table], true);
                     let next = HeldRow {
                         table,

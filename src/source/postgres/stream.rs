@@ -538,19 +538,7 @@ impl<'a> StreamTask<'a> {
         stored: Option<SourceOffset>,
         start: Lsn,
     ) -> Self {
-        let options = JsonOptions {
-            schemas_enable: config.value_schemas_enable,
-            decimal_handling: config.decimal_handling,
-            time_precision: config.time_precision,
-            binary_handling: config.binary_handling,
-            unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
-            money_fraction_digits: config.money_fraction_digits,
-        };
-        let context = ConnectorContext::new(&config.topic_prefix, &config.dbname);
-        let key_options = JsonOptions {
-            schemas_enable: config.key_schemas_enable,
-            ..options.clone()
-        };
+        let (encoder, key_encoder) = json_encoders(config);
         Self {
             config,
             sql,
@@ -558,8 +546,8 @@ impl<'a> StreamTask<'a> {
             offsets,
             stream,
             relations: RelationCache::default(),
-            key_encoder: JsonEncoder::new(key_options, context.clone()),
-            encoder: JsonEncoder::new(options, context),
+            key_encoder,
+            encoder,
             key_schemas_enable: config.key_schemas_enable,
             decode_options: DecodeOptions {
                 money_fraction_digits: config.money_fraction_digits,
@@ -1280,6 +1268,26 @@ impl StreamTask<'_> {
         change: &RowChange,
         offset: &SourceOffset,
     ) -> Result<(), Error> {
+        self.before_snapshot_record().await?;
+        self.send_change(change, None).await?;
+        self.after_snapshot_record(offset).await
+    }
+
+    /// As [`Self::send_snapshot_row`], for a snapshot read encoded elsewhere.
+    pub(super) async fn send_snapshot_record(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        offset: &SourceOffset,
+    ) -> Result<(), Error> {
+        self.before_snapshot_record().await?;
+        self.send(topic, key, Some(value), None).await?;
+        self.metrics.event(Op::Read);
+        self.after_snapshot_record(offset).await
+    }
+
+    async fn before_snapshot_record(&mut self) -> Result<(), Error> {
         if self
             .in_flight
             .as_ref()
@@ -1290,7 +1298,10 @@ impl StreamTask<'_> {
         if self.kafka_txn.is_none() {
             self.kafka_txn = Some((Instant::now(), None));
         }
-        self.send_change(change, None).await?;
+        Ok(())
+    }
+
+    async fn after_snapshot_record(&mut self, offset: &SourceOffset) -> Result<(), Error> {
         if let Some((_, newest)) = &mut self.kafka_txn {
             *newest = Some(offset.clone());
         }
@@ -1369,6 +1380,28 @@ async fn next_frame(
         // Only a task that streams runs its loop; without a stream there is nothing to read.
         None => std::future::pending().await,
     }
+}
+
+/// The value and key encoders `config` asks for (Kafka Connect configures the key converter on
+/// its own).
+pub(super) fn json_encoders(config: &PostgresSourceConfig) -> (JsonEncoder, JsonEncoder) {
+    let options = JsonOptions {
+        schemas_enable: config.value_schemas_enable,
+        decimal_handling: config.decimal_handling,
+        time_precision: config.time_precision,
+        binary_handling: config.binary_handling,
+        unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
+        money_fraction_digits: config.money_fraction_digits,
+    };
+    let context = ConnectorContext::new(&config.topic_prefix, &config.dbname);
+    let key_options = JsonOptions {
+        schemas_enable: config.key_schemas_enable,
+        ..options.clone()
+    };
+    (
+        JsonEncoder::new(options, context.clone()),
+        JsonEncoder::new(key_options, context),
+    )
 }
 
 fn key_differs(schema: &TableSchema, before: &Row, after: &Row) -> bool {
