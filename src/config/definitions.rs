@@ -284,11 +284,12 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
         "key.converter",
         Class,
         Common,
-        Low,
+        Medium,
         Width::Short,
         "Key converter class",
-        "Format of the record keys: only org.apache.kafka.connect.json.JsonConverter (alias \
-         json) is supported, and it is used when the key is left out.",
+        "Format of the record keys: org.apache.kafka.connect.json.JsonConverter (alias json, \
+         the default) or io.confluent.connect.avro.AvroConverter (alias avro: Avro with the \
+         schema id of a Confluent-compatible registry).",
     )
     .default(JSON_CONVERTER),
     ConfigKeyDefinition::new(
@@ -298,19 +299,50 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
         Low,
         Width::Short,
         "Key schemas",
-        "Whether each record key is a JSON envelope with schema and payload (true) or the bare \
-         payload (false).",
+        "With the JSON converter, whether each record key is an envelope with schema and \
+         payload (true) or the bare payload (false).",
     )
     .default("true"),
+    ConfigKeyDefinition::new(
+        "key.converter.schema.registry.url",
+        ConfigKind::String,
+        Common,
+        Medium,
+        Width::Long,
+        "Key schema registry URL",
+        "With the Avro converter, the schema registry's URL (the first of a comma-separated \
+         list), such as tributary serve's own at http://127.0.0.1:8081.",
+    ),
+    ConfigKeyDefinition::new(
+        "key.converter.basic.auth.user.info",
+        Password,
+        Common,
+        Low,
+        Width::Medium,
+        "Key registry credentials",
+        "With the Avro converter, user:password for the schema registry's basic authentication.",
+    ),
+    ConfigKeyDefinition::new(
+        "key.converter.basic.auth.credentials.source",
+        ConfigKind::String,
+        Common,
+        Low,
+        Width::Short,
+        "Key registry credentials source",
+        "Where the registry credentials come from: only USER_INFO (the user.info key) is \
+         supported.",
+    )
+    .default("USER_INFO"),
     ConfigKeyDefinition::new(
         "value.converter",
         Class,
         Common,
-        Low,
+        Medium,
         Width::Short,
         "Value converter class",
-        "Format of the record values: only org.apache.kafka.connect.json.JsonConverter (alias \
-         json) is supported, and it is used when the key is left out.",
+        "Format of the record values: org.apache.kafka.connect.json.JsonConverter (alias json, \
+         the default) or io.confluent.connect.avro.AvroConverter (alias avro: Avro with the \
+         schema id of a Confluent-compatible registry).",
     )
     .default(JSON_CONVERTER),
     ConfigKeyDefinition::new(
@@ -320,10 +352,40 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
         Low,
         Width::Short,
         "Value schemas",
-        "Whether each record value is a JSON envelope with schema and payload (true) or the \
-         bare payload (false).",
+        "With the JSON converter, whether each record value is an envelope with schema and \
+         payload (true) or the bare payload (false).",
     )
     .default("true"),
+    ConfigKeyDefinition::new(
+        "value.converter.schema.registry.url",
+        ConfigKind::String,
+        Common,
+        Medium,
+        Width::Long,
+        "Value schema registry URL",
+        "With the Avro converter, the schema registry's URL (the first of a comma-separated \
+         list), such as tributary serve's own at http://127.0.0.1:8081.",
+    ),
+    ConfigKeyDefinition::new(
+        "value.converter.basic.auth.user.info",
+        Password,
+        Common,
+        Low,
+        Width::Medium,
+        "Value registry credentials",
+        "With the Avro converter, user:password for the schema registry's basic authentication.",
+    ),
+    ConfigKeyDefinition::new(
+        "value.converter.basic.auth.credentials.source",
+        ConfigKind::String,
+        Common,
+        Low,
+        Width::Short,
+        "Value registry credentials source",
+        "Where the registry credentials come from: only USER_INFO (the user.info key) is \
+         supported.",
+    )
+    .default("USER_INFO"),
     ConfigKeyDefinition::no_effect(
         "header.converter",
         Class,

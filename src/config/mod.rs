@@ -2,6 +2,7 @@
 //! names. Validation reports every bad key at once, each with what is wrong and what to do.
 
 mod connector;
+pub mod converter;
 pub mod definitions;
 mod keys;
 pub mod postgres_source;
@@ -10,6 +11,7 @@ mod ssl;
 mod worker;
 
 pub use connector::{ConnectorConfig, config_string};
+pub use converter::{Converter, RegistryConfig};
 pub use definitions::{
     ConfigGroup, ConfigKeyDefinition, ConfigKind, Importance, Width, config_groups,
     definitions_json, postgres_source_definition, postgres_source_definitions,

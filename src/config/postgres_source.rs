@@ -8,7 +8,10 @@ use super::{
     definitions::postgres_source_definitions,
     keys::{KeyReader, closest},
 };
-use super::{SslConfig, SslMode};
+use super::{
+    SslConfig, SslMode,
+    converter::{self, Converter, KEY_CONVERTER_KEYS, VALUE_CONVERTER_KEYS},
+};
 use crate::event::TableId;
 pub use crate::format::{BinaryHandling, DecimalHandling, TimePrecision};
 
@@ -176,6 +179,9 @@ pub struct PostgresSourceConfig {
     pub message_topic: String,
     pub key_schemas_enable: bool,
     pub value_schemas_enable: bool,
+    /// `key.converter`: JSON (with `key_schemas_enable`) or Avro with a registry.
+    pub key_converter: Converter,
+    pub value_converter: Converter,
     pub status_update_interval: Duration,
     pub snapshot_mode: SnapshotMode,
     pub snapshot: SnapshotSettings,
@@ -232,8 +238,6 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "snapshot.isolation.mode",
     "snapshot.locking.mode",
 ];
-
-const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 
 impl PostgresSourceConfig {
     /// Validates the config after resolving `${env:…}` and `${file:…}` placeholders.
@@ -467,21 +471,14 @@ impl PostgresSourceConfig {
         let transaction_suffix = keys.string("topic.transaction", "transaction");
         let delimiter = keys.string("topic.delimiter", ".");
 
-        let mut schemas_enable = |converter_key: &'static str, schemas_key: &'static str| {
-            if let Some(converter) = keys.raw(converter_key)
-                && converter != JSON_CONVERTER
-                && converter != "json"
-            {
-                keys.error(
-                    converter_key,
-                    format!("{converter:?} is not supported; use {JSON_CONVERTER}"),
-                );
-            }
-            keys.bool(schemas_key, true)
+        let key_converter = converter::read(keys, "key.converter", KEY_CONVERTER_KEYS);
+        let value_converter = converter::read(keys, "value.converter", VALUE_CONVERTER_KEYS);
+        let schemas_enable = |converter: &Converter| match converter {
+            Converter::Json { schemas_enable } => *schemas_enable,
+            Converter::Avro(_) => true,
         };
-        let key_schemas_enable = schemas_enable("key.converter", "key.converter.schemas.enable");
-        let value_schemas_enable =
-            schemas_enable("value.converter", "value.converter.schemas.enable");
+        let key_schemas_enable = schemas_enable(&key_converter);
+        let value_schemas_enable = schemas_enable(&value_converter);
 
         let status_ms = keys.parsed(
             "status.update.interval.ms",
@@ -609,6 +606,8 @@ impl PostgresSourceConfig {
             message_topic: topic("message"),
             key_schemas_enable,
             value_schemas_enable,
+            key_converter,
+            value_converter,
             status_update_interval: Duration::from_millis(status_ms),
             snapshot_mode,
             snapshot,
@@ -775,6 +774,58 @@ mod tests {
         );
         assert!(c.patterns.captures(&TableId::new("inv", "items")));
         assert!(!c.patterns.captures(&TableId::new("public", "items")));
+    }
+
+    #[test]
+    fn converters_json_by_default_avro_with_a_registry() {
+        let c = config("").expect("valid");
+        assert!(matches!(
+            c.value_converter,
+            Converter::Json {
+                schemas_enable: true
+            }
+        ));
+        let c = config(
+            r#","value.converter":"io.confluent.connect.avro.AvroConverter",
+               "value.converter.schema.registry.url":"http://registry:8081/, http://other:8081",
+               "value.converter.basic.auth.user.info":"u:p",
+               "key.converter":"avro","key.converter.schema.registry.url":"https://r:8081""#,
+        )
+        .expect("valid");
+        match &c.value_converter {
+            Converter::Avro(registry) => {
+                assert_eq!(registry.url, "http://registry:8081");
+                assert!(registry.basic_auth.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.key_converter.is_avro());
+
+        let err = config(r#","value.converter":"avro""#).expect_err("no registry");
+        assert_eq!(
+            err.for_key("value.converter.schema.registry.url").count(),
+            1,
+            "{err}"
+        );
+        let err = config(r#","key.converter":"com.example.Protobuf""#).expect_err("unknown");
+        assert!(
+            err.for_key("key.converter")
+                .any(|e| e.message.contains("AvroConverter")),
+            "{err}"
+        );
+        let err = config(
+            r#","value.converter":"avro","value.converter.schema.registry.url":"registry:8081",
+               "value.converter.basic.auth.user.info":"nocolon""#,
+        )
+        .expect_err("bad url and credentials");
+        assert_eq!(
+            err.for_key("value.converter.schema.registry.url").count(),
+            1
+        );
+        assert_eq!(
+            err.for_key("value.converter.basic.auth.user.info").count(),
+            1
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! `time.precision.mode`, `binary.handling.mode`) are shared by every format and live here.
 
 pub mod json;
+pub mod registry_client;
 
 use crate::event::TableId;
 
