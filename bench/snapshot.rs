@@ -365,7 +365,7 @@ async fn prepare_table(
                     ((g * 37) % 1000000) * 0.01,
                     timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
                     left(repeat(md5(g::text), {repeats}), {note_width})
-               FROM generate_series(1, {rows}) g;
+               FROM generate_series(1::bigint, {rows}) g;
              RESET synchronous_commit;"
         ))
         .await
