@@ -108,6 +108,8 @@ struct SnapshotRun {
     backends: usize,
     kafka: Option<ProcessUsage>,
     machine_busy_seconds: f64,
+    /// The bench itself (its polling of `pg_stat_activity`), for `other_cpu_seconds`.
+    bench_cpu_seconds: f64,
     verified: Verified,
 }
 
@@ -118,6 +120,16 @@ impl SnapshotRun {
 
     fn cpu_per_million(&self, rows: u64) -> f64 {
         self.tributary.cpu_seconds * 1e6 / rows as f64
+    }
+
+    /// Machine busy time no measured process accounts for: another workload on the machine
+    /// (or an unsampled process) skews the run when this is large.
+    fn other_cpu_seconds(&self) -> f64 {
+        self.machine_busy_seconds
+            - self.tributary.cpu_seconds
+            - self.backend_cpu_seconds
+            - self.kafka.map_or(0.0, |k| k.cpu_seconds)
+            - self.bench_cpu_seconds
     }
 
     fn to_json(&self, rows: u64, ceiling: f64) -> serde_json::Value {
@@ -133,6 +145,7 @@ impl SnapshotRun {
             "postgres_backends_cpu_seconds": self.backend_cpu_seconds,
             "kafka_broker_cpu_seconds": self.kafka.map(|k| k.cpu_seconds),
             "machine_busy_cpu_seconds": self.machine_busy_seconds,
+            "other_cpu_seconds": self.other_cpu_seconds(),
             "verified_records": self.verified.records,
             "kafka_transaction_markers": self.verified.markers,
         })
@@ -232,7 +245,7 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
         }
         let run = outcome?;
         println!(
-            "  threads {threads}: {:.2} s, {:>9.0} rows/s = {:.0}% of the ceiling ({ceiling:.0} rows/s); tributary {:.2} CPU-s ({:.2}/M rows), peak RSS {:.0} MiB; {} PostgreSQL backends {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores",
+            "  threads {threads}: {:.2} s, {:>9.0} rows/s = {:.0}% of the ceiling ({ceiling:.0} rows/s); tributary {:.2} CPU-s ({:.2}/M rows), peak RSS {:.0} MiB; {} PostgreSQL backends {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores ({:.2} CPU-s by other processes)",
             run.elapsed.as_secs_f64(),
             run.rate(args.rows),
             run.rate(args.rows) / ceiling * 100.0,
@@ -247,6 +260,7 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             )),
             run.machine_busy_seconds / run.elapsed.as_secs_f64(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
+            run.other_cpu_seconds(),
         );
         println!(
             "    verified: {} records, every id once, on {} (read_committed, {} transaction markers, counted in {:.1} s)",
@@ -436,6 +450,7 @@ async fn snapshot_run(
         sampler.watch("kafka", pid);
         measure::read_usage(pid, ticks)
     });
+    let bench_before = measure::read_usage(std::process::id(), ticks).unwrap_or_default();
     // tributary's connections all carry `application_name = tributary <connector>`.
     let application = format!("tributary {}", names.connector);
     let mut backends = BTreeSet::new();
@@ -466,6 +481,7 @@ async fn snapshot_run(
     let elapsed = started.elapsed();
     let usage = sampler.finish().await;
     let busy = measure::machine_busy_seconds(ticks).unwrap_or(0.0) - busy_before;
+    let bench = measure::read_usage(std::process::id(), ticks).unwrap_or_default();
     if !status.success() {
         bail!(
             "tributary exited with {status}; the end of {}:\n{}",
@@ -509,6 +525,7 @@ async fn snapshot_run(
                 peak_rss_bytes: after.peak_rss_bytes,
             }),
         machine_busy_seconds: busy,
+        bench_cpu_seconds: bench.cpu_seconds - bench_before.cpu_seconds,
         verified,
     })
 }
