@@ -223,6 +223,7 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
     let mut runs = Vec::new();
     for &threads in &args.threads {
         let names = Names::new(run_id, threads);
+        warn_if_busy().await;
         // Whatever happens, the run's topics go.
         let outcome = async {
             admin
@@ -309,6 +310,22 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             "runs": runs.iter().map(|r| r.to_json(args.rows, ceiling)).collect::<Vec<_>>(),
         }),
     })
+}
+
+/// Warns when the machine is busy before a run: on two cores anything else running skews it.
+async fn warn_if_busy() {
+    let ticks = measure::clock_ticks_per_second();
+    let before = measure::machine_busy_seconds(ticks);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(cores) = before
+        .zip(measure::machine_busy_seconds(ticks))
+        .map(|(before, after)| after - before)
+        && cores > 0.25
+    {
+        println!(
+            "  warning: the machine is {cores:.2} cores busy before this run; its numbers are skewed"
+        );
+    }
 }
 
 /// Reuses the orders table when it holds exactly `rows` rows with notes of `note_width` bytes;
