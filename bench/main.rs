@@ -2,11 +2,13 @@
 //!
 //! `cargo bench --bench tributary-bench -- ceiling [--rows N] [--rows-per-txn N] [--row-width B]`
 //! `cargo bench --bench tributary-bench -- source [--rows N] [--rows-per-txn N] [--variants small,large]`
+//! `cargo bench --bench tributary-bench -- snapshot [--rows N] [--threads 1,2,4]`
 //!
 //! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.
 
 mod ceiling;
 mod measure;
+mod snapshot;
 mod source;
 mod workload;
 
@@ -40,6 +42,10 @@ enum Workload {
     /// of the ceiling measured on the same backlog, with its CPU, peak RSS and commit-to-visible
     /// latency. Needs the release binary: `cargo build --release --bin tributary`.
     Source(source::Args),
+    /// tributary standalone with snapshot.mode=initial_only copying an orders table into Kafka
+    /// (JSON without schemas, exactly once) until it exits, per snapshot.max.threads, as a ratio
+    /// of one COPY of the table drained to nowhere. Needs the release binary.
+    Snapshot(snapshot::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         match cli.workload {
             Workload::Ceiling(args) => ceiling::run(args).await,
             Workload::Source(args) => source::run(args, &cli.out_dir).await,
+            Workload::Snapshot(args) => snapshot::run(args, &cli.out_dir).await,
         }
     })?;
     let path = report.save(&cli.out_dir)?;

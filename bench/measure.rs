@@ -69,7 +69,7 @@ pub fn machine_busy_seconds(ticks_per_second: f64) -> Option<f64> {
     Some(busy / ticks_per_second)
 }
 
-/// Samples processes every few milliseconds until stopped, keeping each one's last reading
+/// Samples processes every few milliseconds until stopped, keeping each one's highest reading
 /// (usage only grows, so the last reading before exit is the closest to the total).
 #[derive(Debug)]
 pub struct Sampler {
@@ -88,8 +88,12 @@ impl Sampler {
             let mut tick = tokio::time::interval(interval);
             loop {
                 for (name, pid) in watched.borrow().iter() {
+                    // Maxima: a process that has exited but is not yet reaped still has its
+                    // CPU times in /proc but no VmHWM any more.
                     if let Some(now) = read_usage(*pid, ticks) {
-                        usage.insert(name.clone(), now);
+                        let seen: &mut ProcessUsage = usage.entry(name.clone()).or_default();
+                        seen.cpu_seconds = seen.cpu_seconds.max(now.cpu_seconds);
+                        seen.peak_rss_bytes = seen.peak_rss_bytes.max(now.peak_rss_bytes);
                     }
                 }
                 tokio::select! {

@@ -113,7 +113,7 @@ pub struct Args {
     keep_topics: bool,
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("{text:?} is not key=value")),
@@ -472,10 +472,10 @@ impl Names {
 
 /// The two files `tributary standalone` takes.
 #[derive(Debug)]
-struct Configs {
-    worker: PathBuf,
-    connector: PathBuf,
-    dir: PathBuf,
+pub(crate) struct Configs {
+    pub(crate) worker: PathBuf,
+    pub(crate) connector: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 fn write_configs(
@@ -527,7 +527,7 @@ fn write_configs(
 
 /// Finds the release binary and copies it next to the configs, so that a rebuild in the shared
 /// target directory cannot swap it during the run.
-fn tributary_binary(explicit: Option<&Path>, tmp: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn tributary_binary(explicit: Option<&Path>, tmp: &Path) -> anyhow::Result<PathBuf> {
     let path = match explicit {
         Some(path) => path.to_owned(),
         None => match std::env::var_os("TRIBUTARY_BIN") {
@@ -576,14 +576,14 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
 
 /// A running `tributary standalone`, logging into the run's temporary directory.
 #[derive(Debug)]
-struct Tributary {
-    child: Child,
-    pid: u32,
-    log: PathBuf,
+pub(crate) struct Tributary {
+    pub(crate) child: Child,
+    pub(crate) pid: u32,
+    pub(crate) log: PathBuf,
 }
 
 impl Tributary {
-    fn start(binary: &Path, configs: &Configs, label: &str) -> anyhow::Result<Self> {
+    pub(crate) fn start(binary: &Path, configs: &Configs, label: &str) -> anyhow::Result<Self> {
         let log = configs.dir.join(format!("tributary-{label}.log"));
         let file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
@@ -603,7 +603,7 @@ impl Tributary {
         Ok(Self { child, pid, log })
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -667,7 +667,10 @@ impl Tributary {
     }
 }
 
-fn consumer(settings: &ClientSettings, tuning: &[(&str, &str)]) -> anyhow::Result<StreamConsumer> {
+pub(crate) fn consumer(
+    settings: &ClientSettings,
+    tuning: &[(&str, &str)],
+) -> anyhow::Result<StreamConsumer> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.bootstrap_servers)
@@ -681,7 +684,7 @@ fn consumer(settings: &ClientSettings, tuning: &[(&str, &str)]) -> anyhow::Resul
     config.create().context("creating a Kafka consumer")
 }
 
-fn assign(consumer: &StreamConsumer, topic: &str, offset: Offset) -> anyhow::Result<()> {
+pub(crate) fn assign(consumer: &StreamConsumer, topic: &str, offset: Offset) -> anyhow::Result<()> {
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, 0, offset)?;
     consumer
@@ -763,7 +766,7 @@ async fn deliver(
 }
 
 /// The pid of the local process listening on the first bootstrap server's port, if any.
-fn broker_pid(bootstrap_servers: &str) -> Option<u32> {
+pub(crate) fn broker_pid(bootstrap_servers: &str) -> Option<u32> {
     let first = bootstrap_servers.split(',').next()?;
     let port = first.rsplit(':').next()?.trim();
     let output = std::process::Command::new("ss")
