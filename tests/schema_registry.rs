@@ -315,3 +315,106 @@ async fn a_record_that_contradicts_the_registry_stops_the_open_with_its_location
     assert!(message.contains("offset 1"), "{message}");
     assert!(message.contains("id 1"), "{message}");
 }
+
+/// A Python with Confluent's client (`confluent-kafka[avro,schemaregistry]` from PyPI), in a venv
+/// under target/ created on first use; fails saying what went wrong when it cannot be made.
+async fn python_with_confluent_kafka() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/registry-venv");
+    let python = venv.join("bin/python");
+    let ready = |python: std::path::PathBuf| async move {
+        tokio::process::Command::new(python)
+            .args(["-c", "import confluent_kafka.schema_registry.avro"])
+            .output()
+            .await
+            .is_ok_and(|output| output.status.success())
+    };
+    if ready(python.clone()).await {
+        return python;
+    }
+    let run = |program: std::path::PathBuf, args: Vec<String>| async move {
+        let output = tokio::process::Command::new(&program)
+            .args(&args)
+            .output()
+            .await
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", program.display()));
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed (python3 with venv and pip, and PyPI, are needed): {}",
+            program.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        "python3".into(),
+        vec!["-m".into(), "venv".into(), venv.display().to_string()],
+    )
+    .await;
+    run(
+        venv.join("bin/pip"),
+        vec![
+            "install".into(),
+            "-q".into(),
+            "confluent-kafka[avro,schemaregistry]".into(),
+        ],
+    )
+    .await;
+    python
+}
+
+#[tokio::test]
+async fn confluents_python_client_registers_fetches_and_serialises_through_the_registry() {
+    let python = python_with_confluent_kafka().await;
+    let topic = unique_name("tributary-test-schemas");
+    let _topic_guard = TestTopic::delete_on_drop(&topic, 1);
+    let registry = Registry::open(&topic).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/schema_registry_client.py"
+    );
+    let output = tokio::process::Command::new(python)
+        .args([script, &registry.base, "py"])
+        .output()
+        .await
+        .expect("the client script runs");
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "the client printed no JSON ({err}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    assert_eq!(seen["id_v1"], json!(1), "{seen}");
+    assert_eq!(seen["id_v1_again"], json!(1), "{seen}");
+    assert_eq!(seen["schema_by_id"]["name"], json!("Value"), "{seen}");
+    assert_eq!(
+        seen["lookup"],
+        json!({"id": 1, "version": 1, "subject": "py-value"})
+    );
+    assert_eq!(seen["compatible_v2"], json!(true), "{seen}");
+    assert_eq!(seen["compatible_incompatible"], json!(false), "{seen}");
+    assert_eq!(
+        seen["incompatible_error"],
+        json!({"status": 409, "code": 409})
+    );
+    assert_eq!(seen["id_v2"], json!(2), "{seen}");
+    assert_eq!(seen["latest"], json!({"id": 2, "version": 2}));
+    assert_eq!(seen["versions"], json!([1, 2]));
+    assert_eq!(seen["subjects"], json!(["py-value"]));
+    assert_eq!(seen["global_level"], json!("BACKWARD"));
+    assert_eq!(seen["subject_level"], json!("FULL"));
+    assert_eq!(
+        seen["missing_version"],
+        json!({"status": 404, "code": 40402})
+    );
+    assert_eq!(
+        (seen["wire_magic"].clone(), seen["wire_id"].clone()),
+        (json!(0), json!(2))
+    );
+    assert_eq!(seen["decoded"], json!({"id": 7, "note": "hello"}));
+    assert_eq!(seen["deleted_versions"], json!([1, 2]));
+    assert_eq!(seen["deleted_permanently"], json!([1, 2]));
+}
