@@ -278,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_answer_counts_as_incompatible() {
+    fn an_enum_losing_a_symbol_is_not_backward_compatible() {
         let v1 = parse(r#"{"type":"enum","name":"E","symbols":["A","B"]}"#);
         let fewer = parse(r#"{"type":"enum","name":"E","symbols":["A"]}"#);
         let old = earlier(std::slice::from_ref(&v1));
