@@ -8,5 +8,6 @@ pub mod event;
 pub mod format;
 pub mod kafka;
 pub mod metrics;
+pub mod registry;
 pub mod runtime;
 pub mod source;

@@ -188,13 +188,53 @@ async fn serve(config_path: PathBuf, log_levels: tributary::api::LogLevels) -> a
         topic_tracking_reset: config.worker.topic_tracking_allow_reset,
     };
     let app = tributary::api::router_with(worker.clone(), options);
+    let stop_registry = CancellationToken::new();
+    let registry = serve_registry(&config, &destination.kafka, stop_registry.clone()).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(wait_for_stop_signal())
         .await
         .context("REST server failed")?;
+    stop_registry.cancel();
+    if let Some(registry) = registry {
+        let _ = registry.await;
+    }
     info!("stopping");
     worker.shutdown().await;
     Ok(())
+}
+
+/// Opens the schema registry (replaying its topic) and serves its API on its own port, unless
+/// `[registry] enabled = false`.
+async fn serve_registry(
+    config: &WorkerConfig,
+    kafka: &ClientSettings,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let section = &config.registry;
+    if !section.enabled {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&section.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (registry.listen)", section.listen))?;
+    let registry = tributary::registry::SchemaRegistry::open(
+        kafka,
+        &section.topic,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .with_context(|| format!("cannot read the schemas from topic {}", section.topic))?;
+    info!(address = %section.listen, topic = %section.topic, "schema registry listening");
+    let app = tributary::api::registry::router(registry);
+    Ok(Some(tokio::spawn(async move {
+        let stopped = async move { stop.cancelled().await };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            warn!(error = %error, "schema registry server failed");
+        }
+    })))
 }
 
 async fn wait_for_stop_signal() {

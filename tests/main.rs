@@ -12,6 +12,7 @@ mod postgres_replication;
 mod replication_connection;
 mod rest_api;
 mod runtime_store;
+mod schema_registry;
 mod services;
 mod source_all_types;
 mod source_kcat;

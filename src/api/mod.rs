@@ -2,6 +2,7 @@
 //! envelope as Connect, so existing scripts, clients and UIs work against `tributary serve`.
 
 mod loggers;
+pub mod registry;
 
 use std::collections::BTreeMap;
 

@@ -15,6 +15,45 @@ pub struct WorkerConfig {
     pub worker: WorkerSection,
     #[serde(default)]
     pub rest: RestSection,
+    #[serde(default)]
+    pub registry: RegistrySection,
+}
+
+/// The built-in Confluent-compatible schema registry (`tributary serve`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// Serve the registry API at all.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Address of the registry API (Confluent's port is 8081).
+    #[serde(default = "RegistrySection::default_listen")]
+    pub listen: String,
+    /// Compacted topic holding the schemas (Confluent's `kafkastore.topic`).
+    #[serde(default = "RegistrySection::default_topic")]
+    pub topic: String,
+}
+
+impl RegistrySection {
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+
+    fn default_listen() -> String {
+        Self::DEFAULT_LISTEN.to_owned()
+    }
+
+    fn default_topic() -> String {
+        crate::registry::DEFAULT_SCHEMAS_TOPIC.to_owned()
+    }
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: Self::default_listen(),
+            topic: Self::default_topic(),
+        }
+    }
 }
 
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -170,6 +209,13 @@ impl WorkerConfig {
                 "TRIBUTARY_WORKER_CONFIGS_TOPIC" => config.worker.configs_topic = value.clone(),
                 "TRIBUTARY_WORKER_STATUS_TOPIC" => config.worker.status_topic = value.clone(),
                 "TRIBUTARY_REST_LISTEN" => config.rest.listen = value.clone(),
+                "TRIBUTARY_REGISTRY_ENABLED" => flag(
+                    "TRIBUTARY_REGISTRY_ENABLED",
+                    value,
+                    &mut config.registry.enabled,
+                ),
+                "TRIBUTARY_REGISTRY_LISTEN" => config.registry.listen = value.clone(),
+                "TRIBUTARY_REGISTRY_TOPIC" => config.registry.topic = value.clone(),
                 _ => {}
             }
         }
@@ -209,6 +255,27 @@ impl WorkerConfig {
                     "{:?} is not an address such as 127.0.0.1:8083",
                     config.rest.listen
                 ),
+            });
+        }
+        if config.registry.enabled
+            && config
+                .registry
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            errors.push(ValidationError {
+                key: "registry.listen".to_owned(),
+                message: format!(
+                    "{:?} is not an address such as 127.0.0.1:8081",
+                    config.registry.listen
+                ),
+            });
+        }
+        if config.registry.topic.trim().is_empty() {
+            errors.push(ValidationError {
+                key: "registry.topic".to_owned(),
+                message: "must not be empty".to_owned(),
             });
         }
         if config.worker.offsets_topic.trim().is_empty() {
@@ -283,6 +350,39 @@ mod tests {
             Some(std::env::var("PATH").expect("PATH").as_str())
         );
         assert!(!format!("{config:?}").contains(&std::env::var("PATH").expect("PATH")));
+    }
+
+    #[test]
+    fn registry_defaults_file_values_and_env_overrides() {
+        let text = "[kafka]\nbootstrap_servers = \"x:1\"\n";
+        let config = WorkerConfig::parse(text, &[]).expect("valid");
+        assert_eq!(config.registry, RegistrySection::default());
+        assert_eq!(
+            (
+                config.registry.listen.as_str(),
+                config.registry.topic.as_str()
+            ),
+            ("127.0.0.1:8081", "_schemas")
+        );
+        assert!(config.registry.enabled);
+        let text = "[kafka]\nbootstrap_servers = \"x:1\"\n[registry]\ntopic = \"schemas\"\n";
+        let config = WorkerConfig::parse(
+            text,
+            &[
+                ("TRIBUTARY_REGISTRY_LISTEN".into(), "0.0.0.0:18081".into()),
+                ("TRIBUTARY_REGISTRY_ENABLED".into(), "false".into()),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.registry.topic, "schemas");
+        assert_eq!(config.registry.listen, "0.0.0.0:18081");
+        assert!(!config.registry.enabled);
+        let err = WorkerConfig::parse(
+            text,
+            &[("TRIBUTARY_REGISTRY_LISTEN".into(), "nowhere".into())],
+        )
+        .expect_err("not an address");
+        assert_eq!(err.0[0].key, "registry.listen");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Compacted topics that hold a worker's state (source offsets, connector configs, statuses):
+//! Compacted topics that hold a worker's state (source offsets, connector configs, statuses,
+//! registered schemas):
 //! creating them compacted, and reading one back from its beginning to its end.
 //!
 //! A read is `read_committed`, so it ends at the last stable offset: records of aborted or
@@ -28,6 +29,8 @@ pub enum StateRole {
     Offsets,
     Configs,
     Status,
+    /// The schema registry's `_schemas` topic.
+    Schemas,
 }
 
 impl std::fmt::Display for StateRole {
@@ -36,6 +39,7 @@ impl std::fmt::Display for StateRole {
             StateRole::Offsets => "offsets",
             StateRole::Configs => "configs",
             StateRole::Status => "status",
+            StateRole::Schemas => "schemas",
         })
     }
 }
