@@ -15,6 +15,10 @@
 //! The Debezium options that change how values look (`decimal.handling.mode`,
 //! `time.precision.mode`, `binary.handling.mode`) are shared by every format and live here.
 
+pub mod avro;
+pub(crate) mod connect;
+#[cfg(test)]
+mod fixtures;
 pub mod json;
 
 use crate::event::TableId;
