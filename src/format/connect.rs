@@ -358,12 +358,11 @@ pub(crate) fn column_plans(table: &TableSchema, modes: &ValueModes) -> Vec<Colum
 }
 
 /// A table's Connect schemas: the key (`<prefix>.<schema>.<table>.Key`; None when no kept column
-/// is part of the key, so the key is null), the row (`….Value`, optional: `before`/`after`) and
-/// the envelope (`….Envelope`, version 2).
+/// is part of the key, so the key is null) and the envelope (`….Envelope`, version 2, whose
+/// `before`/`after` are the optional row struct `….Value`).
 #[derive(Debug)]
 pub(crate) struct TableSchemas {
     pub(crate) key: Option<ConnectSchema>,
-    pub(crate) row: ConnectSchema,
     pub(crate) envelope: ConnectSchema,
 }
 
@@ -395,7 +394,7 @@ impl TableSchemas {
         let envelope = ConnectSchema::structure(
             vec![
                 ("before", row.clone()),
-                ("after", row.clone()),
+                ("after", row),
                 ("source", source_schema.clone()),
                 ("transaction", transaction_schema.clone()),
                 ("op", ConnectSchema::primitive("string")),
@@ -406,7 +405,7 @@ impl TableSchemas {
             &format!("{record_name}.Envelope"),
             2,
         );
-        Self { key, row, envelope }
+        Self { key, envelope }
     }
 }
 
