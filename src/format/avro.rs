@@ -272,15 +272,20 @@ impl AvroEncoder {
         transaction: Option<&TransactionBlock>,
         schema_id: u32,
     ) -> Result<Vec<u8>, Error> {
-        let SchemaKind::Struct(fields) = &self.message_value_schema.kind else {
-            unreachable_schema()
-        };
+        // The `message` block is the fifth field of the schema built in `new`.
+        let block_schema = match &self.message_value_schema.kind {
+            SchemaKind::Struct(fields) => fields.get(4).map(|(_, schema)| schema),
+            _ => None,
+        }
+        .ok_or_else(|| Error::AvroEncoding {
+            subject: self.message_value.subject.clone(),
+        })?;
         let content = match self.options.binary_handling {
             BinaryHandling::Bytes => AvroValue::Bytes(content.to_vec()),
             mode => AvroValue::String(binary_as_text(mode, content)),
         };
         let message = record(
-            &fields[4].1,
+            block_schema,
             vec![Some(AvroValue::String(prefix.to_owned())), Some(content)],
         );
         let datum = record(
@@ -389,11 +394,6 @@ impl AvroEncoder {
             )
         })
     }
-}
-
-/// The fixed schemas are built in this module; their shape is known.
-fn unreachable_schema() -> ! {
-    unreachable!("the message value schema is a struct with five fields")
 }
 
 // ---------------------------------------------------------------------------------------------
