@@ -11,10 +11,18 @@
 //!
 //! - [`json`]: Kafka Connect's `JsonConverter` shape, with `schemas.enable` on
 //!   (`{"schema": …, "payload": …}`) or off (payload only).
+//! - [`avro`]: Confluent's `AvroConverter` shape: Avro schemas derived from the same Connect
+//!   schemas, datums in the Confluent wire format.
+//!
+//! Both are built on one Connect model (`connect`): the per-column mapping is decided once.
 //!
 //! The Debezium options that change how values look (`decimal.handling.mode`,
 //! `time.precision.mode`, `binary.handling.mode`) are shared by every format and live here.
 
+pub mod avro;
+pub(crate) mod connect;
+#[cfg(test)]
+mod fixtures;
 pub mod json;
 pub mod registry_client;
 
@@ -114,6 +122,12 @@ pub enum Error {
         expected: usize,
         found: usize,
     },
+    #[error("the Avro schema of {subject} is not valid Avro: {reason}")]
+    InvalidAvroSchema { subject: String, reason: String },
+    /// The value does not fit the schema built for it: a fault in the mapping, not in the data.
+    /// No detail from the Avro library: its messages can quote row values.
+    #[error("an event of {subject} does not fit its Avro schema; please report this as a bug")]
+    AvroEncoding { subject: String },
     #[error("a {op} event for table {table} has no {image} row image")]
     MissingImage {
         table: TableId,
