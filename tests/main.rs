@@ -15,6 +15,7 @@ mod runtime_store;
 mod schema_registry;
 mod services;
 mod source_all_types;
+mod source_avro;
 mod source_kcat;
 mod source_options;
 mod source_snapshot;

@@ -316,54 +316,9 @@ async fn a_record_that_contradicts_the_registry_stops_the_open_with_its_location
     assert!(message.contains("id 1"), "{message}");
 }
 
-/// A Python with Confluent's client (`confluent-kafka[avro,schemaregistry]` from PyPI), in a venv
-/// under target/ created on first use; fails saying what went wrong when it cannot be made.
-async fn python_with_confluent_kafka() -> std::path::PathBuf {
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/registry-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: std::path::PathBuf| async move {
-        tokio::process::Command::new(python)
-            .args(["-c", "import confluent_kafka.schema_registry.avro"])
-            .output()
-            .await
-            .is_ok_and(|output| output.status.success())
-    };
-    if ready(python.clone()).await {
-        return python;
-    }
-    let run = |program: std::path::PathBuf, args: Vec<String>| async move {
-        let output = tokio::process::Command::new(&program)
-            .args(&args)
-            .output()
-            .await
-            .unwrap_or_else(|err| panic!("cannot run {}: {err}", program.display()));
-        assert!(
-            output.status.success(),
-            "{} {args:?} failed (python3 with venv and pip, and PyPI, are needed): {}",
-            program.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    run(
-        "python3".into(),
-        vec!["-m".into(), "venv".into(), venv.display().to_string()],
-    )
-    .await;
-    run(
-        venv.join("bin/pip"),
-        vec![
-            "install".into(),
-            "-q".into(),
-            "confluent-kafka[avro,schemaregistry]".into(),
-        ],
-    )
-    .await;
-    python
-}
-
 #[tokio::test]
 async fn confluents_python_client_registers_fetches_and_serialises_through_the_registry() {
-    let python = python_with_confluent_kafka().await;
+    let python = crate::support::python::with_confluent_kafka().await;
     let topic = unique_name("tributary-test-schemas");
     let _topic_guard = TestTopic::delete_on_drop(&topic, 1);
     let registry = Registry::open(&topic).await;

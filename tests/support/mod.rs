@@ -3,6 +3,7 @@
 
 pub mod kafka;
 pub mod postgres;
+pub mod python;
 pub mod source;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -93,6 +93,19 @@ pub enum Error {
     SnapshotRow { table: String, reason: String },
     #[error("a snapshot copy task failed: {reason}")]
     SnapshotWorker { reason: String },
+    #[error(
+        "{}{source}{}",
+        table.as_ref().map(|t| format!("table {t}: ")).unwrap_or_default(),
+        if matches!(source, crate::format::registry_client::RegistryError::Incompatible { .. }) {
+            ". Make the change compatible with the subject's compatibility rule (a new column nullable or with a default), or relax the rule (PUT /config/<subject> {\"compatibility\": \"NONE\"}), then restart the connector"
+        } else {
+            ""
+        }
+    )]
+    SchemaRegistry {
+        table: Option<String>,
+        source: crate::format::registry_client::RegistryError,
+    },
 }
 
 fn describe_sql(error: &tokio_postgres::Error) -> String {
@@ -139,6 +152,7 @@ impl Error {
             ),
             Error::Produce { .. } => true,
             Error::SlotInUse { .. } => true,
+            Error::SchemaRegistry { source, .. } => source.is_transient(),
             Error::Decode { .. }
             | Error::Value { .. }
             | Error::NotUtf8 { .. }

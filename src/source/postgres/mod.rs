@@ -1,6 +1,7 @@
 //! The PostgreSQL source: the logical replication stream (pgoutput) turned into change events.
 
 pub mod database;
+mod encode;
 mod error;
 pub mod frames;
 pub mod pgoutput;

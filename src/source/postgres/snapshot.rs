@@ -52,16 +52,16 @@ use tracing::{Instrument, debug, info};
 use super::{
     Error,
     database::{self, SlotInfo, quote_identifier},
+    encode::RecordEncoder,
     pgoutput::{Relation, RelationColumn, Tuple, TupleValue},
     relations::{CachedRelation, RelationCache},
     replication::{ReplicationConnection, SlotSnapshot},
-    stream::{self, StreamTask},
+    stream::StreamTask,
     types::DecodeOptions,
 };
 use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
     event::{Lsn, Op, ReplicaIdentity, Row, RowChange, SnapshotMarker, SourceInfo, TableId},
-    format::json::JsonEncoder,
     kafka::SourceOffset,
 };
 
@@ -858,7 +858,7 @@ async fn copy_chunks(
     shared: Arc<WorkerShared>,
     sender: mpsc::Sender<Message>,
 ) -> Result<(), Error> {
-    let (mut value_encoder, mut key_encoder) = stream::json_encoders(&shared.config);
+    let mut records = RecordEncoder::new(&shared.config);
     while let Some(job) = shared.next_job() {
         let table = &shared.tables[job.table];
         if table.progress.started.set(Instant::now()).is_ok() {
@@ -871,12 +871,15 @@ async fn copy_chunks(
         }
         debug!(table = %table.relation.schema.id, chunk = job.index, worker, "copying chunk");
         let started = Instant::now();
+        // Avro: the table's schemas are registered (or found) before its rows are encoded.
+        records
+            .prepare(&table.relation.schema, &table.topic)
+            .await?;
         let mut reader = ChunkReader {
             table,
             table_index: job.table,
             shared: &shared,
-            value_encoder: &mut value_encoder,
-            key_encoder: &mut key_encoder,
+            records: &mut records,
             out: Vec::new(),
             fields: Vec::new(),
             batch: Vec::new(),
@@ -944,8 +947,7 @@ struct ChunkReader<'a> {
     table: &'a SnapshotTable,
     table_index: usize,
     shared: &'a WorkerShared,
-    value_encoder: &'a mut JsonEncoder,
-    key_encoder: &'a mut JsonEncoder,
+    records: &'a mut RecordEncoder,
     out: Vec<u8>,
     fields: Vec<Option<Range<usize>>>,
     batch: Vec<SnapshotRecord>,
@@ -1030,11 +1032,8 @@ impl ChunkReader<'_> {
                 snapshot: SnapshotMarker::Yes,
             },
         };
-        let key = self.key_encoder.key(&change).map_err(Error::Encode)?;
-        let value = self
-            .value_encoder
-            .value(&change, now_micros(), None)
-            .map_err(Error::Encode)?;
+        let key = self.records.key(&change)?;
+        let value = self.records.value(&change, now_micros(), None)?;
         Ok(SnapshotRecord::Encoded { key, value })
     }
 

@@ -39,6 +39,7 @@ use tracing::{debug, info, warn};
 use super::{
     Error,
     database::{self, SlotInfo},
+    encode::RecordEncoder,
     frames::{self, ServerFrame},
     pgoutput::{self, Message, OldTuple},
     relations::{CachedRelation, RelationCache},
@@ -51,10 +52,7 @@ use super::{
 use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
     event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
-    format::{
-        ConnectorContext,
-        json::{JsonEncoder, JsonOptions, TransactionBlock},
-    },
+    format::json::TransactionBlock,
     kafka::{ClientSettings, OffsetStore, SourceOffset, TopicAdmin, TopicSpec},
     metrics::{Metrics, TaskMetrics},
 };
@@ -473,10 +471,8 @@ pub(super) struct StreamTask<'a> {
     /// None while a snapshot is produced: streaming starts once it is read.
     stream: Option<ReplicationStream>,
     relations: RelationCache,
-    /// Values, and keys when both converters agree on `schemas.enable`.
-    encoder: JsonEncoder,
-    /// Keys: Kafka Connect configures the key converter on its own.
-    key_encoder: JsonEncoder,
+    /// Keys and values in the connector's converters.
+    records: RecordEncoder,
     key_schemas_enable: bool,
     decode_options: DecodeOptions,
     admin: TopicAdmin,
@@ -538,7 +534,7 @@ impl<'a> StreamTask<'a> {
         stored: Option<SourceOffset>,
         start: Lsn,
     ) -> Self {
-        let (encoder, key_encoder) = json_encoders(config);
+        let records = RecordEncoder::new(config);
         Self {
             config,
             sql,
@@ -546,8 +542,7 @@ impl<'a> StreamTask<'a> {
             offsets,
             stream,
             relations: RelationCache::default(),
-            key_encoder,
-            encoder,
+            records,
             key_schemas_enable: config.key_schemas_enable,
             decode_options: DecodeOptions {
                 money_fraction_digits: config.money_fraction_digits,
@@ -833,9 +828,13 @@ impl<'a> StreamTask<'a> {
                     let source = self.source_info(lsn);
                     let block = self.count_event(Some(&schema));
                     let topic = self.config.table_topic(&schema.id);
-                    let value =
-                        self.encoder
-                            .truncate_value(&schema, &source, now_micros(), block.as_ref());
+                    self.records.prepare(&schema, &topic).await?;
+                    let value = self.records.truncate_value(
+                        &schema,
+                        &source,
+                        now_micros(),
+                        block.as_ref(),
+                    )?;
                     self.send(&topic, None, Some(&value), None).await?;
                     self.metrics.event(Op::Truncate);
                 }
@@ -881,15 +880,16 @@ impl<'a> StreamTask<'a> {
                 } else {
                     None
                 };
-                let key = self.key_encoder.message_key(prefix);
-                let value = self.encoder.message_value(
+                let topic = self.config.message_topic.clone();
+                self.records.prepare_messages(&topic).await?;
+                let key = self.records.message_key(prefix)?;
+                let value = self.records.message_value(
                     prefix,
                     content,
                     &source,
                     now_micros(),
                     block.as_ref(),
-                );
-                let topic = self.config.message_topic.clone();
+                )?;
                 self.send(&topic, Some(&key), Some(&value), None).await?;
                 self.metrics.event(Op::Message);
             }
@@ -976,12 +976,10 @@ impl<'a> StreamTask<'a> {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         let block = self.count_event(Some(&change.table));
-        let key = self.key_encoder.key(change).map_err(encode_error)?;
-        let value = self
-            .encoder
-            .value(change, now_micros(), block.as_ref())
-            .map_err(encode_error)?;
         let topic = self.config.table_topic(&change.table.id);
+        self.records.prepare(&change.table, &topic).await?;
+        let key = self.records.key(change)?;
+        let value = self.records.value(change, now_micros(), block.as_ref())?;
         self.send(&topic, key.as_deref(), Some(&value), headers)
             .await?;
         self.metrics.event(change.op);
@@ -989,10 +987,11 @@ impl<'a> StreamTask<'a> {
     }
 
     async fn send_tombstone(&mut self, delete: &RowChange) -> Result<(), Error> {
-        let Some(key) = self.key_encoder.key(delete).map_err(encode_error)? else {
+        let topic = self.config.table_topic(&delete.table.id);
+        self.records.prepare(&delete.table, &topic).await?;
+        let Some(key) = self.records.key(delete)? else {
             return Ok(());
         };
-        let topic = self.config.table_topic(&delete.table.id);
         self.send(&topic, Some(&key), None, None).await
     }
 
@@ -1007,8 +1006,10 @@ impl<'a> StreamTask<'a> {
     ) -> Result<(), Error> {
         let delete = self.change(schema, Op::Delete, Some(before), None, lsn);
         let create = self.change(schema, Op::Create, None, Some(after), lsn);
-        let old_key = self.key_encoder.key(&delete).map_err(encode_error)?;
-        let new_key = self.key_encoder.key(&create).map_err(encode_error)?;
+        let topic = self.config.table_topic(&schema.id);
+        self.records.prepare(schema, &topic).await?;
+        let old_key = self.records.key(&delete)?;
+        let new_key = self.records.key(&create)?;
         let header = |name: &str, key: &Option<Vec<u8>>| {
             OwnedHeaders::new().insert(Header {
                 key: name,
@@ -1382,36 +1383,10 @@ async fn next_frame(
     }
 }
 
-/// The value and key encoders `config` asks for (Kafka Connect configures the key converter on
-/// its own).
-pub(super) fn json_encoders(config: &PostgresSourceConfig) -> (JsonEncoder, JsonEncoder) {
-    let options = JsonOptions {
-        schemas_enable: config.value_schemas_enable,
-        decimal_handling: config.decimal_handling,
-        time_precision: config.time_precision,
-        binary_handling: config.binary_handling,
-        unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
-        money_fraction_digits: config.money_fraction_digits,
-    };
-    let context = ConnectorContext::new(&config.topic_prefix, &config.dbname);
-    let key_options = JsonOptions {
-        schemas_enable: config.key_schemas_enable,
-        ..options.clone()
-    };
-    (
-        JsonEncoder::new(options, context.clone()),
-        JsonEncoder::new(key_options, context),
-    )
-}
-
 fn key_differs(schema: &TableSchema, before: &Row, after: &Row) -> bool {
     schema
         .key_columns()
         .any(|(index, _)| before.0.get(index) != after.0.get(index))
-}
-
-fn encode_error(error: crate::format::Error) -> Error {
-    Error::Encode(error)
 }
 
 fn protocol(message: &str) -> Error {
