@@ -24,17 +24,21 @@ pub(super) struct RecordEncoder {
 
 #[derive(Debug)]
 enum Side {
-    Json(JsonEncoder),
-    Avro(AvroSide),
+    // Boxed: both are large, and a task holds two.
+    Json(Box<JsonEncoder>),
+    Avro(Box<AvroSide>),
 }
+
+/// A table as last registered on one side, with that side's schema and id (None: no key).
+type Registered = (Arc<TableSchema>, Option<(Arc<str>, u32)>);
 
 /// An Avro encoder and the ids its current schemas have in the registry.
 #[derive(Debug)]
 struct AvroSide {
     encoder: AvroEncoder,
     registry: RegistryClient,
-    /// Per relation: the table as last registered, and its schema and id (None: no key).
-    ids: HashMap<u32, (Arc<TableSchema>, Option<(Arc<str>, u32)>)>,
+    /// Per relation: the table as last registered, and its schema and id.
+    ids: HashMap<u32, Registered>,
     /// The logical decoding message schema's id.
     message_id: Option<u32>,
 }
@@ -43,7 +47,7 @@ impl RecordEncoder {
     pub(super) fn new(config: &PostgresSourceConfig) -> Self {
         let context = ConnectorContext::new(&config.topic_prefix, &config.dbname);
         let side = |converter: &Converter| match converter {
-            Converter::Json { schemas_enable } => Side::Json(JsonEncoder::new(
+            Converter::Json { schemas_enable } => Side::Json(Box::new(JsonEncoder::new(
                 JsonOptions {
                     schemas_enable: *schemas_enable,
                     decimal_handling: config.decimal_handling,
@@ -53,8 +57,8 @@ impl RecordEncoder {
                     money_fraction_digits: config.money_fraction_digits,
                 },
                 context.clone(),
-            )),
-            Converter::Avro(registry) => Side::Avro(AvroSide {
+            ))),
+            Converter::Avro(registry) => Side::Avro(Box::new(AvroSide {
                 encoder: AvroEncoder::new(
                     AvroOptions {
                         decimal_handling: config.decimal_handling,
@@ -68,7 +72,7 @@ impl RecordEncoder {
                 registry: RegistryClient::new(registry),
                 ids: HashMap::new(),
                 message_id: None,
-            }),
+            })),
         };
         Self {
             key: side(&config.key_converter),
