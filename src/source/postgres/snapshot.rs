@@ -71,8 +71,8 @@ pub const MAX_CHUNKS_PER_TABLE: u64 = 1024;
 /// Rows per page assumed for a table the server has no statistics for yet (~160-byte rows).
 const ASSUMED_ROWS_PER_PAGE: f64 = 50.0;
 
-/// A batch is handed on when it holds this many bytes of COPY text, even if it has fewer than
-/// `snapshot.fetch.size` rows: wide rows must not make batches large.
+/// A batch is handed on when it holds this many bytes (encoded records, or COPY text for rows),
+/// even if it has fewer than `snapshot.fetch.size` rows: wide rows must not make batches large.
 const BATCH_BYTES: usize = 4 << 20;
 
 /// What the source does on start, from the mode and what is stored.
@@ -999,9 +999,16 @@ impl ChunkReader<'_> {
             } else {
                 self.encode(previous)?
             };
+            // Encoded records are what the batch holds: count their bytes (a few times the
+            // COPY text), so the memory bound holds whatever the converter.
+            self.batch_bytes += match &record {
+                SnapshotRecord::Row(_) => line.len(),
+                SnapshotRecord::Encoded { key, value } => {
+                    key.as_ref().map_or(0, Vec::len) + value.len()
+                }
+            };
             self.batch.push(record);
         }
-        self.batch_bytes += line.len();
         self.rows += 1;
         Ok(())
     }
