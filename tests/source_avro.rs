@@ -143,29 +143,36 @@ async fn confluents_avro_deserializer_reads_every_type_as_the_json_converter_wri
     let mut avro_records =
         Collector::new(fixture.topic(&avro_topic).await, Isolation::ReadCommitted);
 
+    // The full row exists before the connectors start: both snapshot it (op=r), so the
+    // snapshot's encoding is compared too.
+    fixture
+        .db
+        .client()
+        .batch_execute(FULL_ROW)
+        .await
+        .expect("full row");
     let json_config = fixture.config(
         "public.all_types",
         &[
             ("key.converter.schemas.enable", "false"),
             ("value.converter.schemas.enable", "false"),
+            ("snapshot.mode", "initial"),
         ],
     );
     let mut json_source = InProcessSource::start(json_config, fixture.destination());
     json_source.wait_until_streaming(&fixture).await;
-    let avro_source = InProcessSource::start(
-        avro_config(&fixture, &registry, "public.all_types"),
-        fixture.destination(),
-    );
+    let mut avro = avro_config(&fixture, &registry, "public.all_types");
+    avro.snapshot_mode = tributary::config::SnapshotMode::Initial;
+    let avro_source = InProcessSource::start(avro, fixture.destination());
     // Both slots stream before the rows are written.
     wait_until_avro_streams(&fixture).await;
     let client = fixture.db.client();
-    client.batch_execute(FULL_ROW).await.expect("full row");
     client.batch_execute(EDGE_ROW).await.expect("edge row");
     client
         .batch_execute("DELETE FROM all_types")
         .await
         .expect("delete");
-    // Two inserts and two deletes, each delete followed by a tombstone.
+    // A snapshot read, an insert and two deletes, each delete followed by a tombstone.
     json_records.collect(6, WAIT).await;
     let avro = avro_records.collect(6, WAIT).await;
     for record in avro.iter().filter(|r| r.value.is_some()) {
@@ -183,6 +190,7 @@ async fn confluents_avro_deserializer_reads_every_type_as_the_json_converter_wri
     .await;
     assert_eq!(report["compared"], 4, "{report}");
     assert_eq!(report["mismatches"], json!([]), "{report}");
+    assert_eq!(report["ops"], json!(["r", "c", "d", "d"]), "{report}");
     // The full row's numeric column decoded as a decimal with its scale.
     assert!(
         report["after"][0].to_string().contains("decimal"),
@@ -200,7 +208,10 @@ async fn added_and_dropped_columns_get_new_schema_ids_and_an_incompatible_change
     fixture
         .db
         .client()
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL)")
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+             INSERT INTO t SELECT g, g * 10 FROM generate_series(101, 105) g;",
+        )
         .await
         .expect("schema");
     let json_topic = fixture.table_topic("t");
@@ -209,19 +220,21 @@ async fn added_and_dropped_columns_get_new_schema_ids_and_an_incompatible_change
     let mut avro_records =
         Collector::new(fixture.topic(&avro_topic).await, Isolation::ReadCommitted);
     let client = fixture.db.client();
+    // Five rows to snapshot first: the rows between a chunk's first and last are encoded by
+    // the copying thread, the others by the producer; both must register and encode alike.
     let json_config = fixture.config(
         "public.t",
         &[
             ("key.converter.schemas.enable", "false"),
             ("value.converter.schemas.enable", "false"),
+            ("snapshot.mode", "initial"),
         ],
     );
     let mut json_source = InProcessSource::start(json_config, fixture.destination());
     json_source.wait_until_streaming(&fixture).await;
-    let avro_source = InProcessSource::start(
-        avro_config(&fixture, &registry, "public.t"),
-        fixture.destination(),
-    );
+    let mut avro = avro_config(&fixture, &registry, "public.t");
+    avro.snapshot_mode = tributary::config::SnapshotMode::Initial;
+    let avro_source = InProcessSource::start(avro, fixture.destination());
     wait_until_avro_streams(&fixture).await;
 
     client
@@ -234,30 +247,39 @@ async fn added_and_dropped_columns_get_new_schema_ids_and_an_incompatible_change
         )
         .await
         .expect("evolution");
-    avro_records.collect(3, WAIT).await;
+    avro_records.collect(8, WAIT).await;
     let report = run_python(&[
         &bootstrap_servers(),
         &registry.url,
         &json_topic,
         &avro_topic,
-        "3",
+        "8",
     ])
     .await;
     assert_eq!(report["mismatches"], json!([]), "{report}");
+    assert_eq!(
+        report["ops"],
+        json!(["r", "r", "r", "r", "r", "c", "c", "c"]),
+        "{report}"
+    );
     let ids: Vec<u64> = report["value_schema_ids"]
         .as_array()
         .expect("ids")
         .iter()
         .map(|id| id.as_u64().expect("an id"))
         .collect();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 8);
+    assert!(
+        ids[..6].iter().all(|id| *id == ids[0]),
+        "one shape: {ids:?}"
+    );
     assert_ne!(
-        ids[0], ids[1],
+        ids[5], ids[6],
         "the added column gives a new schema: {ids:?}"
     );
     // Dropping it again is the first shape: the registry answers with its id.
-    assert_eq!(ids[2], ids[0], "{ids:?}");
-    assert_eq!(report["after"][1]["note"], "added", "{report}");
+    assert_eq!(ids[7], ids[0], "{ids:?}");
+    assert_eq!(report["after"][6]["note"], "added", "{report}");
 
     // Retyping a column is not backward compatible: the source stops, naming the column, and
     // nothing of that transaction reaches the topic.
