@@ -6,6 +6,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Python with Confluent's client (confluent-kafka from PyPI): the tests read Avro topics and talk to
+# the schema registry with it. The venv lives under target/ and is made once.
+ensure_python() {
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    step "installing python3-venv"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  fi
+  local venv=target/registry-venv
+  if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro' >/dev/null 2>&1; then
+    step "python venv with confluent-kafka"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'confluent-kafka[avro,schemaregistry]'
+  fi
+}
+
 ensure_build_tools() {
   # librdkafka is built from its bundled source: it needs a C toolchain, make and perl.
   local missing=()
@@ -33,6 +49,7 @@ ensure_test_tools() {
 
 ensure_build_tools
 ensure_test_tools
+ensure_python
 
 step "services"
 scripts/services.sh up

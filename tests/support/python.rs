@@ -3,6 +3,12 @@
 /// A Python with Confluent's client (`confluent-kafka[avro,schemaregistry]` from PyPI), in a venv
 /// under target/ created on first use; fails saying what went wrong when it cannot be made.
 pub async fn with_confluent_kafka() -> std::path::PathBuf {
+    // Tests run in parallel: one of them makes the venv, the others wait for it.
+    static VENV: tokio::sync::OnceCell<std::path::PathBuf> = tokio::sync::OnceCell::const_new();
+    VENV.get_or_init(make_venv).await.clone()
+}
+
+async fn make_venv() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/registry-venv");
     let python = venv.join("bin/python");
     let ready = |python: std::path::PathBuf| async move {
