@@ -564,6 +564,19 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
                 }
             }
         }
+        // tributary's slots would otherwise hold the backlog's WAL until the next run.
+        for names in &names {
+            if let Err(error) = client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                      WHERE slot_name = $1 AND NOT active",
+                    &[&names.slot],
+                )
+                .await
+            {
+                println!("warning: could not drop slot {}: {error}", names.slot);
+            }
+        }
         let (result, measured_latency) = outcome?;
         if measured_latency.is_some() {
             latency = measured_latency;
