@@ -1,7 +1,7 @@
 //! The tributary benchmark harness. See `bench/README.md`.
 //!
 //! `cargo bench --bench tributary-bench -- ceiling [--rows N] [--rows-per-txn N] [--row-width B]`
-//! `cargo bench --bench tributary-bench -- source [--rows N] [--rows-per-txn N] [--variants small,large]`
+//! `cargo bench --bench tributary-bench -- source [--rows N] [--variants small,large] [--formats json,avro]`
 //! `cargo bench --bench tributary-bench -- snapshot [--rows N] [--threads 1,2,4]`
 //!
 //! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.
@@ -38,9 +38,10 @@ enum Workload {
     /// How fast pg_recvlogical (pgoutput, proto 1) drains a slot backlog, and its commit-to-
     /// delivery latency at a steady rate: the ceiling one replication slot can deliver.
     Ceiling(ceiling::Args),
-    /// tributary standalone draining a slot backlog into Kafka (JSON, exactly once) as a ratio
-    /// of the ceiling measured on the same backlog, with its CPU, peak RSS and commit-to-visible
-    /// latency. Needs the release binary: `cargo build --release --bin tributary`.
+    /// tributary standalone draining a slot backlog into Kafka (exactly once; once per format,
+    /// JSON and Avro) as a ratio of the ceiling measured on the same backlog, with its CPU, peak
+    /// RSS, bytes per event and commit-to-visible latency. Needs the release binary:
+    /// `cargo build --release --bin tributary`.
     Source(source::Args),
     /// tributary standalone with snapshot.mode=initial_only copying an orders table into Kafka
     /// (JSON without schemas, exactly once) until it exits, per snapshot.max.threads, as a ratio

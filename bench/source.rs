@@ -1,37 +1,45 @@
-//! The source: `tributary standalone` streaming a PostgreSQL slot backlog into Kafka (JSON,
-//! exactly once), against the ceiling (`pg_recvlogical` on the same backlog) measured in the same
-//! run.
+//! The source: `tributary standalone` streaming a PostgreSQL slot backlog into Kafka (exactly
+//! once, once per converter format: JSON, and Avro against a schema registry the bench serves
+//! itself), against the ceiling (`pg_recvlogical` on the same backlog) measured in the same run.
 //!
 //! For each backlog variant (many small transactions; one large transaction) the database is
-//! recreated, the ceiling's slots and tributary's slot are created (tributary creates its own by
-//! starting once with `snapshot.mode=no_data` and being stopped with SIGTERM), the backlog is
-//! loaded, `pg_recvlogical` drains it, and then tributary is started again and timed from its
-//! start until the end marker (a logical decoding message committed after the last row, which
-//! tributary produces to `<prefix>.message`) is visible to a `read_committed` consumer: tributary
-//! commits Kafka transactions in PostgreSQL commit order, so every row is visible by then. The
-//! table topic is counted afterwards, untimed, so that the bench's own consuming does not compete
-//! with tributary for the two cores.
+//! recreated, the ceiling's slots and one tributary slot per format are created (tributary creates
+//! its own by starting once with `snapshot.mode=no_data` and being stopped with SIGTERM), the
+//! backlog is loaded, `pg_recvlogical` drains it, and then tributary is started again per format
+//! and timed from its start until the end marker (a logical decoding message committed after the
+//! last row, which tributary produces to `<prefix>.message`) is visible to a `read_committed`
+//! consumer: tributary commits Kafka transactions in PostgreSQL commit order, so every row is
+//! visible by then. The table topic is counted afterwards, untimed, so that the bench's own
+//! consuming does not compete with tributary for the two cores; that count also sums the key and
+//! value bytes of every record, for the bytes per event of each format.
 //!
-//! Latency: after the first variant has drained, its tributary keeps streaming while transactions
-//! arrive at a steady rate; a sample is the time a `read_committed` consumer receives a record
-//! minus its transaction's commit time in PostgreSQL (`source.ts_us`), on the same machine.
+//! Latency: after the last format of the first variant has drained (later, its rows would land in
+//! the slots still to be drained), its tributary keeps streaming while transactions arrive at a
+//! steady rate; a sample is the time a `read_committed` consumer receives a record minus its
+//! transaction's commit time in PostgreSQL (`source.ts_us`, read from the JSON or Avro value), on
+//! the same machine.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, bail};
+use apache_avro::types::Value as AvroValue;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
 };
 use serde::Deserialize;
 use serde_json::json;
-use tokio::{process::Child, sync::watch};
+use tokio::{process::Child, sync::watch, task::JoinHandle};
 use tokio_postgres::Client;
-use tributary::kafka::{ClientSettings, TopicAdmin, TopicSpec};
+use tributary::{
+    kafka::{ClientSettings, TopicAdmin, TopicSpec},
+    registry::SchemaRegistry,
+};
 
 use crate::{
     ceiling::{self, Drain},
@@ -39,8 +47,6 @@ use crate::{
     workload::{self, END_MARKER, Postgres, RowShape},
 };
 
-/// tributary's slot in the benchmark database.
-const SLOT: &str = "bench_tributary";
 /// The issue's targets: a fraction of the ceiling, and a memory bound.
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_RSS_BYTES: u64 = 300 * 1024 * 1024;
@@ -62,6 +68,38 @@ impl Variant {
     }
 }
 
+/// The converters tributary writes keys and values with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `JsonConverter` with schemas (every other converter key at its default).
+    Json,
+    /// `AvroConverter` in Confluent's wire format, against the bench's in-process registry.
+    Avro,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Avro => "avro",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Avro => "Avro",
+        }
+    }
+
+    fn converter(self) -> &'static str {
+        match self {
+            Format::Json => "org.apache.kafka.connect.json.JsonConverter",
+            Format::Avro => "io.confluent.connect.avro.AvroConverter",
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Row changes in the small-transaction backlog.
@@ -76,6 +114,11 @@ pub struct Args {
     /// Backlogs to drain, in this order; the first one also carries the latency measurement.
     #[arg(long, value_delimiter = ',', default_value = "small,large")]
     variants: Vec<Variant>,
+    /// Converter formats: each backlog is drained once per format, in this order, from its own
+    /// slot (all created before the load, so each holds the same backlog). Avro registers its
+    /// schemas in a registry served by the bench on 127.0.0.1.
+    #[arg(long, value_delimiter = ',', default_value = "json,avro")]
+    formats: Vec<Format>,
     /// Width of the text column in bytes (a row is about 60 bytes more).
     #[arg(long, default_value_t = 100)]
     row_width: u32,
@@ -134,45 +177,39 @@ struct Delivery {
     kafka: Option<ProcessUsage>,
 }
 
+/// One format's drain of a backlog.
 #[derive(Debug)]
-struct VariantResult {
-    variant: Variant,
+struct FormatRun {
+    format: Format,
     rows: u64,
-    rows_per_txn: u64,
-    load_time: Duration,
-    ceiling: Vec<Drain>,
+    ceiling_rate: f64,
     delivery: Delivery,
     verified_records: u64,
+    /// Key plus value bytes of the verified records.
+    record_bytes: u64,
 }
 
-impl VariantResult {
-    fn ceiling_rate(&self) -> f64 {
-        ceiling::median_rate(&self.ceiling, self.rows)
-    }
-
+impl FormatRun {
     fn rate(&self) -> f64 {
         self.rows as f64 / self.delivery.elapsed.as_secs_f64()
     }
 
     fn ratio(&self) -> f64 {
-        self.rate() / self.ceiling_rate()
+        self.rate() / self.ceiling_rate
     }
 
     fn cpu_per_million(&self) -> f64 {
         self.delivery.tributary.cpu_seconds * 1e6 / self.rows as f64
     }
 
+    fn bytes_per_event(&self) -> f64 {
+        self.record_bytes as f64 / self.verified_records.max(1) as f64
+    }
+
     fn to_json(&self) -> serde_json::Value {
         let d = &self.delivery;
         json!({
-            "variant": self.variant.name(),
-            "rows": self.rows,
-            "rows_per_txn": self.rows_per_txn,
-            "load_seconds": self.load_time.as_secs_f64(),
-            "ceiling": {
-                "rows_per_second_median": self.ceiling_rate(),
-                "runs": self.ceiling.iter().map(|c| c.to_json(self.rows)).collect::<Vec<_>>(),
-            },
+            "format": self.format.name(),
             "tributary": {
                 "seconds": d.elapsed.as_secs_f64(),
                 "streaming_after_seconds": d.streaming_after.as_secs_f64(),
@@ -187,6 +224,8 @@ impl VariantResult {
                 "machine_busy_cpu_seconds": d.machine_busy_seconds,
             },
             "verified_records": self.verified_records,
+            "record_key_value_bytes": self.record_bytes,
+            "bytes_per_event": self.bytes_per_event(),
             "meets_ratio_target": self.ratio() >= TARGET_RATIO,
             "meets_rss_target": d.tributary.peak_rss_bytes < TARGET_RSS_BYTES,
         })
@@ -194,7 +233,77 @@ impl VariantResult {
 }
 
 #[derive(Debug)]
+struct VariantResult {
+    variant: Variant,
+    rows: u64,
+    rows_per_txn: u64,
+    load_time: Duration,
+    ceiling: Vec<Drain>,
+    runs: Vec<FormatRun>,
+}
+
+impl VariantResult {
+    fn ceiling_rate(&self) -> f64 {
+        ceiling::median_rate(&self.ceiling, self.rows)
+    }
+
+    fn run(&self, format: Format) -> Option<&FormatRun> {
+        self.runs.iter().find(|run| run.format == format)
+    }
+
+    /// The JSON vs Avro line, when both formats ran.
+    fn comparison(&self) -> Option<(String, serde_json::Value)> {
+        let (json_run, avro) = (self.run(Format::Json)?, self.run(Format::Avro)?);
+        let ratio = |avro: f64, json: f64| avro / json;
+        let rss = |run: &FormatRun| run.delivery.tributary.peak_rss_bytes;
+        let line = format!(
+            "source {} JSON vs Avro: {:.0} vs {:.0} events/s (Avro {:.2}x), {:.0}% vs {:.0}% of the ceiling, {:.2} vs {:.2} CPU-s per million events (Avro {:.2}x), peak RSS {:.0} vs {:.0} MiB, {:.0} vs {:.0} bytes per event (Avro {:.2}x)",
+            self.variant.name(),
+            json_run.rate(),
+            avro.rate(),
+            ratio(avro.rate(), json_run.rate()),
+            json_run.ratio() * 100.0,
+            avro.ratio() * 100.0,
+            json_run.cpu_per_million(),
+            avro.cpu_per_million(),
+            ratio(avro.cpu_per_million(), json_run.cpu_per_million()),
+            mib(rss(json_run)),
+            mib(rss(avro)),
+            json_run.bytes_per_event(),
+            avro.bytes_per_event(),
+            ratio(avro.bytes_per_event(), json_run.bytes_per_event()),
+        );
+        let body = json!({
+            "line": line,
+            "avro_over_json": {
+                "events_per_second": ratio(avro.rate(), json_run.rate()),
+                "cpu_seconds_per_million_events": ratio(avro.cpu_per_million(), json_run.cpu_per_million()),
+                "peak_rss_bytes": ratio(rss(avro) as f64, rss(json_run) as f64),
+                "bytes_per_event": ratio(avro.bytes_per_event(), json_run.bytes_per_event()),
+            },
+        });
+        Some((line, body))
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "variant": self.variant.name(),
+            "rows": self.rows,
+            "rows_per_txn": self.rows_per_txn,
+            "load_seconds": self.load_time.as_secs_f64(),
+            "ceiling": {
+                "rows_per_second_median": self.ceiling_rate(),
+                "runs": self.ceiling.iter().map(|c| c.to_json(self.rows)).collect::<Vec<_>>(),
+            },
+            "formats": self.runs.iter().map(FormatRun::to_json).collect::<Vec<_>>(),
+            "json_vs_avro": self.comparison().map(|(_, body)| body),
+        })
+    }
+}
+
+#[derive(Debug)]
 struct Latency {
+    format: Format,
     rows: u64,
     load_time: Duration,
     commit_to_visible: Percentiles,
@@ -217,6 +326,17 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
     if args.variants.is_empty() {
         bail!("--variants names no backlog; use small, large or small,large");
     }
+    if args.formats.is_empty() {
+        bail!("--formats names no format; use json, avro or json,avro");
+    }
+    if args
+        .formats
+        .iter()
+        .enumerate()
+        .any(|(i, f)| args.formats[..i].contains(f))
+    {
+        bail!("--formats names a format twice");
+    }
     let tmp = out_dir.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let binary = tributary_binary(args.tributary.as_deref(), &tmp)?;
@@ -228,6 +348,13 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
         .unwrap_or(0);
     let settings = ClientSettings::new(&args.bootstrap_servers);
     let admin = TopicAdmin::new(&settings, Duration::from_secs(30))?;
+    let registry = if args.formats.contains(&Format::Avro) {
+        Some(RegistryServer::start().await?)
+    } else {
+        None
+    };
+    let registry_url = registry.as_ref().map(|r| r.url.as_str());
+    let last_format = *args.formats.last().expect("checked non-empty");
 
     let mut results = Vec::new();
     let mut latency = None;
@@ -240,37 +367,55 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
                 (rows, rows)
             }
         };
-        let names = Names::new(run_id, variant);
+        let names: Vec<Names> = args
+            .formats
+            .iter()
+            .map(|&format| Names::new(run_id, variant, format))
+            .collect();
         let client = pg.fresh_database().await?;
         version = Postgres::server_version(&client).await?;
         if index == 0 {
+            let formats: Vec<&str> = args.formats.iter().map(|f| f.label()).collect();
             println!(
-                "source: tributary {} → Kafka {} (JSON, exactly once), PostgreSQL {version}",
+                "source: tributary {} → Kafka {} ({}, exactly once{}), PostgreSQL {version}",
                 binary.display(),
-                args.bootstrap_servers
+                args.bootstrap_servers,
+                formats.join(", then "),
+                registry_url.map_or(String::new(), |url| format!(
+                    "; Avro schemas in the bench's in-memory registry at {url}"
+                )),
             );
         }
         println!(
-            "{}: {rows} row changes in transactions of {rows_per_txn} rows (text width {} B); topics {}.*",
+            "{}: {rows} row changes in transactions of {rows_per_txn} rows (text width {} B); topics {}",
             variant.name(),
             args.row_width,
-            names.prefix
+            names
+                .iter()
+                .map(|n| format!("{}.*", n.prefix))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         // Whatever happens, the run's topics go (a 1M-row backlog is gigabytes of JSON).
         let outcome = async {
             let mut measured_latency = None;
-            for topic in [&names.table_topic, &names.message_topic] {
-                admin
-                    .ensure_topic(&TopicSpec::new(topic.as_str(), 1))
-                    .await?;
+            let mut configs = Vec::new();
+            for (names, &format) in names.iter().zip(&args.formats) {
+                for topic in [&names.table_topic, &names.message_topic] {
+                    admin
+                        .ensure_topic(&TopicSpec::new(topic.as_str(), 1))
+                        .await?;
+                }
+                configs.push(write_configs(
+                    &tmp,
+                    names,
+                    &pg,
+                    &args.bootstrap_servers,
+                    format,
+                    registry_url,
+                    &args.connector_overrides,
+                )?);
             }
-            let config = write_configs(
-                &tmp,
-                &names,
-                &pg,
-                &args.bootstrap_servers,
-                &args.connector_overrides,
-            )?;
 
             // Slots first, so that all of them hold the same backlog.
             let ceiling_slots: Vec<String> = (1..=args.ceiling_runs)
@@ -279,9 +424,12 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             for slot in &ceiling_slots {
                 workload::create_slot(&client, slot).await?;
             }
-            let mut first = Tributary::start(&binary, &config, "create-slot")?;
-            first.wait_until_streaming(&client).await?;
-            first.stop().await?;
+            for (names, config) in names.iter().zip(&configs) {
+                let mut first =
+                    Tributary::start(&binary, config, &format!("{}-create-slot", names.label))?;
+                first.wait_until_streaming(&client, &names.slot).await?;
+                first.stop().await?;
+            }
 
             let shape = RowShape {
                 rows_per_txn,
@@ -307,85 +455,126 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             }
             let ceiling_rate = ceiling::median_rate(&drains, rows);
 
-            let (delivery, mut tributary) =
-                deliver(&settings, &names, &binary, &config, &client).await?;
-            let result = VariantResult {
-                variant,
-                rows,
-                rows_per_txn,
-                load_time,
-                ceiling: drains,
-                delivery,
-                verified_records: 0,
-            };
-            println!(
-                "  tributary: {:.2} s (streaming after {:.2} s), {:>9.0} events/s = {:.0}% of the ceiling ({ceiling_rate:.0} rows/s); {:.2} CPU-s ({:.2}/M events), peak RSS {:.0} MiB; walsender {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores",
-                result.delivery.elapsed.as_secs_f64(),
-                result.delivery.streaming_after.as_secs_f64(),
-                result.rate(),
-                result.ratio() * 100.0,
-                result.delivery.tributary.cpu_seconds,
-                result.cpu_per_million(),
-                mib(result.delivery.tributary.peak_rss_bytes),
-                result.delivery.walsender.cpu_seconds,
-                result
-                    .delivery
-                    .kafka
-                    .map_or("not local".to_owned(), |k| format!(
+            let mut runs = Vec::new();
+            for ((names, config), &format) in names.iter().zip(&configs).zip(&args.formats) {
+                let (delivery, mut tributary) =
+                    deliver(&settings, names, &binary, config, &client).await?;
+                let run = FormatRun {
+                    format,
+                    rows,
+                    ceiling_rate,
+                    delivery,
+                    verified_records: 0,
+                    record_bytes: 0,
+                };
+                println!(
+                    "  tributary {}: {:.2} s (streaming after {:.2} s), {:>9.0} events/s = {:.0}% of the ceiling ({ceiling_rate:.0} rows/s); {:.2} CPU-s ({:.2}/M events), peak RSS {:.0} MiB; walsender {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores",
+                    format.label(),
+                    run.delivery.elapsed.as_secs_f64(),
+                    run.delivery.streaming_after.as_secs_f64(),
+                    run.rate(),
+                    run.ratio() * 100.0,
+                    run.delivery.tributary.cpu_seconds,
+                    run.cpu_per_million(),
+                    mib(run.delivery.tributary.peak_rss_bytes),
+                    run.delivery.walsender.cpu_seconds,
+                    run.delivery.kafka.map_or("not local".to_owned(), |k| format!(
                         "{:.2} CPU-s",
                         k.cpu_seconds
                     )),
-                result.delivery.machine_busy_seconds / result.delivery.elapsed.as_secs_f64(),
-                std::thread::available_parallelism().map_or(0, |n| n.get()),
-            );
+                    run.delivery.machine_busy_seconds / run.delivery.elapsed.as_secs_f64(),
+                    std::thread::available_parallelism().map_or(0, |n| n.get()),
+                );
 
-            let mut expected = rows;
-            if index == 0 && args.latency_seconds > 0 {
-                let measured =
-                    steady_latency(&settings, &names, &client, &mut tributary, &args).await?;
+                let mut expected = rows;
+                // Only after the last format: the latency rows also land in every slot not yet
+                // drained, whose drain and count would then include them.
+                if index == 0 && format == last_format && args.latency_seconds > 0 {
+                    let decoder = TimesDecoder::new(format, registry.as_ref());
+                    let measured = steady_latency(
+                        &settings,
+                        names,
+                        &client,
+                        &mut tributary,
+                        &args,
+                        format,
+                        decoder,
+                    )
+                    .await?;
+                    println!(
+                        "  latency ({}) at {:.0} rows/s achieved ({} asked) in transactions of {} rows, commit → visible to read_committed: {}",
+                        format.label(),
+                        measured.achieved_rate(),
+                        args.latency_rate,
+                        args.latency_rows_per_txn,
+                        measured.commit_to_visible
+                    );
+                    println!(
+                        "    commit → encoded by tributary: {}; tributary {:.2} CPU-s over {:.1} s",
+                        measured.commit_to_encoded,
+                        measured.tributary_cpu_seconds,
+                        measured.window.as_secs_f64()
+                    );
+                    expected += measured.rows;
+                    measured_latency = Some(measured);
+                }
+                tributary.stop().await?;
+
+                let counting = Instant::now();
+                let counted = count_records(&settings, &names.table_topic, expected).await?;
+                let run = FormatRun {
+                    verified_records: counted.records,
+                    record_bytes: counted.key_bytes + counted.value_bytes,
+                    ..run
+                };
                 println!(
-                    "  latency at {:.0} rows/s achieved ({} asked) in transactions of {} rows, commit → visible to read_committed: {}",
-                    measured.achieved_rate(),
-                    args.latency_rate,
-                    args.latency_rows_per_txn,
-                    measured.commit_to_visible
+                    "  verified: {} records on {} (read_committed, counted in {:.1} s); {:.0} bytes per event (key {:.0} + value {:.0})",
+                    counted.records,
+                    names.table_topic,
+                    counting.elapsed().as_secs_f64(),
+                    run.bytes_per_event(),
+                    counted.key_bytes as f64 / counted.records.max(1) as f64,
+                    counted.value_bytes as f64 / counted.records.max(1) as f64,
                 );
-                println!(
-                    "    commit → encoded by tributary: {}; tributary {:.2} CPU-s over {:.1} s",
-                    measured.commit_to_encoded,
-                    measured.tributary_cpu_seconds,
-                    measured.window.as_secs_f64()
-                );
-                expected += measured.rows;
-                measured_latency = Some(measured);
+                runs.push(run);
             }
-            tributary.stop().await?;
-
-            let counting = Instant::now();
-            let verified = count_records(&settings, &names.table_topic, expected).await?;
-            println!(
-                "  verified: {verified} records on {} (read_committed, counted in {:.1} s)",
-                names.table_topic,
-                counting.elapsed().as_secs_f64()
-            );
             Ok::<_, anyhow::Error>((
                 VariantResult {
-                    verified_records: verified,
-                    ..result
+                    variant,
+                    rows,
+                    rows_per_txn,
+                    load_time,
+                    ceiling: drains,
+                    runs,
                 },
                 measured_latency,
             ))
         }
         .await;
         if !args.keep_topics {
-            for topic in [
-                &names.table_topic,
-                &names.message_topic,
-                &names.offsets_topic,
-            ] {
-                if let Err(error) = admin.delete_topic(topic).await {
-                    println!("warning: could not delete topic {topic}: {error}");
+            for names in &names {
+                for topic in [
+                    &names.table_topic,
+                    &names.message_topic,
+                    &names.offsets_topic,
+                ] {
+                    if let Err(error) = admin.delete_topic(topic).await {
+                        println!("warning: could not delete topic {topic}: {error}");
+                    }
                 }
+            }
+        }
+        // tributary's slots would otherwise hold the backlog's WAL until the next run.
+        for names in &names {
+            if let Err(error) = client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                      WHERE slot_name = $1 AND NOT active",
+                    &[&names.slot],
+                )
+                .await
+            {
+                println!("warning: could not drop slot {}: {error}", names.slot);
             }
         }
         let (result, measured_latency) = outcome?;
@@ -394,44 +583,63 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
         }
         results.push(result);
     }
+    if let Some(registry) = registry {
+        registry.stop();
+    }
 
     for result in &results {
-        let ratio = result.ratio();
-        let rss = result.delivery.tributary.peak_rss_bytes;
-        println!(
-            "source {} ({} rows/txn): {:.0} events/s = {:.0}% of the ceiling (target ≥ {:.0}%{}), peak RSS {:.0} MiB (target < {:.0} MiB{}), {:.2} CPU-s per million events",
-            result.variant.name(),
-            result.rows_per_txn,
-            result.rate(),
-            ratio * 100.0,
-            TARGET_RATIO * 100.0,
-            if ratio >= TARGET_RATIO {
-                ": met".to_owned()
-            } else {
-                format!(": missed by {:.0} points", (TARGET_RATIO - ratio) * 100.0)
-            },
-            mib(rss),
-            mib(TARGET_RSS_BYTES),
-            if rss < TARGET_RSS_BYTES {
-                ": met"
-            } else {
-                ": missed"
-            },
-            result.cpu_per_million(),
-        );
+        for run in &result.runs {
+            let ratio = run.ratio();
+            let rss = run.delivery.tributary.peak_rss_bytes;
+            println!(
+                "source {} ({} rows/txn) {}: {:.0} events/s = {:.0}% of the ceiling (target ≥ {:.0}%{}), peak RSS {:.0} MiB (target < {:.0} MiB{}), {:.2} CPU-s per million events, {:.0} bytes per event",
+                result.variant.name(),
+                result.rows_per_txn,
+                run.format.label(),
+                run.rate(),
+                ratio * 100.0,
+                TARGET_RATIO * 100.0,
+                if ratio >= TARGET_RATIO {
+                    ": met".to_owned()
+                } else {
+                    format!(": missed by {:.0} points", (TARGET_RATIO - ratio) * 100.0)
+                },
+                mib(rss),
+                mib(TARGET_RSS_BYTES),
+                if rss < TARGET_RSS_BYTES {
+                    ": met"
+                } else {
+                    ": missed"
+                },
+                run.cpu_per_million(),
+                run.bytes_per_event(),
+            );
+        }
+    }
+    for result in &results {
+        if let Some((line, _)) = result.comparison() {
+            println!("{line}");
+        }
     }
 
     Ok(Report {
         workload: "source",
         body: json!({
             "workload": "source",
-            "what": "tributary standalone draining a slot backlog into Kafka (JSON, exactly once), against pg_recvlogical on the same backlog",
+            "what": "tributary standalone draining a slot backlog into Kafka (exactly once) once per converter format, against pg_recvlogical on the same backlog",
             "postgres_version": version,
             "kafka": args.bootstrap_servers,
             "row_text_width": args.row_width,
+            "formats": args.formats.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "bytes_per_event": "key + value bytes of the records on the table topic, summed while the untimed read_committed count reads them",
             "targets": {"ratio_to_ceiling_min": TARGET_RATIO, "peak_rss_bytes_max": TARGET_RSS_BYTES},
             "variants": results.iter().map(VariantResult::to_json).collect::<Vec<_>>(),
+            "json_vs_avro": results
+                .iter()
+                .filter_map(|r| r.comparison().map(|(line, _)| line))
+                .collect::<Vec<_>>(),
             "latency": latency.map(|l| json!({
+                "format": l.format.name(),
                 "rows_per_second_asked": args.latency_rate,
                 "rows_per_second_achieved": l.achieved_rate(),
                 "rows_per_txn": args.latency_rows_per_txn,
@@ -446,10 +654,48 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
     })
 }
 
-/// Per-variant names, unique per run so that no stored offset or topic of an earlier run
+/// The built-in schema registry, in memory, served on a loopback port of the bench process for
+/// the Avro runs (its requests are a handful per run: one registration per subject).
+#[derive(Debug)]
+struct RegistryServer {
+    url: String,
+    registry: SchemaRegistry,
+    task: JoinHandle<()>,
+}
+
+impl RegistryServer {
+    async fn start() -> anyhow::Result<Self> {
+        let registry = SchemaRegistry::in_memory();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the schema registry's listener on 127.0.0.1")?;
+        let address = listener.local_addr()?;
+        let app = tributary::api::registry::router(registry.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                println!("warning: the bench's schema registry stopped: {error}");
+            }
+        });
+        Ok(Self {
+            url: format!("http://{address}"),
+            registry,
+            task,
+        })
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Per-variant and format names, unique per run so that no stored offset or topic of an earlier run
 /// interferes.
 #[derive(Debug)]
 struct Names {
+    /// `<variant>-<format>`, for log file names.
+    label: String,
+    /// tributary's slot for this format in the benchmark database.
+    slot: String,
     connector: String,
     prefix: String,
     table_topic: String,
@@ -458,9 +704,12 @@ struct Names {
 }
 
 impl Names {
-    fn new(run_id: u64, variant: Variant) -> Self {
-        let prefix = format!("tributary-bench-{run_id}-{}", variant.name());
+    fn new(run_id: u64, variant: Variant, format: Format) -> Self {
+        let label = format!("{}-{}", variant.name(), format.name());
+        let prefix = format!("tributary-bench-{run_id}-{label}");
         Self {
+            label,
+            slot: format!("bench_tributary_{}", format.name()),
             connector: prefix.clone(),
             table_topic: format!("{prefix}.public.{}", workload::TABLE),
             message_topic: format!("{prefix}.message"),
@@ -483,16 +732,18 @@ fn write_configs(
     names: &Names,
     pg: &Postgres,
     bootstrap_servers: &str,
+    format: Format,
+    registry_url: Option<&str>,
     overrides: &[(String, String)],
 ) -> anyhow::Result<Configs> {
-    let worker = dir.join("tributary.toml");
+    let worker = dir.join(format!("tributary-{}.toml", names.label));
     let text = format!(
         "[kafka]\nbootstrap_servers = {}\n\n[worker]\noffsets_topic = {}\n",
         json!(bootstrap_servers),
         json!(names.offsets_topic)
     );
     std::fs::write(&worker, text).with_context(|| format!("cannot write {}", worker.display()))?;
-    let connector = dir.join("connector.json");
+    let connector = dir.join(format!("connector-{}.json", names.label));
     let mut json = json!({
         "name": names.connector,
         "config": {
@@ -504,15 +755,20 @@ fn write_configs(
             "database.dbname": workload::DATABASE,
             "topic.prefix": names.prefix,
             "plugin.name": "pgoutput",
-            "slot.name": SLOT,
+            "slot.name": names.slot,
             "publication.name": workload::PUBLICATION,
             "publication.autocreate.mode": "disabled",
             "table.include.list": format!("public.{}", workload::TABLE),
             "snapshot.mode": "no_data",
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter": format.converter(),
+            "value.converter": format.converter(),
         }
     });
+    if format == Format::Avro {
+        let url = registry_url.context("an Avro run needs the bench's schema registry")?;
+        json["config"]["key.converter.schema.registry.url"] = json!(url);
+        json["config"]["value.converter.schema.registry.url"] = json!(url);
+    }
     for (key, value) in overrides {
         json["config"][key] = json!(value);
     }
@@ -610,13 +866,13 @@ impl Tributary {
     }
 
     /// Waits until tributary's walsender holds the slot; returns the walsender's pid.
-    async fn wait_until_streaming(&mut self, client: &Client) -> anyhow::Result<u32> {
+    async fn wait_until_streaming(&mut self, client: &Client, slot: &str) -> anyhow::Result<u32> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             let row = client
                 .query_opt(
                     "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                    &[&SLOT],
+                    &[&slot],
                 )
                 .await?;
             if let Some(pid) = row.and_then(|r| r.get::<_, Option<i32>>(0)) {
@@ -632,7 +888,7 @@ impl Tributary {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!(
-            "tributary did not take slot {SLOT} within 120 s; see {}",
+            "tributary did not take slot {slot} within 120 s; see {}",
             self.log.display()
         )
     }
@@ -710,13 +966,13 @@ async fn deliver(
     let busy_before = measure::machine_busy_seconds(ticks).unwrap_or(0.0);
     let sampler = Sampler::start(Duration::from_millis(10));
     let started = Instant::now();
-    let mut tributary = Tributary::start(binary, configs, "drain")?;
+    let mut tributary = Tributary::start(binary, configs, &format!("{}-drain", names.label))?;
     sampler.watch("tributary", tributary.pid);
     let kafka_before = broker_pid(&settings.bootstrap_servers).and_then(|pid| {
         sampler.watch("kafka", pid);
         measure::read_usage(pid, ticks)
     });
-    let walsender = tributary.wait_until_streaming(client).await?;
+    let walsender = tributary.wait_until_streaming(client, &names.slot).await?;
     let streaming_after = started.elapsed();
     sampler.watch("walsender", walsender);
 
@@ -813,6 +1069,77 @@ impl EventTimes {
     }
 }
 
+/// Reads the two clocks from a record value in the run's format. Avro values are in Confluent's
+/// wire format (magic byte 0, schema id, binary datum); the writer schema comes from the bench's
+/// registry, parsed once per id.
+#[derive(Debug)]
+enum TimesDecoder {
+    Json,
+    Avro {
+        registry: SchemaRegistry,
+        schemas: HashMap<u32, Option<apache_avro::Schema>>,
+    },
+}
+
+impl TimesDecoder {
+    fn new(format: Format, registry: Option<&RegistryServer>) -> Self {
+        match (format, registry) {
+            (Format::Avro, Some(server)) => TimesDecoder::Avro {
+                registry: server.registry.clone(),
+                schemas: HashMap::new(),
+            },
+            _ => TimesDecoder::Json,
+        }
+    }
+
+    /// (commit, encoded) in microseconds since the epoch.
+    fn parse(&mut self, value: &[u8]) -> Option<(i64, i64)> {
+        let (registry, schemas) = match self {
+            TimesDecoder::Json => return EventTimes::parse(value),
+            TimesDecoder::Avro { registry, schemas } => (registry, schemas),
+        };
+        let (&magic, rest) = value.split_first()?;
+        if magic != 0 || rest.len() < 4 {
+            return None;
+        }
+        let (id, mut datum) = rest.split_at(4);
+        let id = u32::from_be_bytes(id.try_into().ok()?);
+        let schema = schemas
+            .entry(id)
+            .or_insert_with(|| {
+                let text = registry.schema_by_id(id).ok()?;
+                apache_avro::Schema::parse_str(&text).ok()
+            })
+            .as_ref()?;
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+            .build()
+            .ok()?;
+        let AvroValue::Record(envelope) = reader.read_value(&mut datum).ok()? else {
+            return None;
+        };
+        let AvroValue::Record(source) = avro_field(&envelope, "source")? else {
+            return None;
+        };
+        Some((
+            avro_long(avro_field(source, "ts_us")?)?,
+            avro_long(avro_field(&envelope, "ts_us")?)?,
+        ))
+    }
+}
+
+fn avro_field<'a>(fields: &'a [(String, AvroValue)], name: &str) -> Option<&'a AvroValue> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+/// A long, possibly inside an optional (`["null", "long"]`) union.
+fn avro_long(value: &AvroValue) -> Option<i64> {
+    match value {
+        AvroValue::Long(n) => Some(*n),
+        AvroValue::Union(_, inner) => avro_long(inner),
+        _ => None,
+    }
+}
+
 fn since(earlier_micros: i64, later_micros: i64) -> Duration {
     Duration::from_micros(later_micros.saturating_sub(earlier_micros).max(0) as u64)
 }
@@ -823,6 +1150,8 @@ async fn steady_latency(
     client: &Client,
     tributary: &mut Tributary,
     args: &Args,
+    format: Format,
+    mut decoder: TimesDecoder,
 ) -> anyhow::Result<Latency> {
     let records = consumer(settings, &[("fetch.wait.max.ms", "20")])?;
     // Everything so far is committed (the end marker was visible), so the high watermark is
@@ -852,7 +1181,7 @@ async fn steady_latency(
                         .unwrap_or(0);
                     let Ok(message) = message else { continue };
                     seen += 1;
-                    if let Some((commit, encoded_at)) = message.payload().and_then(EventTimes::parse) {
+                    if let Some((commit, encoded_at)) = message.payload().and_then(|value| decoder.parse(value)) {
                         visible.push(since(commit, received));
                         encoded.push(since(commit, encoded_at));
                     }
@@ -898,6 +1227,7 @@ async fn steady_latency(
         );
     }
     Ok(Latency {
+        format,
         rows,
         load_time,
         commit_to_visible: Percentiles::of(visible).context("no latency samples arrived")?,
@@ -907,33 +1237,50 @@ async fn steady_latency(
     })
 }
 
+/// What the untimed read of a table topic found.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    records: u64,
+    key_bytes: u64,
+    value_bytes: u64,
+}
+
 /// Counts the records on `topic` (one partition) with `read_committed`, reading until `expected`
-/// and then for two quiet seconds, so that duplicates would show.
+/// and then for two quiet seconds, so that duplicates would show; sums their key and value bytes.
 async fn count_records(
     settings: &ClientSettings,
     topic: &str,
     expected: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Counted> {
     let records = consumer(settings, &[])?;
     assign(&records, topic, Offset::Beginning)?;
-    let mut count = 0u64;
+    let mut counted = Counted {
+        records: 0,
+        key_bytes: 0,
+        value_bytes: 0,
+    };
     loop {
-        let wait = if count >= expected {
+        let wait = if counted.records >= expected {
             Duration::from_secs(2)
         } else {
             Duration::from_secs(60)
         };
         match tokio::time::timeout(wait, records.recv()).await {
             Ok(message) => {
-                message.with_context(|| format!("consuming {topic}"))?;
-                count += 1;
+                let message = message.with_context(|| format!("consuming {topic}"))?;
+                counted.records += 1;
+                counted.key_bytes += message.key_len() as u64;
+                counted.value_bytes += message.payload_len() as u64;
             }
-            Err(_) if count >= expected => break,
-            Err(_) => bail!("only {count} of {expected} records on {topic}"),
+            Err(_) if counted.records >= expected => break,
+            Err(_) => bail!("only {} of {expected} records on {topic}", counted.records),
         }
     }
-    if count != expected {
-        bail!("{count} records on {topic}, expected {expected}");
+    if counted.records != expected {
+        bail!(
+            "{} records on {topic}, expected {expected}",
+            counted.records
+        );
     }
-    Ok(count)
+    Ok(counted)
 }
