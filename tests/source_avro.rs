@@ -305,3 +305,114 @@ async fn added_and_dropped_columns_get_new_schema_ids_and_an_incompatible_change
     avro_records.expect_no_more(Duration::from_secs(2)).await;
     json_source.stop().await.expect("clean stop");
 }
+
+/// The Avro datum of a Confluent-framed record, decoded with the schema its id names in the
+/// registry.
+async fn decode_with_registry(registry: &Registry, record: &[u8]) -> apache_avro::types::Value {
+    assert_eq!(record[0], 0, "Confluent's magic byte");
+    let id = u32::from_be_bytes(record[1..5].try_into().expect("4 bytes"));
+    let body: Value = reqwest::get(format!("{}/schemas/ids/{id}", registry.url))
+        .await
+        .expect("the registry answers")
+        .json()
+        .await
+        .expect("JSON");
+    let schema = apache_avro::Schema::parse_str(body["schema"].as_str().expect("a schema"))
+        .expect("the registered schema parses");
+    apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .expect("a reader")
+        .read_value(&mut &record[5..])
+        .expect("the datum decodes")
+}
+
+fn field<'a>(record: &'a apache_avro::types::Value, name: &str) -> &'a apache_avro::types::Value {
+    match record {
+        apache_avro::types::Value::Record(fields) => fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("no field {name} in {record:?}")),
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_metadata_and_heartbeats_are_avro_too() {
+    use apache_avro::types::Value as Avro;
+    let registry = Registry::start().await;
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let prefix = format!("{}-avro", fixture.prefix);
+    let mut transactions = Collector::new(
+        fixture.topic(&format!("{prefix}.transaction")).await,
+        Isolation::ReadCommitted,
+    );
+    let mut heartbeats = Collector::new(
+        fixture
+            .topic(&format!("__debezium-heartbeat.{prefix}"))
+            .await,
+        Isolation::ReadCommitted,
+    );
+    let mut config = avro_config(&fixture, &registry, "public.t");
+    config.provide_transaction_metadata = true;
+    config.heartbeat_interval = Some(Duration::from_millis(300));
+    let source = InProcessSource::start(config, fixture.destination());
+    wait_until_avro_streams(&fixture).await;
+    fixture
+        .db
+        .client()
+        .batch_execute("INSERT INTO t VALUES (1), (2)")
+        .await
+        .expect("insert");
+
+    // Heartbeats are transactions of their own (with no events): find the insert's END.
+    let mut decoded = Vec::new();
+    let end = loop {
+        let record = transactions.collect(1, WAIT).await.remove(0);
+        let value = decode_with_registry(&registry, record.value.as_deref().expect("value")).await;
+        let key = decode_with_registry(&registry, record.key.as_deref().expect("key")).await;
+        assert_eq!(field(&key, "id"), field(&value, "id"));
+        decoded.push(value.clone());
+        if field(&value, "event_count") == &Avro::Union(1, Box::new(Avro::Long(2))) {
+            break value;
+        }
+        assert!(decoded.len() < 50, "no END of the insert among {decoded:?}");
+    };
+    assert_eq!(field(&end, "status"), &Avro::String("END".into()));
+    let begin = decoded
+        .iter()
+        .find(|m| {
+            field(m, "id") == field(&end, "id")
+                && field(m, "status") == &Avro::String("BEGIN".into())
+        })
+        .expect("the insert's BEGIN");
+    assert_eq!(
+        field(begin, "event_count"),
+        &Avro::Union(0, Box::new(Avro::Null))
+    );
+    let Avro::Union(1, collections) = field(&end, "data_collections") else {
+        panic!("data_collections: {end:?}");
+    };
+    let Avro::Array(collections) = collections.as_ref() else {
+        panic!("data_collections: {end:?}");
+    };
+    assert_eq!(collections.len(), 1);
+    assert_eq!(
+        field(&collections[0], "data_collection"),
+        &Avro::String("public.t".into())
+    );
+    assert_eq!(field(&collections[0], "event_count"), &Avro::Long(2));
+
+    let beat = &heartbeats.collect(1, WAIT).await[0];
+    let value = decode_with_registry(&registry, beat.value.as_deref().expect("value")).await;
+    assert!(matches!(field(&value, "ts_ms"), Avro::Long(ms) if *ms > 1_700_000_000_000));
+    let key = decode_with_registry(&registry, beat.key.as_deref().expect("key")).await;
+    assert_eq!(field(&key, "serverName"), &Avro::String(prefix.clone()));
+    source.stop().await.expect("clean stop");
+}

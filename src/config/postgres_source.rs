@@ -477,21 +477,6 @@ impl PostgresSourceConfig {
             Converter::Json { schemas_enable } => *schemas_enable,
             Converter::Avro(_) => true,
         };
-        if key_converter.is_avro() || value_converter.is_avro() {
-            // Their topics have fixed Connect schemas that only the JSON converter writes yet.
-            if provide_transaction_metadata {
-                keys.error(
-                    "provide.transaction.metadata",
-                    "is not available with the Avro converter yet; set it to false or use the JSON converter",
-                );
-            }
-            if heartbeat_ms > 0 {
-                keys.error(
-                    "heartbeat.interval.ms",
-                    "is not available with the Avro converter yet; set it to 0 or use the JSON converter",
-                );
-            }
-        }
         let key_schemas_enable = schemas_enable(&key_converter);
         let value_schemas_enable = schemas_enable(&value_converter);
 

@@ -93,6 +93,90 @@ impl Default for AvroOptions {
     }
 }
 
+/// The records of the side topics, whose schemas are fixed: heartbeats and transaction metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SideRecordKind {
+    /// `io.debezium.connector.common.ServerNameKey {serverName}`.
+    HeartbeatKey = 0,
+    /// `io.debezium.connector.common.Heartbeat {ts_ms}`.
+    HeartbeatValue = 1,
+    /// `io.debezium.connector.common.TransactionMetadataKey {id}`.
+    TransactionKey = 2,
+    /// `io.debezium.connector.common.TransactionMetadataValue`.
+    TransactionValue = 3,
+}
+
+impl SideRecordKind {
+    const ALL: [SideRecordKind; 4] = [
+        SideRecordKind::HeartbeatKey,
+        SideRecordKind::HeartbeatValue,
+        SideRecordKind::TransactionKey,
+        SideRecordKind::TransactionValue,
+    ];
+
+    /// The Connect schema Debezium gives these records (no version).
+    fn connect_schema(self) -> ConnectSchema {
+        let string = || ConnectSchema::primitive("string");
+        let int64 = || ConnectSchema::primitive("int64");
+        let (fields, name) = match self {
+            SideRecordKind::HeartbeatKey => (
+                vec![("serverName", string())],
+                "io.debezium.connector.common.ServerNameKey",
+            ),
+            SideRecordKind::HeartbeatValue => (
+                vec![("ts_ms", int64())],
+                "io.debezium.connector.common.Heartbeat",
+            ),
+            SideRecordKind::TransactionKey => (
+                vec![("id", string())],
+                "io.debezium.connector.common.TransactionMetadataKey",
+            ),
+            SideRecordKind::TransactionValue => {
+                let mut collection = ConnectSchema::structure(
+                    vec![("data_collection", string()), ("event_count", int64())],
+                    "",
+                    0,
+                );
+                collection.name = None;
+                collection.version = None;
+                (
+                    vec![
+                        ("status", string()),
+                        ("id", string()),
+                        ("event_count", int64().optional()),
+                        (
+                            "data_collections",
+                            ConnectSchema::array(collection).optional(),
+                        ),
+                        ("ts_ms", int64()),
+                    ],
+                    "io.debezium.connector.common.TransactionMetadataValue",
+                )
+            }
+        };
+        let mut schema = ConnectSchema::structure(fields, name, 0);
+        schema.version = None;
+        schema
+    }
+}
+
+/// The field values of a side record, in schema order.
+#[derive(Debug, Clone, Copy)]
+pub enum SideFields<'a> {
+    /// `serverName` of a heartbeat key, or `id` of a transaction key.
+    Name(&'a str),
+    Heartbeat {
+        ts_ms: i64,
+    },
+    Transaction {
+        status: &'a str,
+        id: &'a str,
+        event_count: Option<i64>,
+        data_collections: Option<&'a [(String, i64)]>,
+        ts_ms: i64,
+    },
+}
+
 /// Encodes change events as Debezium + Confluent's `AvroConverter` would write them.
 ///
 /// The caller registers the schema texts ([`Self::key_schema`], [`Self::value_schema`], ...)
@@ -108,6 +192,8 @@ pub struct AvroEncoder {
     message_value_schema: ConnectSchema,
     message_key: AvroSchema,
     message_value: AvroSchema,
+    /// The side topics' schemas, by [`SideRecordKind`].
+    side: Vec<(ConnectSchema, AvroSchema)>,
     /// Plans by relation id; a plan is reused while its table schema is unchanged.
     plans: HashMap<u32, TablePlan>,
 }
@@ -121,7 +207,16 @@ impl AvroEncoder {
         let message_value_schema =
             message_value_schema(options.binary_handling, &source_schema, &transaction_schema);
         let message_topic = format!("{}.message", context.topic_prefix);
+        let side = SideRecordKind::ALL
+            .iter()
+            .map(|kind| {
+                let schema = kind.connect_schema();
+                let avro = AvroSchema::new(&schema, format!("{kind:?}"));
+                (schema, avro)
+            })
+            .collect();
         Self {
+            side,
             message_key: AvroSchema::new(&message_key_schema, format!("{message_topic}-key")),
             message_value: AvroSchema::new(&message_value_schema, format!("{message_topic}-value")),
             options,
@@ -299,6 +394,66 @@ impl AvroEncoder {
             ],
         );
         self.message_value.frame(schema_id, &datum)
+    }
+
+    /// The Avro schema of a side topic's keys or values (heartbeats, transaction metadata).
+    pub fn side_schema(&self, kind: SideRecordKind) -> Arc<str> {
+        Arc::clone(&self.side[kind as usize].1.text)
+    }
+
+    /// A side topic's record in the Confluent wire format, from its field values in order.
+    pub fn side_record(
+        &self,
+        kind: SideRecordKind,
+        fields: SideFields,
+        schema_id: u32,
+    ) -> Result<Vec<u8>, Error> {
+        let (schema, avro) = &self.side[kind as usize];
+        let values = match fields {
+            SideFields::Heartbeat { ts_ms } => vec![Some(AvroValue::Long(ts_ms))],
+            SideFields::Name(name) => vec![Some(AvroValue::String(name.to_owned()))],
+            SideFields::Transaction {
+                status,
+                id,
+                event_count,
+                data_collections,
+                ts_ms,
+            } => {
+                let item = match &schema.kind {
+                    SchemaKind::Struct(fields) => match fields.get(3).map(|(_, s)| &s.kind) {
+                        Some(SchemaKind::Array(item)) => Some(item.as_ref()),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+                .ok_or_else(|| Error::AvroEncoding {
+                    subject: avro.subject.clone(),
+                })?;
+                vec![
+                    Some(AvroValue::String(status.to_owned())),
+                    Some(AvroValue::String(id.to_owned())),
+                    event_count.map(AvroValue::Long),
+                    data_collections.map(|collections| {
+                        AvroValue::Array(
+                            collections
+                                .iter()
+                                .map(|(table, count)| {
+                                    record(
+                                        item,
+                                        vec![
+                                            Some(AvroValue::String(table.clone())),
+                                            Some(AvroValue::Long(*count)),
+                                        ],
+                                    )
+                                })
+                                .collect(),
+                        )
+                    }),
+                    Some(AvroValue::Long(ts_ms)),
+                ]
+            }
+        };
+        avro.frame(schema_id, &record(schema, values))
     }
 
     fn refresh_plan(&mut self, table: &Arc<TableSchema>) {

@@ -3,13 +3,15 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use serde_json::json;
+
 use super::Error;
 use crate::{
     config::{Converter, PostgresSourceConfig},
     event::{RowChange, SourceInfo, TableSchema},
     format::{
         ConnectorContext,
-        avro::{AvroEncoder, AvroOptions},
+        avro::{AvroEncoder, AvroOptions, SideFields, SideRecordKind},
         json::{JsonEncoder, JsonOptions, TransactionBlock},
         registry_client::RegistryClient,
     },
@@ -24,8 +26,8 @@ pub(super) struct RecordEncoder {
 
 #[derive(Debug)]
 enum Side {
-    // Boxed: both are large, and a task holds two.
-    Json(Box<JsonEncoder>),
+    // Boxed: both are large, and a task holds two. The flag is `schemas.enable`.
+    Json(Box<JsonEncoder>, bool),
     Avro(Box<AvroSide>),
 }
 
@@ -41,23 +43,28 @@ struct AvroSide {
     ids: HashMap<u32, Registered>,
     /// The logical decoding message schema's id.
     message_id: Option<u32>,
+    /// The side records' schema ids, by kind.
+    side_ids: HashMap<SideRecordKind, u32>,
 }
 
 impl RecordEncoder {
     pub(super) fn new(config: &PostgresSourceConfig) -> Self {
         let context = ConnectorContext::new(&config.topic_prefix, &config.dbname);
         let side = |converter: &Converter| match converter {
-            Converter::Json { schemas_enable } => Side::Json(Box::new(JsonEncoder::new(
-                JsonOptions {
-                    schemas_enable: *schemas_enable,
-                    decimal_handling: config.decimal_handling,
-                    time_precision: config.time_precision,
-                    binary_handling: config.binary_handling,
-                    unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
-                    money_fraction_digits: config.money_fraction_digits,
-                },
-                context.clone(),
-            ))),
+            Converter::Json { schemas_enable } => Side::Json(
+                Box::new(JsonEncoder::new(
+                    JsonOptions {
+                        schemas_enable: *schemas_enable,
+                        decimal_handling: config.decimal_handling,
+                        time_precision: config.time_precision,
+                        binary_handling: config.binary_handling,
+                        unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
+                        money_fraction_digits: config.money_fraction_digits,
+                    },
+                    context.clone(),
+                )),
+                *schemas_enable,
+            ),
             Converter::Avro(registry) => Side::Avro(Box::new(AvroSide {
                 encoder: AvroEncoder::new(
                     AvroOptions {
@@ -72,6 +79,7 @@ impl RecordEncoder {
                 registry: RegistryClient::new(registry),
                 ids: HashMap::new(),
                 message_id: None,
+                side_ids: HashMap::new(),
             })),
         };
         Self {
@@ -102,7 +110,7 @@ impl RecordEncoder {
 
     pub(super) fn key(&mut self, change: &RowChange) -> Result<Option<Vec<u8>>, Error> {
         match &mut self.key {
-            Side::Json(json) => json.key(change).map_err(Error::Encode),
+            Side::Json(json, _) => json.key(change).map_err(Error::Encode),
             Side::Avro(side) => {
                 let id = side.id(&change.table)?;
                 side.encoder.key(change, id).map_err(Error::Encode)
@@ -117,7 +125,7 @@ impl RecordEncoder {
         transaction: Option<&TransactionBlock>,
     ) -> Result<Vec<u8>, Error> {
         match &mut self.value {
-            Side::Json(json) => json
+            Side::Json(json, _) => json
                 .value(change, processed_at_micros, transaction)
                 .map_err(Error::Encode),
             Side::Avro(side) => {
@@ -137,7 +145,7 @@ impl RecordEncoder {
         transaction: Option<&TransactionBlock>,
     ) -> Result<Vec<u8>, Error> {
         match &mut self.value {
-            Side::Json(json) => {
+            Side::Json(json, _) => {
                 Ok(json.truncate_value(table, source, processed_at_micros, transaction))
             }
             Side::Avro(side) => {
@@ -169,7 +177,7 @@ impl RecordEncoder {
 
     pub(super) fn message_key(&mut self, prefix: &str) -> Result<Vec<u8>, Error> {
         match &self.key {
-            Side::Json(json) => Ok(json.message_key(prefix)),
+            Side::Json(json, _) => Ok(json.message_key(prefix)),
             Side::Avro(side) => side
                 .encoder
                 .message_key(prefix, side.message_id.unwrap_or_default())
@@ -186,7 +194,7 @@ impl RecordEncoder {
         transaction: Option<&TransactionBlock>,
     ) -> Result<Vec<u8>, Error> {
         match &self.value {
-            Side::Json(json) => {
+            Side::Json(json, _) => {
                 Ok(json.message_value(prefix, content, source, processed_at_micros, transaction))
             }
             Side::Avro(side) => side
@@ -201,6 +209,158 @@ impl RecordEncoder {
                 )
                 .map_err(Error::Encode),
         }
+    }
+}
+
+/// One transaction metadata record (`BEGIN` or `END`).
+#[derive(Debug)]
+pub(super) struct TransactionMarker {
+    pub status: &'static str,
+    /// `<xid>:<commit LSN>`.
+    pub id: String,
+    pub ts_ms: i64,
+    pub event_count: Option<i64>,
+    pub data_collections: Option<Vec<(String, i64)>>,
+}
+
+impl RecordEncoder {
+    /// A heartbeat's key and value for `topic`: `{serverName}` and `{ts_ms}`.
+    pub(super) async fn heartbeat(
+        &mut self,
+        topic: &str,
+        server_name: &str,
+        ts_ms: i64,
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let key = side_record(
+            &mut self.key,
+            topic,
+            "key",
+            SideRecordKind::HeartbeatKey,
+            SideFields::Name(server_name),
+            || json!({"serverName": server_name}),
+        )
+        .await?;
+        let value = side_record(
+            &mut self.value,
+            topic,
+            "value",
+            SideRecordKind::HeartbeatValue,
+            SideFields::Heartbeat { ts_ms },
+            || json!({"ts_ms": ts_ms}),
+        )
+        .await?;
+        Ok((key, value))
+    }
+
+    /// A transaction metadata record's key and value for `topic`.
+    pub(super) async fn transaction_marker(
+        &mut self,
+        topic: &str,
+        marker: &TransactionMarker,
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let key = side_record(
+            &mut self.key,
+            topic,
+            "key",
+            SideRecordKind::TransactionKey,
+            SideFields::Name(&marker.id),
+            || json!({"id": marker.id}),
+        )
+        .await?;
+        let value = side_record(
+            &mut self.value,
+            topic,
+            "value",
+            SideRecordKind::TransactionValue,
+            SideFields::Transaction {
+                status: marker.status,
+                id: &marker.id,
+                event_count: marker.event_count,
+                data_collections: marker.data_collections.as_deref(),
+                ts_ms: marker.ts_ms,
+            },
+            || {
+                let collections = marker.data_collections.as_ref().map(|collections| {
+                    collections
+                        .iter()
+                        .map(|(table, count)| json!({"data_collection": table, "event_count": count}))
+                        .collect::<Vec<_>>()
+                });
+                json!({
+                    "status": marker.status, "id": marker.id, "event_count": marker.event_count,
+                    "data_collections": collections, "ts_ms": marker.ts_ms,
+                })
+            },
+        )
+        .await?;
+        Ok((key, value))
+    }
+}
+
+/// A side record on one side: JSON (with its Connect schema when schemas are on) or Avro
+/// (its schema registered under `<topic>-<suffix>` the first time).
+async fn side_record(
+    side: &mut Side,
+    topic: &str,
+    suffix: &str,
+    kind: SideRecordKind,
+    fields: SideFields<'_>,
+    payload: impl FnOnce() -> serde_json::Value,
+) -> Result<Vec<u8>, Error> {
+    match side {
+        Side::Json(_, schemas_enable) => {
+            let payload = payload();
+            let document = if *schemas_enable {
+                json!({"schema": side_json_schema(kind), "payload": payload})
+            } else {
+                payload
+            };
+            Ok(serde_json::to_vec(&document).unwrap_or_default())
+        }
+        Side::Avro(avro) => {
+            let id = match avro.side_ids.get(&kind) {
+                Some(id) => *id,
+                None => {
+                    let schema = avro.encoder.side_schema(kind);
+                    let id = avro
+                        .register_schema(&format!("{topic}-{suffix}"), &schema)
+                        .await?;
+                    avro.side_ids.insert(kind, id);
+                    id
+                }
+            };
+            avro.encoder
+                .side_record(kind, fields, id)
+                .map_err(Error::Encode)
+        }
+    }
+}
+
+/// The JsonConverter schemas of the side records, as Debezium writes them.
+fn side_json_schema(kind: SideRecordKind) -> serde_json::Value {
+    match kind {
+        SideRecordKind::HeartbeatKey => {
+            json!({"type": "struct", "fields": [{"type": "string", "optional": false, "field": "serverName"}],
+                                               "optional": false, "name": "io.debezium.connector.common.ServerNameKey"})
+        }
+        SideRecordKind::HeartbeatValue => {
+            json!({"type": "struct", "fields": [{"type": "int64", "optional": false, "field": "ts_ms"}],
+                                                 "optional": false, "name": "io.debezium.connector.common.Heartbeat"})
+        }
+        SideRecordKind::TransactionKey => {
+            json!({"type": "struct", "fields": [{"type": "string", "optional": false, "field": "id"}],
+                                                 "optional": false, "name": "io.debezium.connector.common.TransactionMetadataKey"})
+        }
+        SideRecordKind::TransactionValue => json!({"type": "struct", "fields": [
+            {"type": "string", "optional": false, "field": "status"},
+            {"type": "string", "optional": false, "field": "id"},
+            {"type": "int64", "optional": true, "field": "event_count"},
+            {"type": "array", "items": {"type": "struct", "fields": [
+                {"type": "string", "optional": false, "field": "data_collection"},
+                {"type": "int64", "optional": false, "field": "event_count"}], "optional": false},
+             "optional": true, "field": "data_collections"},
+            {"type": "int64", "optional": false, "field": "ts_ms"}],
+            "optional": false, "name": "io.debezium.connector.common.TransactionMetadataValue"}),
     }
 }
 

@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 use super::{
     Error,
     database::{self, SlotInfo},
-    encode::RecordEncoder,
+    encode::{RecordEncoder, TransactionMarker},
     frames::{self, ServerFrame},
     pgoutput::{self, Message, OldTuple},
     relations::{CachedRelation, RelationCache},
@@ -473,7 +473,6 @@ pub(super) struct StreamTask<'a> {
     relations: RelationCache,
     /// Keys and values in the connector's converters.
     records: RecordEncoder,
-    key_schemas_enable: bool,
     decode_options: DecodeOptions,
     admin: TopicAdmin,
     topics: HashSet<String>,
@@ -543,7 +542,6 @@ impl<'a> StreamTask<'a> {
             stream,
             relations: RelationCache::default(),
             records,
-            key_schemas_enable: config.key_schemas_enable,
             decode_options: DecodeOptions {
                 money_fraction_digits: config.money_fraction_digits,
             },
@@ -1029,51 +1027,30 @@ impl<'a> StreamTask<'a> {
         let Some(transaction) = &self.transaction else {
             return Ok(());
         };
-        let id = format!("{}:{}", transaction.xid, transaction.commit_lsn.0);
-        let ts_ms = transaction.commit_ts_micros / 1000;
-        let payload = if begin {
-            serde_json::json!({
-                "status": "BEGIN", "id": id, "ts_ms": ts_ms,
-                "event_count": null, "data_collections": null,
-            })
-        } else {
-            let collections: Vec<serde_json::Value> = transaction
-                .per_table
-                .iter()
-                .map(|(table, count)| serde_json::json!({"data_collection": table, "event_count": count}))
-                .collect();
-            serde_json::json!({
-                "status": "END", "id": id, "ts_ms": ts_ms,
-                "event_count": transaction.event_count, "data_collections": collections,
-            })
+        let marker = TransactionMarker {
+            status: if begin { "BEGIN" } else { "END" },
+            id: format!("{}:{}", transaction.xid, transaction.commit_lsn.0),
+            ts_ms: transaction.commit_ts_micros / 1000,
+            event_count: (!begin).then_some(transaction.event_count),
+            data_collections: (!begin).then(|| {
+                transaction
+                    .per_table
+                    .iter()
+                    .map(|(table, count)| (table.clone(), *count))
+                    .collect()
+            }),
         };
-        let key = serde_json::json!({ "id": id });
-        let (key, value) = (
-            wrap_schema(self.key_schemas_enable, transaction_key_schema(), key),
-            wrap_schema(
-                self.config.value_schemas_enable,
-                transaction_value_schema(),
-                payload,
-            ),
-        );
         let topic = self.config.transaction_topic.clone();
+        let (key, value) = self.records.transaction_marker(&topic, &marker).await?;
         self.send(&topic, Some(&key), Some(&value), None).await
     }
 
     async fn send_heartbeat(&mut self) -> Result<(), Error> {
-        let key = wrap_schema(
-            self.key_schemas_enable,
-            serde_json::json!({"type": "struct", "fields": [{"type": "string", "optional": false, "field": "serverName"}],
-                               "optional": false, "name": "io.debezium.connector.common.ServerNameKey"}),
-            serde_json::json!({"serverName": self.config.topic_prefix}),
-        );
-        let value = wrap_schema(
-            self.config.value_schemas_enable,
-            serde_json::json!({"type": "struct", "fields": [{"type": "int64", "optional": false, "field": "ts_ms"}],
-                               "optional": false, "name": "io.debezium.connector.common.Heartbeat"}),
-            serde_json::json!({"ts_ms": now_micros() / 1000}),
-        );
         let topic = self.config.heartbeat_topic.clone();
+        let (key, value) = self
+            .records
+            .heartbeat(&topic, &self.config.topic_prefix, now_micros() / 1000)
+            .await?;
         self.send(&topic, Some(&key), Some(&value), None).await
     }
 
@@ -1398,35 +1375,4 @@ fn now_micros() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
-}
-
-fn wrap_schema(
-    schemas_enable: bool,
-    schema: serde_json::Value,
-    payload: serde_json::Value,
-) -> Vec<u8> {
-    let json = if schemas_enable {
-        serde_json::json!({"schema": schema, "payload": payload})
-    } else {
-        payload
-    };
-    serde_json::to_vec(&json).expect("JSON values serialize")
-}
-
-fn transaction_key_schema() -> serde_json::Value {
-    serde_json::json!({"type": "struct", "fields": [{"type": "string", "optional": false, "field": "id"}],
-                       "optional": false, "name": "io.debezium.connector.common.TransactionMetadataKey"})
-}
-
-fn transaction_value_schema() -> serde_json::Value {
-    serde_json::json!({"type": "struct", "fields": [
-        {"type": "string", "optional": false, "field": "status"},
-        {"type": "string", "optional": false, "field": "id"},
-        {"type": "int64", "optional": true, "field": "event_count"},
-        {"type": "array", "items": {"type": "struct", "fields": [
-            {"type": "string", "optional": false, "field": "data_collection"},
-            {"type": "int64", "optional": false, "field": "event_count"}], "optional": false},
-         "optional": true, "field": "data_collections"},
-        {"type": "int64", "optional": false, "field": "ts_ms"}],
-        "optional": false, "name": "io.debezium.connector.common.TransactionMetadataValue"})
 }
