@@ -733,16 +733,23 @@ async fn set_logger(
     Ok(json_response(StatusCode::OK, json!(affected)))
 }
 
+/// 403 unless `topic.tracking.enable` (Connect's answer when it is off).
+fn topic_tracking(state: &ApiState) -> Result<(), ApiError> {
+    if state.options.topic_tracking {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Topic tracking is disabled.",
+        ))
+    }
+}
+
 async fn active_topics(
     AxumState(state): AxumState<ApiState>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    if !state.options.topic_tracking {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Topic tracking is disabled.",
-        ));
-    }
+    topic_tracking(&state)?;
     let topics = state.worker.active_topics(&name)?;
     Ok(json_response(
         StatusCode::OK,
@@ -754,12 +761,7 @@ async fn reset_active_topics(
     AxumState(state): AxumState<ApiState>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    if !state.options.topic_tracking {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Topic tracking is disabled.",
-        ));
-    }
+    topic_tracking(&state)?;
     if !state.options.topic_tracking_reset {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
