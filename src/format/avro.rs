@@ -598,13 +598,30 @@ impl TablePlan {
     }
 }
 
+self_cell::self_cell!(
+    /// A parsed schema with its writer: building a writer resolves every name in the schema,
+    /// which cost more than writing a record, so it is built once per schema.
+    struct DatumWriter {
+        owner: ParsedSchema,
+        #[covariant]
+        dependent: GenericDatumWriter,
+    }
+);
+
+impl std::fmt::Debug for DatumWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatumWriter")
+    }
+}
+
 /// An Avro schema: its text (what the registry stores) and, parsed, what datums are written
 /// with.
 #[derive(Debug)]
 struct AvroSchema {
     text: Arc<str>,
-    /// The parsed schema, or why the text is not valid Avro (reported when a record is written).
-    parsed: Result<ParsedSchema, String>,
+    /// The schema's writer, or why the text is not valid Avro (reported when a record is
+    /// written).
+    writer: Result<DatumWriter, String>,
     /// The registry subject (`<topic>-key` / `<topic>-value`), for errors.
     subject: String,
 }
@@ -612,37 +629,43 @@ struct AvroSchema {
 impl AvroSchema {
     fn new(schema: &ConnectSchema, subject: String) -> Self {
         let text = avro_schema(schema).to_string();
-        let parsed = ParsedSchema::parse_str(&text).map_err(|error| error.to_string());
+        let writer = ParsedSchema::parse_str(&text)
+            .map_err(|error| error.to_string())
+            .and_then(|parsed| {
+                DatumWriter::try_new(parsed, |parsed| {
+                    // Validation walks the value a second time; tests keep it to catch mapping
+                    // faults.
+                    GenericDatumWriter::builder(parsed)
+                        .validate(cfg!(debug_assertions))
+                        .build()
+                })
+                .map_err(|error| error.to_string())
+            });
         Self {
             text: text.into(),
-            parsed,
+            writer,
             subject,
         }
     }
 
     /// `datum` in the Confluent wire format: magic byte, schema id, Avro binary.
     fn frame(&self, schema_id: u32, datum: &AvroValue) -> Result<Vec<u8>, Error> {
-        let parsed = self
-            .parsed
+        let writer = self
+            .writer
             .as_ref()
             .map_err(|reason| Error::InvalidAvroSchema {
                 subject: self.subject.clone(),
                 reason: reason.clone(),
             })?;
-        let encoding_error = |_| Error::AvroEncoding {
-            subject: self.subject.clone(),
-        };
-        // Validation walks the value a second time; tests keep it to catch mapping faults.
-        let writer = GenericDatumWriter::builder(parsed)
-            .validate(cfg!(debug_assertions))
-            .build()
-            .map_err(encoding_error)?;
         let mut out = Vec::with_capacity(256);
         out.push(MAGIC_BYTE);
         out.extend_from_slice(&schema_id.to_be_bytes());
         writer
+            .borrow_dependent()
             .write_value_ref(&mut out, datum)
-            .map_err(encoding_error)?;
+            .map_err(|_| Error::AvroEncoding {
+                subject: self.subject.clone(),
+            })?;
         Ok(out)
     }
 }
