@@ -165,6 +165,9 @@ async fn serve(config_path: PathBuf, log_levels: tributary::api::LogLevels) -> a
         .with_context(|| format!("cannot listen on {} (rest.listen)", config.rest.listen))?;
     let address = listener.local_addr().context("listener address")?;
     let destination = destination(&config);
+    // The registry first: restored connectors with the Avro converter register at once.
+    let stop_registry = CancellationToken::new();
+    let registry = serve_registry(&config, &destination.kafka, stop_registry.clone()).await?;
     let worker = Worker::with_stores(
         destination.clone(),
         address.to_string(),
@@ -188,8 +191,6 @@ async fn serve(config_path: PathBuf, log_levels: tributary::api::LogLevels) -> a
         topic_tracking_reset: config.worker.topic_tracking_allow_reset,
     };
     let app = tributary::api::router_with(worker.clone(), options);
-    let stop_registry = CancellationToken::new();
-    let registry = serve_registry(&config, &destination.kafka, stop_registry.clone()).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(wait_for_stop_signal())
         .await
