@@ -600,7 +600,7 @@ struct ServeProcess {
 impl ServeProcess {
     fn config(fixture: &SourceFixture, port: u16) -> String {
         format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n[worker]\noffsets_topic = \"{}\"\nconfigs_topic = \"{}-configs\"\nstatus_topic = \"{}-status\"\n[rest]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[kafka]\nbootstrap_servers = \"{}\"\n[worker]\noffsets_topic = \"{}\"\nconfigs_topic = \"{}-configs\"\nstatus_topic = \"{}-status\"\n[registry]\nenabled = false\n[rest]\nlisten = \"127.0.0.1:{port}\"\n",
             crate::support::kafka::bootstrap_servers(),
             fixture.offsets_topic,
             fixture.offsets_topic,
@@ -672,7 +672,7 @@ async fn a_worker_killed_with_sigkill_comes_back_with_its_connectors_and_states(
     let status_topic = format!("{}-status", fixture.offsets_topic);
     let _guards = [
         crate::support::kafka::TestTopic::delete_on_drop(configs_topic, 1),
-        crate::support::kafka::TestTopic::delete_on_drop(status_topic, 1),
+        crate::support::kafka::TestTopic::delete_on_drop(status_topic.clone(), 1),
     ];
     let dir = std::env::temp_dir().join(crate::support::unique_name("tributary-serve"));
     let port = free_port();
@@ -703,6 +703,28 @@ async fn a_worker_killed_with_sigkill_comes_back_with_its_connectors_and_states(
         .await
         .expect("insert");
     records.collect(50, Duration::from_secs(30)).await;
+    // The active topic is recorded on the status topic on its own time; the kill comes once it
+    // is stored (what a restart can know of).
+    let statuses = tributary::runtime::store::StatusStore::new(
+        &crate::support::kafka::settings(),
+        &status_topic,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = statuses
+            .load(Duration::from_secs(30))
+            .await
+            .expect("the status topic reads");
+        if stored.topics.get(&name).is_some_and(|t| t.contains(&topic)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the active topic was never stored:\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     serve.child.kill().await.expect("kill -9");
     client
