@@ -1,0 +1,363 @@
+//! The sink task: consume change topics (read_committed), apply each batch and its offsets in
+//! one target transaction, repeat.
+//!
+//! Kafka group offsets play no part: the task assigns itself every partition of its topics and
+//! seeks to the offsets stored in the target database (the beginning when none are stored), so
+//! what is applied and where reading resumes can never disagree.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+    message::OwnedMessage,
+};
+use secrecy::ExposeSecret;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    Error,
+    config::{PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
+    record::{Decoded, RecordError, RecordPosition, decode},
+    types::Unchanged,
+    writer::{
+        PendingChange, TableName, Writer, claim_generation, ensure_state_tables, load_offsets,
+        reduce,
+    },
+};
+use crate::kafka::{ClientSettings, read_committed_consumer};
+
+/// How long a batch waits for more records once it has one.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
+///
+/// Contract: a batch's rows and the next offsets of the partitions it read are committed in
+/// one target transaction, and reading resumes from the stored offsets, so every record is
+/// applied exactly once, across restarts and crashes.
+pub async fn run(
+    config: PostgresSinkConfig,
+    kafka: &ClientSettings,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    if !config.ignored_keys.is_empty() {
+        info!(connector = %config.name, keys = ?config.ignored_keys, "configuration keys without effect here");
+    }
+    let mut client = connect(&config).await?;
+    ensure_state_tables(&client).await?;
+    let generation = claim_generation(&client, &config.name).await?;
+    let stored = load_offsets(&client, &config.name).await?;
+
+    let consumer = Arc::new(read_committed_consumer(
+        kafka,
+        &format!("tributary-sink-{}", config.name),
+    )?);
+    let partitions = topic_partitions(&consumer, &config.topics).await?;
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in &partitions {
+        let offset = match stored.get(&(topic.clone(), *partition)) {
+            Some(next) => Offset::Offset(*next),
+            None => Offset::Beginning,
+        };
+        assignment
+            .add_partition_offset(topic, *partition, offset)
+            .map_err(|source| Error::Consumer {
+                context: format!("assigning {topic}/{partition}"),
+                source,
+            })?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|source| Error::Consumer {
+            context: "assigning partitions".to_owned(),
+            source,
+        })?;
+    info!(connector = %config.name, generation, partitions = partitions.len(), "sink started");
+
+    let mut writer = Writer::new(
+        config.name.clone(),
+        generation,
+        config.insert_mode,
+        config.schema_changes,
+    );
+    let unchanged = Unchanged::default();
+    loop {
+        let Some(batch) = next_batch(&consumer, config.batch_size, &shutdown).await? else {
+            info!(connector = %config.name, "sink stopped");
+            return Ok(());
+        };
+        let (changes, offsets) = prepare(&config, &unchanged, &batch)?;
+        writer.write(&mut client, &changes, &offsets).await?;
+        debug!(connector = %config.name, records = batch.len(), "batch committed");
+    }
+}
+
+async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&config.host)
+        .port(config.port)
+        .user(&config.user)
+        .dbname(&config.dbname)
+        .application_name(format!("tributary sink {}", config.name))
+        .connect_timeout(Duration::from_secs(30));
+    if let Some(password) = &config.password {
+        pg.password(password.expose_secret());
+    }
+    let (client, connection) = pg.connect(NoTls).await.map_err(Error::database(format!(
+        "connecting to {}:{}/{}",
+        config.host, config.port, config.dbname
+    )))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            debug!(error = %error, "sink SQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Every partition of the selected topics (internal topics never match a pattern).
+async fn topic_partitions(
+    consumer: &Arc<StreamConsumer>,
+    topics: &TopicSelection,
+) -> Result<Vec<(String, i32)>, Error> {
+    let consumer = Arc::clone(consumer);
+    let topics = topics.clone();
+    // Metadata requests block on the network: keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let fetch = |topic: Option<&str>| {
+            consumer
+                .fetch_metadata(topic, METADATA_TIMEOUT)
+                .map_err(|source| Error::Consumer {
+                    context: "reading topic metadata".to_owned(),
+                    source,
+                })
+        };
+        let mut partitions = Vec::new();
+        match &topics {
+            TopicSelection::Names(names) => {
+                for name in names {
+                    let metadata = fetch(Some(name))?;
+                    let topic = metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == name)
+                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                        .ok_or_else(|| Error::TopicMissing {
+                            topic: name.clone(),
+                        })?;
+                    partitions.extend(topic.partitions().iter().map(|p| (name.clone(), p.id())));
+                }
+            }
+            TopicSelection::Pattern(pattern) => {
+                let metadata = fetch(None)?;
+                for topic in metadata.topics() {
+                    if !topic.name().starts_with("__") && pattern.is_match(topic.name()) {
+                        partitions.extend(
+                            topic
+                                .partitions()
+                                .iter()
+                                .map(|p| (topic.name().to_owned(), p.id())),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(partitions)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::Table {
+            table: "-".to_owned(),
+            message: "reading topic metadata panicked".to_owned(),
+        })
+    })
+}
+
+/// Up to `batch_size` records: waits for the first, then takes what arrives within a short
+/// linger. `None` when shutdown was asked for.
+async fn next_batch(
+    consumer: &StreamConsumer,
+    batch_size: usize,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<OwnedMessage>>, Error> {
+    let received = |result: Result<rdkafka::message::BorrowedMessage<'_>, _>| {
+        result
+            .map(|m| m.detach())
+            .map_err(|source| Error::Consumer {
+                context: "receiving records".to_owned(),
+                source,
+            })
+    };
+    let first = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(None),
+        message = consumer.recv() => received(message)?,
+    };
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+    while batch.len() < batch_size {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(message) => batch.push(received(message)?),
+            Err(_) => break,
+        }
+    }
+    Ok(Some(batch))
+}
+
+type TableChanges = BTreeMap<TableName, Vec<PendingChange>>;
+type NextOffsets = BTreeMap<(String, i32), i64>;
+
+/// Decodes and routes a batch, reduces it per key, and notes the next offset per partition.
+fn prepare(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    batch: &[OwnedMessage],
+) -> Result<(TableChanges, NextOffsets), Error> {
+    let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
+    let mut offsets = NextOffsets::new();
+    for message in batch {
+        let position = RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let next = offsets
+            .entry((position.topic.clone(), position.partition))
+            .or_insert(0);
+        *next = (*next).max(position.offset + 1);
+        let Some(decoded) = decode(
+            config,
+            unchanged,
+            &position,
+            message.key(),
+            message.payload(),
+        )?
+        else {
+            continue;
+        };
+        let table = table_name(&config.collection_name_format, &position, &decoded)?;
+        let identity = match config.primary_key_mode {
+            PrimaryKeyMode::RecordKey => decoded.key_identity,
+            // Without a key every record is a row of its own.
+            _ => position.to_string(),
+        };
+        routed.entry(table).or_default().push((
+            identity,
+            PendingChange {
+                key: decoded.key,
+                change: decoded.change,
+            },
+        ));
+    }
+    let changes = routed
+        .into_iter()
+        .map(|(table, changes)| (table, reduce(changes)))
+        .collect();
+    if offsets.is_empty() {
+        warn!("an empty batch");
+    }
+    Ok((changes, offsets))
+}
+
+/// The target table of a record under `collection.name.format`: placeholders filled in (the
+/// topic's dots become `_`), then a `.` of the format itself separates schema and table.
+fn table_name(
+    format: &str,
+    position: &RecordPosition,
+    decoded: &Decoded,
+) -> Result<TableName, Error> {
+    let mut parts = vec![String::new()];
+    let mut rest = format;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("${") {
+            let end = after.find('}').unwrap_or(after.len());
+            let name = &after[..end];
+            let value = match name {
+                "topic" => Some(position.topic.replace('.', "_")),
+                "source.db" => decoded.source_db.clone(),
+                "source.schema" => decoded.source_schema.clone(),
+                "source.table" => decoded.source_table.clone(),
+                _ => None,
+            };
+            let value = value.ok_or_else(|| RecordError::Shape {
+                position: position.clone(),
+                message: format!(
+                    "has no {name} for collection.name.format (no Debezium source block?)"
+                ),
+            })?;
+            if let Some(part) = parts.last_mut() {
+                part.push_str(&value);
+            }
+            rest = after.get(end + 1..).unwrap_or("");
+        } else {
+            let c = rest.chars().next().unwrap_or('.');
+            if c == '.' {
+                parts.push(String::new());
+            } else if let Some(part) = parts.last_mut() {
+                part.push(c);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    match parts.as_slice() {
+        [name] if !name.is_empty() => Ok(TableName {
+            schema: "public".to_owned(),
+            name: name.clone(),
+        }),
+        [schema, name] if !schema.is_empty() && !name.is_empty() => Ok(TableName {
+            schema: schema.clone(),
+            name: name.clone(),
+        }),
+        _ => Err(RecordError::Shape {
+            position: position.clone(),
+            message: format!(
+                "collection.name.format {format:?} gives no table name of the form [schema.]table"
+            ),
+        }
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::postgres::record::Change;
+
+    fn decoded(schema: &str, table: &str) -> Decoded {
+        Decoded {
+            source_db: Some("db".into()),
+            source_schema: Some(schema.into()),
+            source_table: Some(table.into()),
+            key: Vec::new(),
+            key_identity: String::new(),
+            change: Change::Delete,
+        }
+    }
+
+    #[test]
+    fn collection_names() {
+        let position = RecordPosition {
+            topic: "shop.public.orders".into(),
+            partition: 0,
+            offset: 0,
+        };
+        let d = decoded("My.Schema", "odd \"t\"");
+        let name = |format: &str| table_name(format, &position, &d).map(|t| (t.schema, t.name));
+        assert_eq!(
+            name("${topic}").expect("ok"),
+            ("public".into(), "shop_public_orders".into())
+        );
+        assert_eq!(
+            name("${source.schema}.${source.table}").expect("ok"),
+            ("My.Schema".into(), "odd \"t\"".into())
+        );
+        assert_eq!(
+            name("archive.${source.table}_v2").expect("ok"),
+            ("archive".into(), "odd \"t\"_v2".into())
+        );
+        assert!(name("a.b.c").is_err());
+    }
+}
