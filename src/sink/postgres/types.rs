@@ -113,8 +113,8 @@ impl FieldSchema {
                 "int8" | "int16" => "smallint".to_owned(),
                 "int32" => "integer".to_owned(),
                 "int64" => "bigint".to_owned(),
-                "float32" => "real".to_owned(),
-                "float64" => "double precision".to_owned(),
+                "float" | "float32" => "real".to_owned(),
+                "double" | "float64" => "double precision".to_owned(),
                 "boolean" => "boolean".to_owned(),
                 "bytes" => "bytea".to_owned(),
                 "array" => match &self.items {
@@ -407,11 +407,12 @@ fn text_of(value: &Json, schema: &FieldSchema) -> Result<String, String> {
             _ => Ok(value.to_string()),
         },
         ("boolean", Json::Bool(b)) => Ok(b.to_string()),
-        ("int8" | "int16" | "int32" | "int64" | "float32" | "float64", Json::Number(n)) => {
-            Ok(n.to_string())
-        }
+        (
+            "int8" | "int16" | "int32" | "int64" | "float" | "double" | "float32" | "float64",
+            Json::Number(n),
+        ) => Ok(n.to_string()),
         // Jackson writes NaN and the infinities as strings.
-        ("float32" | "float64", Json::String(text)) => Ok(text.clone()),
+        ("float" | "double" | "float32" | "float64", Json::String(text)) => Ok(text.clone()),
         ("string", Json::String(text)) => Ok(text.clone()),
         ("map" | "struct", _) => Ok(value.to_string()),
         (kind, other) => Err(format!(
@@ -451,8 +452,8 @@ mod tests {
             (json!({"type": "int16"}), "smallint"),
             (json!({"type": "int32"}), "integer"),
             (json!({"type": "int64"}), "bigint"),
-            (json!({"type": "float32"}), "real"),
-            (json!({"type": "float64"}), "double precision"),
+            (json!({"type": "float"}), "real"),
+            (json!({"type": "double"}), "double precision"),
             (json!({"type": "boolean"}), "boolean"),
             (json!({"type": "string"}), "text"),
             (json!({"type": "bytes"}), "bytea"),
@@ -589,7 +590,7 @@ mod tests {
             t(r#"{"a",NULL,"q\"b\\"}"#)
         );
         assert_eq!(text(json!(true), json!({"type": "boolean"})), t("true"));
-        assert_eq!(text(json!(1.5), json!({"type": "float64"})), t("1.5"));
+        assert_eq!(text(json!(1.5), json!({"type": "double"})), t("1.5"));
         assert_eq!(text(json!(null), json!({"type": "int32"})), Cell::Null);
     }
 

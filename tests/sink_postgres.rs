@@ -1,0 +1,318 @@
+//! The PostgreSQL sink end to end: changes in a source database, through the source connector
+//! and Kafka, applied by the sink to a second database; the target tables must equal the
+//! source tables.
+
+use tributary::{config::PostgresSourceConfig, event::TableId};
+
+use crate::support::{
+    kafka,
+    postgres::TestDatabase,
+    sink::{self, InProcessSink, wait_until_equal},
+    source::{InProcessSource, SourceFixture},
+};
+
+/// The change topic of `table` (in schema public), as the source names it.
+fn topic_of(config: &PostgresSourceConfig, table: &str) -> String {
+    config.table_topic(&TableId::new("public", table))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_workload_drains_into_equal_tables() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2),
+                 born date, seen timestamptz, local_at timestamp, tags text[], doc jsonb, uid uuid,
+                 blob bytea, flag boolean, score double precision, big text);
+             CREATE TABLE orders (id bigint PRIMARY KEY, customer int, total numeric(12,3));",
+        )
+        .await
+        .expect("schema");
+    let source_config = fixture.config("public.customers,public.orders", &[]);
+    let customers_topic = topic_of(&source_config, "customers");
+    let orders_topic = topic_of(&source_config, "orders");
+    fixture.topic(&customers_topic).await;
+    fixture.topic(&orders_topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+
+    let client = fixture.db.client();
+    client
+        .batch_execute(
+            "INSERT INTO customers
+                 SELECT g, 'name ' || g, g * 1.25, date '2020-01-01' + g,
+                        timestamptz '2024-02-29 12:00:00+00' + g * interval '1 hour',
+                        timestamp '2024-01-01 00:00:00.123456' + g * interval '1 minute',
+                        ARRAY['a' || g, NULL, 'q\"b\\c'], jsonb_build_object('k', g, 's', 'x y'),
+                        md5(g::text)::uuid, decode(md5(g::text), 'hex'), g % 2 = 0, g / 3.0, NULL
+                   FROM generate_series(1, 60) g;
+             UPDATE customers SET name = 'renamed', balance = NULL WHERE id % 5 = 0;
+             DELETE FROM customers WHERE id % 7 = 0;
+             UPDATE customers SET id = 1000 WHERE id = 3;
+             UPDATE customers SET big = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 400))
+              WHERE id = 1;
+             INSERT INTO orders SELECT g, g % 10, g * 0.125 FROM generate_series(1, 30) g;
+             BEGIN;
+             UPDATE orders SET total = total + 1 WHERE id < 10;
+             DELETE FROM orders WHERE id > 25;
+             INSERT INTO orders VALUES (26, 1, 2.5);
+             COMMIT;",
+        )
+        .await
+        .expect("workload");
+    let target = TestDatabase::create().await;
+    let config = sink::config(
+        &target,
+        &sink::connector_name(),
+        &[&customers_topic, &orders_topic],
+        &[
+            ("insert.mode", "upsert"),
+            ("delete.enabled", "true"),
+            ("schema.evolution", "basic"),
+            ("collection.name.format", "${source.table}"),
+        ],
+    );
+    let mut sink = InProcessSink::start(config);
+    wait_until_equal(
+        &mut sink,
+        client,
+        "customers",
+        target.client(),
+        "customers",
+        "id",
+    )
+    .await;
+    wait_until_equal(&mut sink, client, "orders", target.client(), "orders", "id").await;
+
+    // An update that leaves the TOASTed column out of the event (its placeholder instead): the
+    // target keeps the value it has.
+    let big_length: i32 = client
+        .query_one("SELECT length(big) FROM customers WHERE id = 1", &[])
+        .await
+        .expect("big")
+        .get(0);
+    assert_eq!(big_length, 12_800);
+    client
+        .batch_execute("UPDATE customers SET name = 'toast kept' WHERE id = 1")
+        .await
+        .expect("update");
+    wait_until_equal(
+        &mut sink,
+        client,
+        "customers",
+        target.client(),
+        "customers",
+        "id",
+    )
+    .await;
+    let target_big: i32 = target
+        .client()
+        .query_one("SELECT length(big) FROM customers WHERE id = 1", &[])
+        .await
+        .expect("big")
+        .get(0);
+    assert_eq!(target_big, 12_800);
+
+    // The created table has the source's types (numeric precision and scale included).
+    let types: Vec<String> = target
+        .client()
+        .query(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+              WHERE attrelid = 'public.customers'::regclass AND attnum > 0 ORDER BY attnum",
+            &[],
+        )
+        .await
+        .expect("types")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "integer",
+            "text",
+            "numeric(10,2)",
+            "date",
+            "timestamp with time zone",
+            "timestamp(6) without time zone",
+            "text[]",
+            "jsonb",
+            "uuid",
+            "bytea",
+            "boolean",
+            "double precision",
+            "text"
+        ]
+    );
+    sink.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_stored_offsets_without_duplicates() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE events (id int PRIMARY KEY, v int)")
+        .await
+        .expect("schema");
+    let source_config = fixture.config("public.events", &[]);
+    let topic = topic_of(&source_config, "events");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    for t in 0..5 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO events SELECT g, g * 2 FROM generate_series({}, {}) g",
+                t * 20 + 1,
+                t * 20 + 20
+            ))
+            .await
+            .expect("inserts");
+    }
+
+    // Insert mode without a key: every record becomes a row, so a record applied twice would
+    // show as a duplicate row.
+    let target = TestDatabase::create().await;
+    let name = sink::connector_name();
+    let config = || {
+        sink::config(
+            &target,
+            &name,
+            &[&topic],
+            &[
+                ("insert.mode", "insert"),
+                ("schema.evolution", "basic"),
+                ("collection.name.format", "events_log"),
+                ("batch.size", "7"),
+            ],
+        )
+    };
+    let mut sink = InProcessSink::start(config());
+    wait_until_equal(
+        &mut sink,
+        client,
+        "events",
+        target.client(),
+        "events_log",
+        "id",
+    )
+    .await;
+    sink.stop().await;
+    let stored = |expected_generation: i64| {
+        let target = &target;
+        let name = &name;
+        let topic = &topic;
+        async move {
+            let next: i64 = target
+                .client()
+                .query_one(
+                    "SELECT next_offset FROM tributary_offsets WHERE connector = $1 AND topic = $2 AND partition = 0",
+                    &[name, topic],
+                )
+                .await
+                .expect("a stored offset")
+                .get(0);
+            let generation: i64 = target
+                .client()
+                .query_one(
+                    "SELECT generation FROM tributary_sink_generations WHERE connector = $1",
+                    &[name],
+                )
+                .await
+                .expect("a generation")
+                .get(0);
+            assert_eq!(generation, expected_generation);
+            next
+        }
+    };
+    // The stored offset is past the last change record; only a transaction marker can follow.
+    let first_stop = stored(1).await;
+    let end = kafka::end_offset(&topic);
+    assert!(
+        (end - 1..=end).contains(&first_stop) && first_stop >= 100,
+        "stored {first_stop}, topic ends at {end}"
+    );
+
+    client
+        .batch_execute("INSERT INTO events SELECT g, g * 2 FROM generate_series(101, 150) g")
+        .await
+        .expect("more inserts");
+    let mut sink = InProcessSink::start(config());
+    wait_until_equal(
+        &mut sink,
+        client,
+        "events",
+        target.client(),
+        "events_log",
+        "id",
+    )
+    .await;
+    let count: i64 = target
+        .client()
+        .query_one("SELECT count(*) FROM events_log", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 150);
+    sink.stop().await;
+    let second_stop = stored(2).await;
+    let end = kafka::end_offset(&topic);
+    assert!(
+        (end - 1..=end).contains(&second_stop) && second_stop >= first_stop + 50,
+        "stored {second_stop} after {first_stop}, topic ends at {end}"
+    );
+    source.stop().await.expect("source stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_table_and_column_names_are_just_names() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute(
+            r#"CREATE TABLE "Odd ""Quoted"" Table" ("Id" int PRIMARY KEY, "my column" text,
+                   "quote""d" int, "MixedCase" text, "select" text);"#,
+        )
+        .await
+        .expect("schema");
+    let source_config = fixture.config(r#"public\.Odd "Quoted" Table"#, &[]);
+    let topic = topic_of(&source_config, "Odd \"Quoted\" Table");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute(
+            r#"INSERT INTO "Odd ""Quoted"" Table"
+                   SELECT g, 'v ' || g, g, 'M' || g, 'drop table x; --' FROM generate_series(1, 20) g;
+               UPDATE "Odd ""Quoted"" Table" SET "my column" = 'it''s' WHERE "Id" < 5;
+               DELETE FROM "Odd ""Quoted"" Table" WHERE "Id" > 15;
+               UPDATE "Odd ""Quoted"" Table" SET "Id" = 99 WHERE "Id" = 10;"#,
+        )
+        .await
+        .expect("workload");
+    let target = TestDatabase::create().await;
+    let config = sink::config(
+        &target,
+        &sink::connector_name(),
+        &[&topic],
+        &[
+            ("insert.mode", "upsert"),
+            ("delete.enabled", "true"),
+            ("schema.evolution", "basic"),
+            ("collection.name.format", "${source.schema}.${source.table}"),
+        ],
+    );
+    let mut sink = InProcessSink::start(config);
+    let table = r#"public."Odd ""Quoted"" Table""#;
+    wait_until_equal(&mut sink, client, table, target.client(), table, r#""Id""#).await;
+    sink.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}
