@@ -316,3 +316,94 @@ async fn hostile_table_and_column_names_are_just_names() {
     sink.stop().await;
     source.stop().await.expect("source stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_task_fences_the_older_one_and_lost_connections_are_retried() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .await
+        .expect("schema");
+    let source_config = fixture.config("public.items", &[]);
+    let topic = topic_of(&source_config, "items");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute("INSERT INTO items SELECT g, 'a' FROM generate_series(1, 10) g")
+        .await
+        .expect("inserts");
+    let target = TestDatabase::create().await;
+    let name = sink::connector_name();
+    let config = || {
+        sink::config(
+            &target,
+            &name,
+            &[&topic],
+            &[
+                ("insert.mode", "upsert"),
+                ("delete.enabled", "true"),
+                ("schema.evolution", "basic"),
+                ("collection.name.format", "items"),
+            ],
+        )
+    };
+    let mut older = InProcessSink::start(config());
+    wait_until_equal(&mut older, client, "items", target.client(), "items", "id").await;
+
+    // The server drops the sink's connection: the next batch reconnects and is written.
+    let terminated: i64 = target
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = $1",
+            &[&format!("tributary sink {name}")],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert_eq!(terminated, 1);
+    client
+        .batch_execute("UPDATE items SET v = 'b' WHERE id <= 5")
+        .await
+        .expect("updates");
+    wait_until_equal(&mut older, client, "items", target.client(), "items", "id").await;
+
+    // A second task of the same connector takes over; the older one may not write any more.
+    let mut newer = InProcessSink::start(config());
+    let generation = || async {
+        target
+            .client()
+            .query_one(
+                "SELECT generation FROM tributary_sink_generations WHERE connector = $1",
+                &[&name],
+            )
+            .await
+            .expect("generation")
+            .get::<_, i64>(0)
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while generation().await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the newer task did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client
+        .batch_execute("DELETE FROM items WHERE id > 8; UPDATE items SET v = 'c' WHERE id = 1")
+        .await
+        .expect("more changes");
+    wait_until_equal(&mut newer, client, "items", target.client(), "items", "id").await;
+    match older.ended(std::time::Duration::from_secs(30)).await {
+        Err(tributary::sink::postgres::Error::Fenced { ours, current, .. }) => {
+            assert_eq!((ours, current), (1, 2));
+        }
+        other => panic!("the older task should be fenced, it ended with {other:?}"),
+    }
+    newer.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}

@@ -67,6 +67,14 @@ impl InProcessSink {
         }
     }
 
+    /// Waits for the sink to end on its own (with an error, normally).
+    pub async fn ended(self, within: Duration) -> Result<(), postgres::Error> {
+        tokio::time::timeout(within, self.task)
+            .await
+            .expect("the sink should have stopped")
+            .expect("the sink task does not panic")
+    }
+
     /// Fails with the sink's error if it has stopped on its own.
     pub async fn check_running(&mut self) {
         if self.task.is_finished() {

@@ -510,7 +510,26 @@ fn check_name_format(format: &str) -> Result<(), String> {
     if format.trim().is_empty() {
         return Err("is empty; use ${topic} or a table name".to_owned());
     }
+    let literal_dots = without_placeholders(format).matches('.').count();
+    if literal_dots > 1 {
+        return Err(format!(
+            "{format:?} has {literal_dots} dots; name [schema.]table (a dot separates the schema)"
+        ));
+    }
     Ok(())
+}
+
+fn without_placeholders(format: &str) -> String {
+    let mut literal = String::new();
+    let mut rest = format;
+    while let Some(start) = rest.find("${") {
+        literal.push_str(&rest[..start]);
+        rest = rest[start..]
+            .find('}')
+            .map_or("", |end| &rest[start + end + 1..]);
+    }
+    literal.push_str(rest);
+    literal
 }
 
 #[cfg(test)]
@@ -664,6 +683,17 @@ mod tests {
         assert!(message("batch.size").contains("at least 1"));
         assert!(message("schema.evolution").contains("basic"));
         assert!(message("collection.name.format").contains("${table}"));
+        let err = PostgresSinkConfig::from_connector(&minimal(&[(
+            "collection.name.format",
+            "a.b.${source.table}",
+        )]))
+        .expect_err("two dots");
+        assert!(err.to_string().contains("2 dots"), "{err}");
+        PostgresSinkConfig::from_connector(&minimal(&[(
+            "collection.name.format",
+            "${source.schema}.${topic}",
+        )]))
+        .expect("one literal dot");
         assert!(message("insert.mdoe").contains("did you mean insert.mode?"));
         assert!(message("tasks.max").contains("must be 1"));
     }

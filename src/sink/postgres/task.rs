@@ -32,6 +32,11 @@ use crate::kafka::{ClientSettings, read_committed_consumer};
 /// How long a batch waits for more records once it has one.
 const BATCH_LINGER: Duration = Duration::from_millis(20);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Transient write failures (connection loss, serialization failures, deadlocks) are retried
+/// this often, with doubling backoff, before the task fails.
+const MAX_WRITE_RETRIES: u32 = 6;
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
 ///
@@ -90,7 +95,32 @@ pub async fn run(
             return Ok(());
         };
         let (changes, offsets) = prepare(&config, &unchanged, &batch)?;
-        writer.write(&mut client, &changes, &offsets).await?;
+        let mut attempt = 0;
+        loop {
+            let result = match writer.write(&mut client, &changes, &offsets).await {
+                Err(err) if err.is_transient() && client.is_closed() => connect(&config)
+                    .await
+                    .map(|fresh| client = fresh)
+                    .and(Err(err)),
+                other => other,
+            };
+            match result {
+                Ok(()) => break,
+                Err(err) if err.is_transient() && attempt < MAX_WRITE_RETRIES => {
+                    attempt += 1;
+                    let delay = RETRY_BACKOFF
+                        .saturating_mul(1 << attempt.min(6))
+                        .min(MAX_RETRY_BACKOFF);
+                    warn!(connector = %config.name, attempt, error = %err, "batch not written; retrying");
+                    // Nothing of the batch is committed: stopping here loses nothing.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
         debug!(connector = %config.name, records = batch.len(), "batch committed");
     }
 }

@@ -10,7 +10,7 @@ use std::{
     fmt,
 };
 
-use tokio_postgres::{Client, Transaction, types::ToSql};
+use tokio_postgres::{Client, Statement, Transaction, types::ToSql};
 use tracing::info;
 
 use super::{
@@ -126,6 +126,8 @@ pub(crate) struct Writer {
     insert_mode: InsertMode,
     schema_changes: SchemaChanges,
     tables: HashMap<TableName, TargetTable>,
+    /// Prepared once per statement text (one per table and column set), on this connection.
+    statements: HashMap<String, Statement>,
 }
 
 impl Writer {
@@ -141,6 +143,7 @@ impl Writer {
             insert_mode,
             schema_changes,
             tables: HashMap::new(),
+            statements: HashMap::new(),
         }
     }
 
@@ -154,8 +157,10 @@ impl Writer {
     ) -> Result<(), Error> {
         let result = self.write_transaction(client, changes, offsets).await;
         if result.is_err() {
-            // DDL of the rolled-back transaction is gone too: read shapes afresh.
+            // DDL of the rolled-back transaction is gone too, and the connection may be new:
+            // read shapes and prepare statements afresh.
             self.tables.clear();
+            self.statements.clear();
         }
         result
     }
@@ -246,7 +251,8 @@ impl Writer {
                 unnest(columns.len()),
                 conditions.join(" AND ")
             );
-            execute_columns(transaction, &sql, columns.len(), &arrays, table).await?;
+            let statement = self.prepared(transaction, &sql, table).await?;
+            execute_columns(transaction, &statement, columns.len(), &arrays, table).await?;
         }
 
         // One statement per set of columns present (unchanged TOASTed values left out).
@@ -278,9 +284,29 @@ impl Writer {
             let columns = typed_columns(table, &target, &names)?;
             let sql = self.write_sql(table, &columns, &key_names)?;
             let Some(sql) = sql else { continue };
-            execute_columns(transaction, &sql, columns.len(), &rows, table).await?;
+            let statement = self.prepared(transaction, &sql, table).await?;
+            execute_columns(transaction, &statement, columns.len(), &rows, table).await?;
         }
         Ok(())
+    }
+
+    async fn prepared(
+        &mut self,
+        transaction: &Transaction<'_>,
+        sql: &str,
+        table: &TableName,
+    ) -> Result<Statement, Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = transaction
+            .prepare(sql)
+            .await
+            .map_err(Error::database(format!(
+                "preparing a statement for {table}"
+            )))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 
     fn write_sql(
@@ -563,7 +589,7 @@ fn typed_columns<'a>(
 /// Runs `sql` with one `text[]` parameter per column, built from row-major `rows`.
 async fn execute_columns(
     transaction: &Transaction<'_>,
-    sql: &str,
+    statement: &Statement,
     columns: usize,
     rows: &[Vec<Option<String>>],
     table: &TableName,
@@ -578,7 +604,7 @@ async fn execute_columns(
     let params: Vec<&(dyn ToSql + Sync)> =
         arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
     transaction
-        .execute(sql, &params)
+        .execute(statement, &params)
         .await
         .map_err(Error::database(format!("writing to {table}")))
 }
