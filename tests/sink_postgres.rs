@@ -115,6 +115,17 @@ async fn mixed_workload_drains_into_equal_tables() {
         .get(0);
     assert_eq!(target_big, 12_800);
 
+    // A column added at the source is added to the target (schema.evolution=basic).
+    client
+        .batch_execute(
+            "ALTER TABLE orders ADD COLUMN note text, ADD COLUMN due date;
+             UPDATE orders SET note = 'first' WHERE id = 1;
+             INSERT INTO orders VALUES (500, 5, 5.5, 'new', '2025-01-31');",
+        )
+        .await
+        .expect("add column");
+    wait_until_equal(&mut sink, client, "orders", target.client(), "orders", "id").await;
+
     // The created table has the source's types (numeric precision and scale included).
     let types: Vec<String> = target
         .client()
