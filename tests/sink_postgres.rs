@@ -295,6 +295,23 @@ async fn hostile_table_and_column_names_are_just_names() {
         .expect("schema");
     let source_config = fixture.config(r#"public\.Odd "Quoted" Table"#, &[]);
     let topic = topic_of(&source_config, "Odd \"Quoted\" Table");
+    // The sink starts before its topic exists and finds it through topics.regex.
+    let target = TestDatabase::create().await;
+    let topics_regex = format!("{}\\..*", regex::escape(&fixture.prefix));
+    let sink_config = sink::config(
+        &target,
+        &sink::connector_name(),
+        &[],
+        &[
+            ("topics.regex", &topics_regex),
+            ("insert.mode", "upsert"),
+            ("delete.enabled", "true"),
+            ("schema.evolution", "basic"),
+            ("collection.name.format", "${source.schema}.${source.table}"),
+        ],
+    );
+    let mut sink = InProcessSink::start(sink_config);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     fixture.topic(&topic).await;
     let mut source = InProcessSource::start(source_config, fixture.destination());
     source.wait_until_streaming(&fixture).await;
@@ -309,19 +326,6 @@ async fn hostile_table_and_column_names_are_just_names() {
         )
         .await
         .expect("workload");
-    let target = TestDatabase::create().await;
-    let config = sink::config(
-        &target,
-        &sink::connector_name(),
-        &[&topic],
-        &[
-            ("insert.mode", "upsert"),
-            ("delete.enabled", "true"),
-            ("schema.evolution", "basic"),
-            ("collection.name.format", "${source.schema}.${source.table}"),
-        ],
-    );
-    let mut sink = InProcessSink::start(config);
     let table = r#"public."Odd ""Quoted"" Table""#;
     wait_until_equal(&mut sink, client, table, target.client(), table, r#""Id""#).await;
     sink.stop().await;

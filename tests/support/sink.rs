@@ -16,7 +16,8 @@ use super::{
     unique_name,
 };
 
-/// A sink connector config (Debezium JDBC sink keys) writing into `target`.
+/// A sink connector config (Debezium JDBC sink keys) writing into `target`; with no `topics`,
+/// `extra` names them (`topics.regex`).
 pub fn config(
     target: &TestDatabase,
     name: &str,
@@ -25,10 +26,12 @@ pub fn config(
 ) -> PostgresSinkConfig {
     let mut config = serde_json::json!({
         "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
-        "topics": topics.join(","),
         "connection.url": format!("jdbc:postgresql://127.0.0.1:{}/{}", port(), target.name),
         "connection.username": "postgres",
     });
+    if !topics.is_empty() {
+        config["topics"] = serde_json::Value::String(topics.join(","));
+    }
     for (key, value) in extra {
         config[*key] = serde_json::Value::String((*value).to_owned());
     }

@@ -50,8 +50,6 @@ pub enum Error {
         ours: i64,
         current: i64,
     },
-    #[error("topic {topic} does not exist; create it or fix topics/topics.regex")]
-    TopicMissing { topic: String },
 }
 
 impl Error {
@@ -79,10 +77,7 @@ impl Error {
             },
             Self::Kafka(e) => e.is_transient(),
             Self::Consumer { .. } => true,
-            Self::Record(_)
-            | Self::Table { .. }
-            | Self::Fenced { .. }
-            | Self::TopicMissing { .. } => false,
+            Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } => false,
         }
     }
 }

@@ -5,7 +5,11 @@
 //! seeks to the offsets stored in the target database (the beginning when none are stored), so
 //! what is applied and where reading resumes can never disagree.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -32,6 +36,8 @@ use crate::kafka::{ClientSettings, read_committed_consumer};
 /// How long a batch waits for more records once it has one.
 const BATCH_LINGER: Duration = Duration::from_millis(20);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the sink looks for new topics and partitions.
+const TOPIC_REFRESH: Duration = Duration::from_secs(2);
 /// Transient write failures (connection loss, serialization failures, deadlocks) are retried
 /// this often, with doubling backoff, before the task fails.
 const MAX_WRITE_RETRIES: u32 = 6;
@@ -54,33 +60,14 @@ pub async fn run(
     let mut client = connect(&config).await?;
     ensure_state_tables(&client).await?;
     let generation = claim_generation(&client, &config.name).await?;
-    let stored = load_offsets(&client, &config.name).await?;
-
     let consumer = Arc::new(read_committed_consumer(
         kafka,
         &format!("tributary-sink-{}", config.name),
     )?);
-    let partitions = topic_partitions(&consumer, &config.topics).await?;
-    let mut assignment = TopicPartitionList::new();
-    for (topic, partition) in &partitions {
-        let offset = match stored.get(&(topic.clone(), *partition)) {
-            Some(next) => Offset::Offset(*next),
-            None => Offset::Beginning,
-        };
-        assignment
-            .add_partition_offset(topic, *partition, offset)
-            .map_err(|source| Error::Consumer {
-                context: format!("assigning {topic}/{partition}"),
-                source,
-            })?;
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|source| Error::Consumer {
-            context: "assigning partitions".to_owned(),
-            source,
-        })?;
-    info!(connector = %config.name, generation, partitions = partitions.len(), "sink started");
+    let mut assigned: HashSet<(String, i32)> = HashSet::new();
+    assign_new_partitions(&consumer, &config, &client, &mut assigned).await?;
+    info!(connector = %config.name, generation, partitions = assigned.len(), "sink started");
+    let mut last_refresh = Instant::now();
 
     let mut writer = Writer::new(
         config.name.clone(),
@@ -90,10 +77,18 @@ pub async fn run(
     );
     let unchanged = Unchanged::default();
     loop {
+        // Topics appear while the sink runs (the source creates them on a table's first change).
+        if last_refresh.elapsed() >= TOPIC_REFRESH {
+            assign_new_partitions(&consumer, &config, &client, &mut assigned).await?;
+            last_refresh = Instant::now();
+        }
         let Some(batch) = next_batch(&consumer, config.batch_size, &shutdown).await? else {
             info!(connector = %config.name, "sink stopped");
             return Ok(());
         };
+        if batch.is_empty() {
+            continue;
+        }
         let (changes, offsets) = prepare(&config, &unchanged, &batch)?;
         let mut attempt = 0;
         loop {
@@ -125,6 +120,47 @@ pub async fn run(
     }
 }
 
+/// Assigns the partitions of the selected topics not assigned yet, each at its stored offset
+/// (the beginning when none is stored).
+async fn assign_new_partitions(
+    consumer: &Arc<StreamConsumer>,
+    config: &PostgresSinkConfig,
+    client: &Client,
+    assigned: &mut HashSet<(String, i32)>,
+) -> Result<(), Error> {
+    let fresh: Vec<(String, i32)> = topic_partitions(consumer, &config.topics)
+        .await?
+        .into_iter()
+        .filter(|p| !assigned.contains(p))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let stored = load_offsets(client, &config.name).await?;
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in &fresh {
+        let offset = match stored.get(&(topic.clone(), *partition)) {
+            Some(next) => Offset::Offset(*next),
+            None => Offset::Beginning,
+        };
+        assignment
+            .add_partition_offset(topic, *partition, offset)
+            .map_err(|source| Error::Consumer {
+                context: format!("assigning {topic}/{partition}"),
+                source,
+            })?;
+    }
+    consumer
+        .incremental_assign(&assignment)
+        .map_err(|source| Error::Consumer {
+            context: "assigning partitions".to_owned(),
+            source,
+        })?;
+    info!(connector = %config.name, partitions = fresh.len(), "reading new partitions");
+    assigned.extend(fresh);
+    Ok(())
+}
+
 async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&config.host)
@@ -148,7 +184,7 @@ async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
     Ok(client)
 }
 
-/// Every partition of the selected topics (internal topics never match a pattern).
+/// Every partition of the selected topics that exist (internal topics never match a pattern).
 async fn topic_partitions(
     consumer: &Arc<StreamConsumer>,
     topics: &TopicSelection,
@@ -170,15 +206,16 @@ async fn topic_partitions(
             TopicSelection::Names(names) => {
                 for name in names {
                     let metadata = fetch(Some(name))?;
-                    let topic = metadata
+                    // A named topic that does not exist yet is picked up once it does.
+                    if let Some(topic) = metadata
                         .topics()
                         .iter()
                         .find(|t| t.name() == name)
-                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                        .ok_or_else(|| Error::TopicMissing {
-                            topic: name.clone(),
-                        })?;
-                    partitions.extend(topic.partitions().iter().map(|p| (name.clone(), p.id())));
+                        .filter(|t| t.error().is_none())
+                    {
+                        partitions
+                            .extend(topic.partitions().iter().map(|p| (name.clone(), p.id())));
+                    }
                 }
             }
             TopicSelection::Pattern(pattern) => {
@@ -207,7 +244,7 @@ async fn topic_partitions(
 }
 
 /// Up to `batch_size` records: waits for the first, then takes what arrives within a short
-/// linger. `None` when shutdown was asked for.
+/// linger. Empty when nothing arrived for a while; `None` when shutdown was asked for.
 async fn next_batch(
     consumer: &StreamConsumer,
     batch_size: usize,
@@ -225,6 +262,7 @@ async fn next_batch(
         biased;
         () = shutdown.cancelled() => return Ok(None),
         message = consumer.recv() => received(message)?,
+        () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Vec::new())),
     };
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + BATCH_LINGER;
