@@ -70,6 +70,31 @@ impl TopicSelection {
     }
 }
 
+/// Which value fields are written; entries are `field` or `topic:field`. Key fields always are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FieldFilter {
+    #[default]
+    All,
+    Include(Vec<String>),
+    Exclude(Vec<String>),
+}
+
+impl FieldFilter {
+    pub fn keeps(&self, topic: &str, field: &str) -> bool {
+        let listed = |entries: &[String]| {
+            entries.iter().any(|entry| match entry.split_once(':') {
+                Some((t, f)) => t == topic && f == field,
+                None => entry == field,
+            })
+        };
+        match self {
+            Self::All => true,
+            Self::Include(entries) => listed(entries),
+            Self::Exclude(entries) => !listed(entries),
+        }
+    }
+}
+
 /// A validated PostgreSQL sink connector config.
 #[derive(Debug, Clone)]
 pub struct PostgresSinkConfig {
@@ -90,6 +115,8 @@ pub struct PostgresSinkConfig {
     /// `${source.table}`, `${source.db}`; a `.` outside a placeholder separates schema and table.
     pub collection_name_format: String,
     pub batch_size: usize,
+    /// `field.include.list` / `field.exclude.list`: which value fields become columns.
+    pub fields: FieldFilter,
     /// Keys accepted for compatibility that have no effect here (reported at start).
     pub ignored_keys: Vec<String>,
 }
@@ -154,6 +181,8 @@ const KNOWN_KEYS: &[&str] = &[
     "collection.name.format",
     "table.name.format",
     "batch.size",
+    "field.include.list",
+    "field.exclude.list",
 ];
 
 /// The parts of a `jdbc:postgresql://host[:port]/database[?user=…&password=…]` URL.
@@ -379,11 +408,12 @@ impl PostgresSinkConfig {
                 pk_mode_key,
                 "none cannot be used with insert.mode upsert or update: they need a key; use record_key",
             ),
-            PrimaryKeyMode::None => {}
-            PrimaryKeyMode::Kafka | PrimaryKeyMode::RecordValue => keys.error(
-                pk_mode_key,
-                "is not supported by the sink yet; use record_key (or none with insert.mode=insert)",
+            PrimaryKeyMode::None | PrimaryKeyMode::Kafka => {}
+            PrimaryKeyMode::RecordValue if primary_key_fields.is_empty() => keys.error(
+                pk_fields_key,
+                "is required with record_value: name the value fields that form the key",
             ),
+            PrimaryKeyMode::RecordValue => {}
         }
         if primary_key_mode == PrimaryKeyMode::None && !primary_key_fields.is_empty() {
             keys.error(
@@ -438,6 +468,22 @@ impl PostgresSinkConfig {
             keys.error("batch.size", "must be at least 1");
         }
 
+        let fields = match (
+            keys.list("field.include.list"),
+            keys.list("field.exclude.list"),
+        ) {
+            (include, exclude) if !include.is_empty() && !exclude.is_empty() => {
+                keys.error(
+                    "field.exclude.list",
+                    "cannot be used together with field.include.list; use one of the two",
+                );
+                FieldFilter::All
+            }
+            (include, _) if !include.is_empty() => FieldFilter::Include(include),
+            (_, exclude) if !exclude.is_empty() => FieldFilter::Exclude(exclude),
+            _ => FieldFilter::All,
+        };
+
         let mut ignored_keys = Vec::new();
         let unread: Vec<String> = keys
             .unread(|key| {
@@ -482,6 +528,7 @@ impl PostgresSinkConfig {
             schema_changes,
             collection_name_format,
             batch_size,
+            fields,
             ignored_keys,
         }
     }
@@ -712,6 +759,32 @@ mod tests {
         let err = PostgresSinkConfig::from_connector(&minimal(&[("topics.regex", "x.*")]))
             .expect_err("both topic keys");
         assert!(err.for_key("topics.regex").next().is_some(), "{err}");
+    }
+
+    #[test]
+    fn key_modes_and_field_filters() {
+        let config = PostgresSinkConfig::from_connector(&minimal(&[
+            ("primary.key.mode", "record_value"),
+            ("primary.key.fields", "a,b"),
+            ("field.exclude.list", "secret,a.public.orders:note"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.primary_key_mode, PrimaryKeyMode::RecordValue);
+        assert!(!config.fields.keeps("x", "secret"));
+        assert!(!config.fields.keeps("a.public.orders", "note"));
+        assert!(config.fields.keeps("a.public.lines", "note"));
+        let err =
+            PostgresSinkConfig::from_connector(&minimal(&[("primary.key.mode", "record_value")]))
+                .expect_err("no fields");
+        assert!(err.for_key("primary.key.fields").next().is_some(), "{err}");
+        let kafka = PostgresSinkConfig::from_connector(&minimal(&[
+            ("insert.mode", "upsert"),
+            ("primary.key.mode", "kafka"),
+            ("field.include.list", "id"),
+        ]))
+        .expect("valid");
+        assert_eq!(kafka.primary_key_mode, PrimaryKeyMode::Kafka);
+        assert!(kafka.fields.keeps("t", "id") && !kafka.fields.keeps("t", "other"));
     }
 
     #[test]

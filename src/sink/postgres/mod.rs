@@ -13,8 +13,8 @@ pub mod types;
 mod writer;
 
 pub use config::{
-    InsertMode, POSTGRES_SINK_CLASSES, PostgresSinkConfig, PrimaryKeyMode, SchemaChanges,
-    TopicSelection,
+    FieldFilter, InsertMode, POSTGRES_SINK_CLASSES, PostgresSinkConfig, PrimaryKeyMode,
+    SchemaChanges, TopicSelection,
 };
 pub use task::run;
 

@@ -154,7 +154,7 @@ pub fn decode(
     };
     let source_text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
 
-    let (key, key_identity) = match config.primary_key_mode {
+    let (mut key, mut key_identity) = match config.primary_key_mode {
         PrimaryKeyMode::RecordKey => {
             let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
                 shape("has no key; primary.key.mode=record_key needs one".to_owned())
@@ -188,7 +188,35 @@ pub fn decode(
                 if op == "d" { "before" } else { "after" }
             )));
         };
-        Change::Write(row_columns(row, row_schema.as_ref(), unchanged).map_err(value_error)?)
+        let mut columns = row_columns(row, row_schema.as_ref(), unchanged).map_err(value_error)?;
+        match config.primary_key_mode {
+            PrimaryKeyMode::RecordValue => {
+                key =
+                    config
+                        .primary_key_fields
+                        .iter()
+                        .map(|name| {
+                            columns.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
+                            shape(format!(
+                                "the value has no field {name:?} named in primary.key.fields"
+                            ))
+                        })
+                        })
+                        .collect::<Result<_, _>>()?;
+                let cells: Vec<&Cell> = key.iter().map(|c| &c.cell).collect();
+                key_identity = format!("{cells:?}");
+            }
+            PrimaryKeyMode::Kafka => {
+                key = kafka_columns(position);
+                columns.extend(key.iter().cloned());
+                key_identity = position.to_string();
+            }
+            PrimaryKeyMode::RecordKey | PrimaryKeyMode::None => {}
+        }
+        columns.retain(|c| {
+            key.iter().any(|k| k.name == c.name) || config.fields.keeps(&position.topic, &c.name)
+        });
+        Change::Write(columns)
     };
     Ok(Some(Decoded {
         source_db: source_text("db"),
@@ -198,6 +226,24 @@ pub fn decode(
         key_identity,
         change,
     }))
+}
+
+/// `primary.key.mode=kafka`: the record's coordinates as key columns.
+fn kafka_columns(position: &RecordPosition) -> Vec<ColumnValue> {
+    let column = |name: &str, kind: &str, text: String| ColumnValue {
+        name: name.to_owned(),
+        schema: FieldSchema::from_json(&serde_json::json!({"type": kind, "optional": false})),
+        cell: Cell::Text(text),
+    };
+    vec![
+        column("__connect_topic", "string", position.topic.clone()),
+        column(
+            "__connect_partition",
+            "int32",
+            position.partition.to_string(),
+        ),
+        column("__connect_offset", "int64", position.offset.to_string()),
+    ]
 }
 
 enum KeyError {
@@ -409,6 +455,51 @@ mod tests {
         let flat = decode_json(&config, json!({"id": 5}), Some(json!({"id": 5, "n": "x"})))
             .expect("a write");
         assert!(matches!(flat.change, Change::Write(ref c) if c.len() == 2));
+    }
+
+    #[test]
+    fn value_and_kafka_keys_and_field_filters() {
+        let by_value = config(&[
+            ("delete.enabled", "false"),
+            ("primary.key.mode", "record_value"),
+            ("primary.key.fields", "code"),
+            ("field.exclude.list", "secret"),
+        ]);
+        let decoded = decode_json(
+            &by_value,
+            Json::Null,
+            Some(json!({"op": "c", "after": {"code": "x", "secret": "s", "n": 1}})),
+        )
+        .expect("a write");
+        assert_eq!(decoded.key.len(), 1);
+        assert_eq!(decoded.key[0].cell, text("x"));
+        let Change::Write(columns) = decoded.change else {
+            panic!("a write")
+        };
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["code", "n"]);
+
+        let by_offset = config(&[("delete.enabled", "false"), ("primary.key.mode", "kafka")]);
+        let decoded = decode_json(
+            &by_offset,
+            Json::Null,
+            Some(json!({"op": "c", "after": {"n": 1}})),
+        )
+        .expect("a write");
+        let key: Vec<(&str, &Cell)> = decoded
+            .key
+            .iter()
+            .map(|c| (c.name.as_str(), &c.cell))
+            .collect();
+        assert_eq!(
+            key,
+            [
+                ("__connect_topic", &text("t")),
+                ("__connect_partition", &text("0")),
+                ("__connect_offset", &text("9"))
+            ]
+        );
+        assert_eq!(decoded.key_identity, "t/0@9");
     }
 
     #[test]

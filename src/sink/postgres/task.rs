@@ -308,9 +308,11 @@ fn prepare(
         };
         let table = table_name(&config.collection_name_format, &position, &decoded)?;
         let identity = match config.primary_key_mode {
-            PrimaryKeyMode::RecordKey => decoded.key_identity,
             // Without a key every record is a row of its own.
-            _ => position.to_string(),
+            PrimaryKeyMode::None => position.to_string(),
+            PrimaryKeyMode::RecordKey | PrimaryKeyMode::RecordValue | PrimaryKeyMode::Kafka => {
+                decoded.key_identity
+            }
         };
         routed.entry(table).or_default().push((
             identity,
