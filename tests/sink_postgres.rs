@@ -5,7 +5,7 @@
 use tributary::{config::PostgresSourceConfig, event::TableId};
 
 use crate::support::{
-    kafka,
+    kafka::{self, Collector, Isolation},
     postgres::TestDatabase,
     sink::{self, InProcessSink, wait_until_equal},
     source::{InProcessSource, SourceFixture},
@@ -420,5 +420,101 @@ async fn a_newer_task_fences_the_older_one_and_lost_connections_are_retried() {
         other => panic!("the older task should be fenced, it ended with {other:?}"),
     }
     newer.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_lands_in_the_dead_letter_topic_and_the_rest_flows_on() {
+    use rdkafka::{
+        ClientConfig,
+        producer::{FutureProducer, FutureRecord},
+    };
+
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .await
+        .expect("schema");
+    let source_config = fixture.config("public.items", &[]);
+    let topic = topic_of(&source_config, "items");
+    let mut changes = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
+    let dead_letter_topic = format!("{}-dlq", fixture.prefix);
+    let mut dead_letters = Collector::new(
+        fixture.topic(&dead_letter_topic).await,
+        Isolation::ReadCommitted,
+    );
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute("INSERT INTO items SELECT g, 'a' FROM generate_series(1, 5) g")
+        .await
+        .expect("inserts");
+    // Wait for the source's records, so the poison one comes after them.
+    changes.collect(5, std::time::Duration::from_secs(60)).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka::bootstrap_servers())
+        .create()
+        .expect("a producer");
+    let poison_offset = producer
+        .send(
+            FutureRecord::<str, str>::to(&topic)
+                .key(r#"{"id":999}"#)
+                .payload("this is not JSON"),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .expect("the poison record is written")
+        .offset;
+    client
+        .batch_execute("INSERT INTO items SELECT g, 'b' FROM generate_series(6, 10) g")
+        .await
+        .expect("more inserts");
+
+    let target = TestDatabase::create().await;
+    let name = sink::connector_name();
+    let config = sink::config(
+        &target,
+        &name,
+        &[&topic],
+        &[
+            ("insert.mode", "upsert"),
+            ("schema.evolution", "basic"),
+            ("collection.name.format", "items"),
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", &dead_letter_topic),
+            ("errors.deadletterqueue.context.headers.enable", "true"),
+        ],
+    );
+    let mut sink = InProcessSink::start(config);
+    wait_until_equal(&mut sink, client, "items", target.client(), "items", "id").await;
+    let letters = dead_letters
+        .collect(1, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.value_str(), Some("this is not JSON"));
+    assert_eq!(letter.key.as_deref(), Some(br#"{"id":999}"#.as_slice()));
+    let header = |name: &str| {
+        letter
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| panic!("no header {name}: {:?}", letter.headers))
+    };
+    assert_eq!(header("__connect.errors.topic"), topic);
+    assert_eq!(header("__connect.errors.partition"), "0");
+    assert_eq!(header("__connect.errors.offset"), poison_offset.to_string());
+    assert_eq!(header("__connect.errors.connector.name"), name);
+    assert!(
+        header("__connect.errors.exception.message").contains("not JSON"),
+        "{}",
+        header("__connect.errors.exception.message")
+    );
+    sink.stop().await;
     source.stop().await.expect("source stops cleanly");
 }

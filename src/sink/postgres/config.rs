@@ -95,6 +95,26 @@ impl FieldFilter {
     }
 }
 
+/// `errors.tolerance`: what a record that cannot be applied does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorTolerance {
+    /// The task fails.
+    #[default]
+    None,
+    /// The record is skipped (and sent to the dead-letter topic when one is configured).
+    All,
+}
+
+/// `errors.deadletterqueue.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterQueue {
+    pub topic: String,
+    /// `-1`: the broker's `default.replication.factor`.
+    pub replication_factor: i32,
+    /// `errors.deadletterqueue.context.headers.enable`: add `__connect.errors.*` headers.
+    pub context_headers: bool,
+}
+
 /// A validated PostgreSQL sink connector config.
 #[derive(Debug, Clone)]
 pub struct PostgresSinkConfig {
@@ -117,6 +137,9 @@ pub struct PostgresSinkConfig {
     pub batch_size: usize,
     /// `field.include.list` / `field.exclude.list`: which value fields become columns.
     pub fields: FieldFilter,
+    pub errors_tolerance: ErrorTolerance,
+    /// Where records that cannot be applied go under `errors.tolerance=all`.
+    pub dead_letter_queue: Option<DeadLetterQueue>,
     /// Keys accepted for compatibility that have no effect here (reported at start).
     pub ignored_keys: Vec<String>,
 }
@@ -155,6 +178,10 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "key.converter.schemas.enable",
     "value.converter.schemas.enable",
     "header.converter",
+    "errors.retry.timeout",
+    "errors.retry.delay.max.ms",
+    "errors.log.enable",
+    "errors.log.include.messages",
 ];
 
 /// Every key `from_connector` reads, for "did you mean" hints.
@@ -183,6 +210,10 @@ const KNOWN_KEYS: &[&str] = &[
     "batch.size",
     "field.include.list",
     "field.exclude.list",
+    "errors.tolerance",
+    "errors.deadletterqueue.topic.name",
+    "errors.deadletterqueue.topic.replication.factor",
+    "errors.deadletterqueue.context.headers.enable",
 ];
 
 /// The parts of a `jdbc:postgresql://host[:port]/database[?user=…&password=…]` URL.
@@ -484,12 +515,42 @@ impl PostgresSinkConfig {
             _ => FieldFilter::All,
         };
 
+        let errors_tolerance = keys.choice(
+            "errors.tolerance",
+            ErrorTolerance::None,
+            &[("none", ErrorTolerance::None), ("all", ErrorTolerance::All)],
+        );
+        let dead_letter_queue = keys
+            .raw("errors.deadletterqueue.topic.name")
+            .map(str::to_owned)
+            .map(|topic| DeadLetterQueue {
+                topic,
+                replication_factor: -1,
+                context_headers: false,
+            });
+        let replication_factor = keys.parsed(
+            "errors.deadletterqueue.topic.replication.factor",
+            -1i32,
+            "a whole number",
+        );
+        let context_headers = keys.bool("errors.deadletterqueue.context.headers.enable", false);
+        let dead_letter_queue = dead_letter_queue.map(|dlq| DeadLetterQueue {
+            replication_factor,
+            context_headers,
+            ..dlq
+        });
+        if replication_factor == 0 || replication_factor < -1 {
+            keys.error(
+                "errors.deadletterqueue.topic.replication.factor",
+                "must be -1 (the broker's default) or at least 1",
+            );
+        }
+
         let mut ignored_keys = Vec::new();
         let unread: Vec<String> = keys
             .unread(|key| {
                 key.starts_with("transforms")
                     || key.starts_with("predicates")
-                    || key.starts_with("errors.")
                     || key.starts_with("consumer.override.")
             })
             .into_iter()
@@ -529,6 +590,8 @@ impl PostgresSinkConfig {
             collection_name_format,
             batch_size,
             fields,
+            errors_tolerance,
+            dead_letter_queue,
             ignored_keys,
         }
     }
@@ -785,6 +848,40 @@ mod tests {
         .expect("valid");
         assert_eq!(kafka.primary_key_mode, PrimaryKeyMode::Kafka);
         assert!(kafka.fields.keeps("t", "id") && !kafka.fields.keeps("t", "other"));
+    }
+
+    #[test]
+    fn error_handling_keys() {
+        let config = PostgresSinkConfig::from_connector(&minimal(&[
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "dlq"),
+            ("errors.deadletterqueue.context.headers.enable", "true"),
+            ("errors.log.enable", "true"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.errors_tolerance, ErrorTolerance::All);
+        assert_eq!(
+            config.dead_letter_queue,
+            Some(DeadLetterQueue {
+                topic: "dlq".into(),
+                replication_factor: -1,
+                context_headers: true
+            })
+        );
+        assert_eq!(config.ignored_keys, ["errors.log.enable"]);
+        let err = PostgresSinkConfig::from_connector(&minimal(&[
+            ("errors.tolerance", "some"),
+            ("errors.deadletterqueue.topic.replication.factor", "0"),
+            ("errors.tolerence", "all"),
+        ]))
+        .expect_err("invalid");
+        for key in [
+            "errors.tolerance",
+            "errors.deadletterqueue.topic.replication.factor",
+            "errors.tolerence",
+        ] {
+            assert!(err.for_key(key).next().is_some(), "{key}: {err}");
+        }
     }
 
     #[test]

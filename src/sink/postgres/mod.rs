@@ -7,14 +7,15 @@
 //! number (table `tributary_sink_generations`), so a stale task cannot commit over a newer one.
 
 pub mod config;
+mod dlq;
 pub mod record;
 pub mod task;
 pub mod types;
 mod writer;
 
 pub use config::{
-    FieldFilter, InsertMode, POSTGRES_SINK_CLASSES, PostgresSinkConfig, PrimaryKeyMode,
-    SchemaChanges, TopicSelection,
+    DeadLetterQueue, ErrorTolerance, FieldFilter, InsertMode, POSTGRES_SINK_CLASSES,
+    PostgresSinkConfig, PrimaryKeyMode, SchemaChanges, TopicSelection,
 };
 pub use task::run;
 
@@ -39,6 +40,12 @@ pub enum Error {
     },
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("cannot send a record to dead-letter topic {topic}: {source}")]
+    DeadLetter {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     #[error("table {table}: {message}")]
     Table { table: String, message: String },
     #[error(
@@ -76,7 +83,7 @@ impl Error {
                 None => true,
             },
             Self::Kafka(e) => e.is_transient(),
-            Self::Consumer { .. } => true,
+            Self::Consumer { .. } | Self::DeadLetter { .. } => true,
             Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } => false,
         }
     }

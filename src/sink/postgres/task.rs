@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     Error,
-    config::{PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
+    config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
+    dlq::DeadLetters,
     record::{Decoded, RecordError, RecordPosition, decode},
     types::Unchanged,
     writer::{
@@ -76,6 +77,12 @@ pub async fn run(
         config.schema_changes,
     );
     let unchanged = Unchanged::default();
+    let dead_letters = match (&config.dead_letter_queue, config.errors_tolerance) {
+        (Some(queue), ErrorTolerance::All) => {
+            Some(DeadLetters::new(queue.clone(), &config.name, kafka).await?)
+        }
+        _ => None,
+    };
     loop {
         // Topics appear while the sink runs (the source creates them on a table's first change).
         if last_refresh.elapsed() >= TOPIC_REFRESH {
@@ -89,7 +96,17 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let (changes, offsets) = prepare(&config, &unchanged, &batch)?;
+        let Prepared {
+            changes,
+            offsets,
+            rejected,
+        } = prepare(&config, &unchanged, &batch)?;
+        for (index, error) in &rejected {
+            warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
+            if let (Some(dead_letters), Some(message)) = (&dead_letters, batch.get(*index)) {
+                dead_letters.send(message, error).await?;
+            }
+        }
         let mut attempt = 0;
         loop {
             let result = match writer.write(&mut client, &changes, &offsets).await {
@@ -279,14 +296,23 @@ type TableChanges = BTreeMap<TableName, Vec<PendingChange>>;
 type NextOffsets = BTreeMap<(String, i32), i64>;
 
 /// Decodes and routes a batch, reduces it per key, and notes the next offset per partition.
+/// A batch ready to write, and the records of it that cannot be applied (by index), which
+/// `errors.tolerance=all` lets through.
+struct Prepared {
+    changes: TableChanges,
+    offsets: NextOffsets,
+    rejected: Vec<(usize, RecordError)>,
+}
+
 fn prepare(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     batch: &[OwnedMessage],
-) -> Result<(TableChanges, NextOffsets), Error> {
+) -> Result<Prepared, Error> {
     let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
     let mut offsets = NextOffsets::new();
-    for message in batch {
+    let mut rejected = Vec::new();
+    for (index, message) in batch.iter().enumerate() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -296,17 +322,27 @@ fn prepare(
             .entry((position.topic.clone(), position.partition))
             .or_insert(0);
         *next = (*next).max(position.offset + 1);
-        let Some(decoded) = decode(
+        let routed_change = decode(
             config,
             unchanged,
             &position,
             message.key(),
             message.payload(),
-        )?
-        else {
-            continue;
+        )
+        .and_then(|decoded| {
+            decoded
+                .map(|d| table_name(&config.collection_name_format, &position, &d).map(|t| (t, d)))
+                .transpose()
+        });
+        let (table, decoded) = match routed_change {
+            Ok(Some(routed_change)) => routed_change,
+            Ok(None) => continue,
+            Err(error) if config.errors_tolerance == ErrorTolerance::All => {
+                rejected.push((index, error));
+                continue;
+            }
+            Err(error) => return Err(error.into()),
         };
-        let table = table_name(&config.collection_name_format, &position, &decoded)?;
         let identity = match config.primary_key_mode {
             // Without a key every record is a row of its own.
             PrimaryKeyMode::None => position.to_string(),
@@ -326,10 +362,11 @@ fn prepare(
         .into_iter()
         .map(|(table, changes)| (table, reduce(changes)))
         .collect();
-    if offsets.is_empty() {
-        warn!("an empty batch");
-    }
-    Ok((changes, offsets))
+    Ok(Prepared {
+        changes,
+        offsets,
+        rejected,
+    })
 }
 
 /// The target table of a record under `collection.name.format`: placeholders filled in (the
@@ -338,7 +375,7 @@ fn table_name(
     format: &str,
     position: &RecordPosition,
     decoded: &Decoded,
-) -> Result<TableName, Error> {
+) -> Result<TableName, RecordError> {
     let mut parts = vec![String::new()];
     let mut rest = format;
     while !rest.is_empty() {
@@ -386,8 +423,7 @@ fn table_name(
             message: format!(
                 "collection.name.format {format:?} gives no table name of the form [schema.]table"
             ),
-        }
-        .into()),
+        }),
     }
 }
 
