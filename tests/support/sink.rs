@@ -70,6 +70,13 @@ impl InProcessSink {
         }
     }
 
+    /// Drops the sink wherever it is (mid-transaction, say), as a crash would: nothing after its
+    /// last commit is kept.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     /// Waits for the sink to end on its own (with an error, normally).
     pub async fn ended(self, within: Duration) -> Result<(), postgres::Error> {
         tokio::time::timeout(within, self.task)
