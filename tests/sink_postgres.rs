@@ -469,11 +469,20 @@ async fn a_poison_record_lands_in_the_dead_letter_topic_and_the_rest_flows_on() 
         .expect("the poison record is written")
         .offset;
     client
-        .batch_execute("INSERT INTO items SELECT g, 'b' FROM generate_series(6, 10) g")
+        .batch_execute(
+            "INSERT INTO items SELECT g, 'b' FROM generate_series(6, 10) g;
+             INSERT INTO items VALUES (11, 'bad'), (12, 'c');",
+        )
         .await
         .expect("more inserts");
 
+    // The target table refuses one of the rows: the database's rejection is a poison record too.
     let target = TestDatabase::create().await;
+    target
+        .client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text CHECK (v <> 'bad'))")
+        .await
+        .expect("target table");
     let name = sink::connector_name();
     let config = sink::config(
         &target,
@@ -489,11 +498,22 @@ async fn a_poison_record_lands_in_the_dead_letter_topic_and_the_rest_flows_on() 
         ],
     );
     let mut sink = InProcessSink::start(config);
-    wait_until_equal(&mut sink, client, "items", target.client(), "items", "id").await;
+    wait_until_equal(
+        &mut sink,
+        client,
+        "(SELECT * FROM items WHERE v <> 'bad')",
+        target.client(),
+        "items",
+        "id",
+    )
+    .await;
     let letters = dead_letters
-        .collect(1, std::time::Duration::from_secs(30))
+        .collect(2, std::time::Duration::from_secs(30))
         .await;
-    assert_eq!(letters.len(), 1);
+    assert_eq!(letters.len(), 2);
+    let rejected = &letters[1];
+    assert_eq!(rejected.key_payload(), serde_json::json!({"id": 11}));
+    assert_eq!(rejected.payload()["after"]["v"], "bad");
     let letter = &letters[0];
     assert_eq!(letter.value_str(), Some("this is not JSON"));
     assert_eq!(letter.key.as_deref(), Some(br#"{"id":999}"#.as_slice()));
@@ -515,6 +535,14 @@ async fn a_poison_record_lands_in_the_dead_letter_topic_and_the_rest_flows_on() 
         "{}",
         header("__connect.errors.exception.message")
     );
+    let rejection = rejected
+        .headers
+        .iter()
+        .find(|(k, _)| k == "__connect.errors.exception.message")
+        .and_then(|(_, v)| v.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert!(rejection.contains("SQLSTATE 23514"), "{rejection}");
     sink.stop().await;
     source.stop().await.expect("source stops cleanly");
 }

@@ -70,6 +70,7 @@ impl DeadLetters {
                 RecordError::NotJson { .. } => ("VALUE_CONVERTER", "NotJson"),
                 RecordError::Shape { .. } => ("TASK_PUT", "Shape"),
                 RecordError::Value { .. } => ("TASK_PUT", "Value"),
+                RecordError::Rejected { .. } => ("TASK_PUT", "Rejected"),
             };
             let partition = message.partition().to_string();
             let offset = message.offset().to_string();

@@ -67,6 +67,18 @@ impl Error {
         move |source| Self::Database { context, source }
     }
 
+    /// The SQLSTATE when the target database rejected data (classes 22, data exception, and
+    /// 23, integrity constraint violation): the records are at fault, not the connection.
+    pub fn data_sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Database { source, .. } => source
+                .as_db_error()
+                .map(|db| db.code().code())
+                .filter(|code| code.starts_with("22") || code.starts_with("23")),
+            _ => None,
+        }
+    }
+
     /// Whether retrying (after a backoff) can succeed: connection loss, serialization failures,
     /// deadlocks, a broker that is away. Bad records, missing tables and fencing are final.
     pub fn is_transient(&self) -> bool {

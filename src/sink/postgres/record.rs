@@ -37,6 +37,14 @@ pub enum RecordError {
         position: RecordPosition,
         message: String,
     },
+    #[error(
+        "record {position}: the target database rejected it (SQLSTATE {sqlstate}); fix the \
+         target table or the record"
+    )]
+    Rejected {
+        position: RecordPosition,
+        sqlstate: String,
+    },
     #[error("record {position}: {source}")]
     Value {
         position: RecordPosition,

@@ -97,7 +97,7 @@ pub async fn run(
             continue;
         }
         let Prepared {
-            changes,
+            mut changes,
             offsets,
             rejected,
         } = prepare(&config, &unchanged, &batch)?;
@@ -118,6 +118,36 @@ pub async fn run(
             };
             match result {
                 Ok(()) => break,
+                Err(err)
+                    if err.data_sqlstate().is_some()
+                        && config.errors_tolerance == ErrorTolerance::All =>
+                {
+                    let rejected = writer.find_rejected(&mut client, &changes).await?;
+                    if rejected.is_empty() {
+                        return Err(err);
+                    }
+                    for (table, index, sqlstate) in rejected.into_iter().rev() {
+                        let Some(table_changes) = changes.get_mut(&table) else {
+                            continue;
+                        };
+                        let change = table_changes.remove(index);
+                        let Some(message) = batch.get(change.origin) else {
+                            continue;
+                        };
+                        let error = RecordError::Rejected {
+                            position: RecordPosition {
+                                topic: message.topic().to_owned(),
+                                partition: message.partition(),
+                                offset: message.offset(),
+                            },
+                            sqlstate,
+                        };
+                        warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
+                        if let Some(dead_letters) = &dead_letters {
+                            dead_letters.send(message, &error).await?;
+                        }
+                    }
+                }
                 Err(err) if err.is_transient() && attempt < MAX_WRITE_RETRIES => {
                     attempt += 1;
                     let delay = RETRY_BACKOFF
@@ -355,6 +385,7 @@ fn prepare(
             PendingChange {
                 key: decoded.key,
                 change: decoded.change,
+                origin: index,
             },
         ));
     }

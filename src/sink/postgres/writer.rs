@@ -45,6 +45,8 @@ impl fmt::Display for TableName {
 pub(crate) struct PendingChange {
     pub key: Vec<ColumnValue>,
     pub change: Change,
+    /// The index in its batch of the record this change comes from (the last one for its key).
+    pub origin: usize,
 }
 
 /// A table's columns as the catalog has them.
@@ -163,6 +165,58 @@ impl Writer {
             self.statements.clear();
         }
         result
+    }
+
+    /// Applies the changes one at a time, each under a savepoint, in a transaction that is
+    /// rolled back: which changes does the database reject for their data (SQLSTATE classes 22
+    /// and 23)? Returns each with its table, position in `changes` and SQLSTATE.
+    pub(crate) async fn find_rejected(
+        &mut self,
+        client: &mut Client,
+        changes: &BTreeMap<TableName, Vec<PendingChange>>,
+    ) -> Result<Vec<(TableName, usize, String)>, Error> {
+        let mut rejected = Vec::new();
+        let mut transaction = client
+            .transaction()
+            .await
+            .map_err(Error::database("beginning a transaction"))?;
+        for (table, table_changes) in changes {
+            for (index, change) in table_changes.iter().enumerate() {
+                let savepoint = transaction
+                    .savepoint("tributary_change")
+                    .await
+                    .map_err(Error::database("setting a savepoint"))?;
+                match self
+                    .apply(&savepoint, table, std::slice::from_ref(change))
+                    .await
+                {
+                    Ok(()) => savepoint
+                        .commit()
+                        .await
+                        .map_err(Error::database("releasing a savepoint"))?,
+                    Err(err) => match err.data_sqlstate() {
+                        Some(code) => {
+                            rejected.push((table.clone(), index, code.to_owned()));
+                            savepoint
+                                .rollback()
+                                .await
+                                .map_err(Error::database("rolling back to a savepoint"))?;
+                            // Shapes read or created under the savepoint are gone with it.
+                            self.tables.clear();
+                            self.statements.clear();
+                        }
+                        None => return Err(err),
+                    },
+                }
+            }
+        }
+        transaction
+            .rollback()
+            .await
+            .map_err(Error::database("rolling back the probe"))?;
+        self.tables.clear();
+        self.statements.clear();
+        Ok(rejected)
     }
 
     async fn write_transaction(
@@ -684,6 +738,7 @@ mod tests {
                     column("id", Cell::Text(id.to_owned())),
                     column("note", note),
                 ]),
+                origin: 0,
             },
         )
     }
@@ -695,6 +750,7 @@ mod tests {
             PendingChange {
                 key: vec![column("id", Cell::Text("2".into()))],
                 change: Change::Delete,
+                origin: 3,
             },
         );
         let reduced = reduce(vec![
