@@ -627,3 +627,50 @@ async fn crashes_in_the_middle_of_batches_lose_and_duplicate_nothing() {
     assert_eq!(count, 2000);
     source.stop().await.expect("source stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_empties_the_target_table_when_enabled() {
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .await
+        .expect("schema");
+    let source_config = fixture.config("public.items", &[("skipped.operations", "none")]);
+    let topic = topic_of(&source_config, "items");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute(
+            "INSERT INTO items SELECT g, 'a' FROM generate_series(1, 10) g;
+             TRUNCATE items;
+             INSERT INTO items SELECT g, 'b' FROM generate_series(11, 15) g;",
+        )
+        .await
+        .expect("workload");
+    let target = TestDatabase::create().await;
+    let config = sink::config(
+        &target,
+        &sink::connector_name(),
+        &[&topic],
+        &[
+            ("insert.mode", "upsert"),
+            ("delete.enabled", "true"),
+            ("truncate.enabled", "true"),
+            ("schema.evolution", "basic"),
+            ("collection.name.format", "items"),
+        ],
+    );
+    let mut sink = InProcessSink::start(config);
+    wait_until_equal(&mut sink, client, "items", target.client(), "items", "id").await;
+    client
+        .batch_execute("TRUNCATE items; INSERT INTO items VALUES (1, 'c');")
+        .await
+        .expect("second truncate");
+    wait_until_equal(&mut sink, client, "items", target.client(), "items", "id").await;
+    sink.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}

@@ -458,12 +458,6 @@ impl PostgresSinkConfig {
                 "needs primary.key.mode=record_key: a delete finds its row by the record key",
             );
         }
-        if truncate_enabled {
-            keys.error(
-                "truncate.enabled",
-                "is not supported by the sink yet; remove it or set it to false",
-            );
-        }
 
         let mut schema_changes = match keys.choice(
             "schema.evolution",

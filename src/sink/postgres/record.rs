@@ -67,6 +67,8 @@ pub enum Change {
     Write(Vec<ColumnValue>),
     /// Delete the row with this key.
     Delete,
+    /// Empty the table (`truncate.enabled`).
+    Truncate,
 }
 
 /// One decoded record.
@@ -154,13 +156,24 @@ pub fn decode(
             Json::Null,
         ),
     };
+    let source_text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
     let delete = match op.as_str() {
         "c" | "r" | "u" => false,
         "d" if config.delete_enabled => true,
+        // A truncate has no key and no row: it names its table in the source block.
+        "t" if config.truncate_enabled => {
+            return Ok(Some(Decoded {
+                source_db: source_text("db"),
+                source_schema: source_text("schema"),
+                source_table: source_text("table"),
+                key: Vec::new(),
+                key_identity: String::new(),
+                change: Change::Truncate,
+            }));
+        }
         "d" | "t" | "m" => return Ok(None),
         other => return Err(shape(format!("op {other:?} is not a Debezium operation"))),
     };
-    let source_text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
 
     let (mut key, mut key_identity) = match config.primary_key_mode {
         PrimaryKeyMode::RecordKey => {
@@ -450,6 +463,18 @@ mod tests {
             decode_json(&config, json!({"id": 4}), Some(json!({"op": "t"}))).is_none(),
             "truncate is skipped"
         );
+        let truncating = self::config(&[("truncate.enabled", "true")]);
+        let truncate = decode(
+            &truncating,
+            &Unchanged::default(),
+            &position(),
+            None,
+            Some(br#"{"op":"t","source":{"schema":"public","table":"x"}}"#),
+        )
+        .expect("decodes")
+        .expect("a truncate");
+        assert_eq!(truncate.change, Change::Truncate);
+        assert_eq!(truncate.source_table.as_deref(), Some("x"));
         let without_deletes = self::config(&[("delete.enabled", "false")]);
         assert!(
             decode_json(

@@ -6,7 +6,7 @@
 //! what is applied and where reading resumes can never disagree.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -25,7 +25,7 @@ use super::{
     Error,
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
     dlq::DeadLetters,
-    record::{Decoded, RecordError, RecordPosition, decode},
+    record::{Change, Decoded, RecordError, RecordPosition, decode},
     types::Unchanged,
     writer::{
         PendingChange, TableName, Writer, claim_generation, ensure_state_tables, load_offsets,
@@ -97,6 +97,7 @@ pub async fn run(
             continue;
         }
         let Prepared {
+            truncates,
             mut changes,
             offsets,
             rejected,
@@ -109,7 +110,10 @@ pub async fn run(
         }
         let mut attempt = 0;
         loop {
-            let result = match writer.write(&mut client, &changes, &offsets).await {
+            let result = match writer
+                .write(&mut client, &truncates, &changes, &offsets)
+                .await
+            {
                 Err(err) if err.is_transient() && client.is_closed() => connect(&config)
                     .await
                     .map(|fresh| client = fresh)
@@ -122,7 +126,9 @@ pub async fn run(
                     if err.data_sqlstate().is_some()
                         && config.errors_tolerance == ErrorTolerance::All =>
                 {
-                    let rejected = writer.find_rejected(&mut client, &changes).await?;
+                    let rejected = writer
+                        .find_rejected(&mut client, &truncates, &changes)
+                        .await?;
                     if rejected.is_empty() {
                         return Err(err);
                     }
@@ -329,6 +335,8 @@ type NextOffsets = BTreeMap<(String, i32), i64>;
 /// A batch ready to write, and the records of it that cannot be applied (by index), which
 /// `errors.tolerance=all` lets through.
 struct Prepared {
+    /// Tables to empty before `changes` are applied.
+    truncates: BTreeSet<TableName>,
     changes: TableChanges,
     offsets: NextOffsets,
     rejected: Vec<(usize, RecordError)>,
@@ -342,6 +350,7 @@ fn prepare(
     let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
     let mut offsets = NextOffsets::new();
     let mut rejected = Vec::new();
+    let mut truncates = BTreeSet::new();
     for (index, message) in batch.iter().enumerate() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
@@ -373,6 +382,12 @@ fn prepare(
             }
             Err(error) => return Err(error.into()),
         };
+        if decoded.change == Change::Truncate {
+            // What the batch had for the table before is emptied anyway.
+            routed.remove(&table);
+            truncates.insert(table);
+            continue;
+        }
         let identity = match config.primary_key_mode {
             // Without a key every record is a row of its own.
             PrimaryKeyMode::None => position.to_string(),
@@ -394,6 +409,7 @@ fn prepare(
         .map(|(table, changes)| (table, reduce(changes)))
         .collect();
     Ok(Prepared {
+        truncates,
         changes,
         offsets,
         rejected,
@@ -461,7 +477,6 @@ fn table_name(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::postgres::record::Change;
 
     fn decoded(schema: &str, table: &str) -> Decoded {
         Decoded {

@@ -6,7 +6,7 @@
 //! (`INSERT … SELECT … FROM unnest(…)`).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
 };
 
@@ -149,15 +149,19 @@ impl Writer {
         }
     }
 
-    /// Writes `changes` and the consumed `offsets` (next offset per topic-partition) in one
-    /// transaction; nothing of it is visible unless all of it commits.
+    /// Empties the `truncates` tables, then writes `changes` and the consumed `offsets` (next
+    /// offset per topic-partition), in one transaction: nothing of it is visible unless all of
+    /// it commits. (Changes read before a table's truncate in the batch are dropped beforehand.)
     pub(crate) async fn write(
         &mut self,
         client: &mut Client,
+        truncates: &BTreeSet<TableName>,
         changes: &BTreeMap<TableName, Vec<PendingChange>>,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), Error> {
-        let result = self.write_transaction(client, changes, offsets).await;
+        let result = self
+            .write_transaction(client, truncates, changes, offsets)
+            .await;
         if result.is_err() {
             // DDL of the rolled-back transaction is gone too, and the connection may be new:
             // read shapes and prepare statements afresh.
@@ -173,6 +177,7 @@ impl Writer {
     pub(crate) async fn find_rejected(
         &mut self,
         client: &mut Client,
+        truncates: &BTreeSet<TableName>,
         changes: &BTreeMap<TableName, Vec<PendingChange>>,
     ) -> Result<Vec<(TableName, usize, String)>, Error> {
         let mut rejected = Vec::new();
@@ -180,6 +185,7 @@ impl Writer {
             .transaction()
             .await
             .map_err(Error::database("beginning a transaction"))?;
+        self.truncate(&transaction, truncates).await?;
         for (table, table_changes) in changes {
             for (index, change) in table_changes.iter().enumerate() {
                 let savepoint = transaction
@@ -222,6 +228,7 @@ impl Writer {
     async fn write_transaction(
         &mut self,
         client: &mut Client,
+        truncates: &BTreeSet<TableName>,
         changes: &BTreeMap<TableName, Vec<PendingChange>>,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), Error> {
@@ -244,6 +251,7 @@ impl Writer {
                 current: current.unwrap_or(0),
             });
         }
+        self.truncate(&transaction, truncates).await?;
         for (table, table_changes) in changes {
             self.apply(&transaction, table, table_changes).await?;
         }
@@ -264,6 +272,23 @@ impl Writer {
             .commit()
             .await
             .map_err(Error::database("committing a batch"))
+    }
+
+    async fn truncate(
+        &mut self,
+        transaction: &Transaction<'_>,
+        truncates: &BTreeSet<TableName>,
+    ) -> Result<(), Error> {
+        for table in truncates {
+            // A table that does not exist has nothing to empty.
+            if self.target(transaction, table, &[]).await?.is_some() {
+                transaction
+                    .batch_execute(&format!("TRUNCATE {table}"))
+                    .await
+                    .map_err(Error::database(format!("truncating {table}")))?;
+            }
+        }
+        Ok(())
     }
 
     async fn apply(
