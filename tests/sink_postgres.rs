@@ -674,3 +674,66 @@ async fn truncate_empties_the_target_table_when_enabled() {
     sink.stop().await;
     source.stop().await.expect("source stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_records_through_the_registry_drain_into_equal_tables() {
+    let registry = crate::source_avro::Registry::start().await;
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, rank smallint, name text NOT NULL,
+                 balance numeric(10,2), opened date, seen timestamptz, active boolean, blob bytea,
+                 doc jsonb, uid uuid, tags text[], ratio double precision)",
+        )
+        .await
+        .expect("schema");
+    let avro = [
+        ("key.converter", "io.confluent.connect.avro.AvroConverter"),
+        ("key.converter.schema.registry.url", registry.url.as_str()),
+        ("value.converter", "io.confluent.connect.avro.AvroConverter"),
+        ("value.converter.schema.registry.url", registry.url.as_str()),
+    ];
+    let source_config = fixture.config("public.accounts", &avro);
+    let topic = topic_of(&source_config, "accounts");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute(
+            "INSERT INTO accounts
+                 SELECT g, g % 5, 'n' || g, g * 10.25, date '2021-03-01' + g,
+                        timestamptz '2024-05-01 08:00:00+02' + g * interval '1 day', g % 3 = 0,
+                        decode(md5(g::text), 'hex'), jsonb_build_object('g', g), md5(g::text)::uuid,
+                        ARRAY['t' || g], g / 7.0
+                   FROM generate_series(1, 25) g;
+             UPDATE accounts SET balance = -1.5, name = 'neg' WHERE id < 4;
+             DELETE FROM accounts WHERE id > 20;
+             UPDATE accounts SET id = 100 WHERE id = 10;",
+        )
+        .await
+        .expect("workload");
+    let target = TestDatabase::create().await;
+    let mut extra = vec![
+        ("insert.mode", "upsert"),
+        ("delete.enabled", "true"),
+        ("schema.evolution", "basic"),
+        ("collection.name.format", "${source.table}"),
+    ];
+    extra.extend(avro);
+    let config = sink::config(&target, &sink::connector_name(), &[&topic], &extra);
+    let mut sink = InProcessSink::start(config);
+    wait_until_equal(
+        &mut sink,
+        client,
+        "accounts",
+        target.client(),
+        "accounts",
+        "id",
+    )
+    .await;
+    sink.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}

@@ -8,7 +8,8 @@ use regex::Regex;
 use secrecy::SecretString;
 
 use crate::config::{
-    ConnectorConfig, ValidationErrors,
+    ConnectorConfig, Converter, ValidationErrors,
+    converter::{self, KEY_CONVERTER_KEYS, VALUE_CONVERTER_KEYS},
     keys::{KeyReader, closest},
     resolve_providers,
 };
@@ -137,6 +138,10 @@ pub struct PostgresSinkConfig {
     pub batch_size: usize,
     /// `field.include.list` / `field.exclude.list`: which value fields become columns.
     pub fields: FieldFilter,
+    /// `key.converter` / `value.converter`: JSON (with or without schemas; either is read) or
+    /// Avro through a schema registry.
+    pub key_converter: Converter,
+    pub value_converter: Converter,
     pub errors_tolerance: ErrorTolerance,
     /// Where records that cannot be applied go under `errors.tolerance=all`.
     pub dead_letter_queue: Option<DeadLetterQueue>,
@@ -173,10 +178,6 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "replace.null.with.default",
     "collection.naming.strategy",
     "column.naming.strategy",
-    "key.converter",
-    "value.converter",
-    "key.converter.schemas.enable",
-    "value.converter.schemas.enable",
     "header.converter",
     "errors.retry.timeout",
     "errors.retry.delay.max.ms",
@@ -210,6 +211,8 @@ const KNOWN_KEYS: &[&str] = &[
     "batch.size",
     "field.include.list",
     "field.exclude.list",
+    "key.converter",
+    "value.converter",
     "errors.tolerance",
     "errors.deadletterqueue.topic.name",
     "errors.deadletterqueue.topic.replication.factor",
@@ -509,6 +512,9 @@ impl PostgresSinkConfig {
             _ => FieldFilter::All,
         };
 
+        let key_converter = converter::read(keys, "key.converter", KEY_CONVERTER_KEYS);
+        let value_converter = converter::read(keys, "value.converter", VALUE_CONVERTER_KEYS);
+
         let errors_tolerance = keys.choice(
             "errors.tolerance",
             ErrorTolerance::None,
@@ -546,6 +552,8 @@ impl PostgresSinkConfig {
                 key.starts_with("transforms")
                     || key.starts_with("predicates")
                     || key.starts_with("consumer.override.")
+                    || key.starts_with("key.converter.")
+                    || key.starts_with("value.converter.")
             })
             .into_iter()
             .map(str::to_owned)
@@ -584,6 +592,8 @@ impl PostgresSinkConfig {
             collection_name_format,
             batch_size,
             fields,
+            key_converter,
+            value_converter,
             errors_tolerance,
             dead_letter_queue,
             ignored_keys,

@@ -68,6 +68,7 @@ impl DeadLetters {
         if self.queue.context_headers {
             let (stage, class) = match error {
                 RecordError::NotJson { .. } => ("VALUE_CONVERTER", "NotJson"),
+                RecordError::Unreadable { .. } => ("VALUE_CONVERTER", "Unreadable"),
                 RecordError::Shape { .. } => ("TASK_PUT", "Shape"),
                 RecordError::Value { .. } => ("TASK_PUT", "Value"),
                 RecordError::Rejected { .. } => ("TASK_PUT", "Rejected"),

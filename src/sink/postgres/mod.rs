@@ -6,6 +6,7 @@
 //! the stored offsets. A task fences older instances of the same connector through a generation
 //! number (table `tributary_sink_generations`), so a stale task cannot commit over a newer one.
 
+mod avro;
 pub mod config;
 mod dlq;
 pub mod record;
@@ -40,6 +41,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("schema registry: {0}")]
+    Registry(String),
     #[error("cannot send a record to dead-letter topic {topic}: {source}")]
     DeadLetter {
         topic: String,
@@ -95,7 +98,7 @@ impl Error {
                 None => true,
             },
             Self::Kafka(e) => e.is_transient(),
-            Self::Consumer { .. } | Self::DeadLetter { .. } => true,
+            Self::Consumer { .. } | Self::DeadLetter { .. } | Self::Registry(_) => true,
             Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } => false,
         }
     }

@@ -45,6 +45,12 @@ pub enum RecordError {
         position: RecordPosition,
         sqlstate: String,
     },
+    #[error("record {position}: the {part} cannot be read: {reason}")]
+    Unreadable {
+        position: RecordPosition,
+        part: &'static str,
+        reason: String,
+    },
     #[error("record {position}: {source}")]
     Value {
         position: RecordPosition,
@@ -101,14 +107,46 @@ fn schema_and_payload(document: Json) -> (Option<Json>, Json) {
     }
 }
 
-/// Decodes the record at `position`; `Ok(None)` for records with nothing to apply (tombstones,
-/// truncates, logical messages, deletes when deletes are off).
+/// Decodes the Connect JSON record at `position`; `Ok(None)` for records with nothing to apply
+/// (tombstones, truncates, logical messages, deletes when deletes are off).
 pub fn decode(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     position: &RecordPosition,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
+) -> Result<Option<Decoded>, RecordError> {
+    let parse = |bytes: Option<&[u8]>, part: &'static str| {
+        bytes
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                serde_json::from_slice::<Json>(b).map_err(|_| RecordError::NotJson {
+                    position: position.clone(),
+                    part,
+                })
+            })
+            .transpose()
+    };
+    // A tombstone follows a delete that was applied already; its key does not matter.
+    if value.is_none_or(<[u8]>::is_empty) {
+        return Ok(None);
+    }
+    let value = parse(value, "value")?;
+    let key = match config.primary_key_mode {
+        PrimaryKeyMode::RecordKey => parse(key, "key")?,
+        _ => None,
+    };
+    decode_document(config, unchanged, position, key, value)
+}
+
+/// As `decode`, for key and value already read into Connect JSON documents (`{"schema": …,
+/// "payload": …}` or a bare payload).
+pub fn decode_document(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    position: &RecordPosition,
+    key: Option<Json>,
+    value: Option<Json>,
 ) -> Result<Option<Decoded>, RecordError> {
     let shape = |message: String| RecordError::Shape {
         position: position.clone(),
@@ -119,13 +157,9 @@ pub fn decode(
         source,
     };
     // A tombstone follows a delete that was applied already.
-    let Some(value) = value.filter(|v| !v.is_empty()) else {
+    let Some(document) = value else {
         return Ok(None);
     };
-    let document: Json = serde_json::from_slice(value).map_err(|_| RecordError::NotJson {
-        position: position.clone(),
-        part: "value",
-    })?;
     let (value_schema, payload) = schema_and_payload(document);
     let Json::Object(mut payload) = payload else {
         return if payload.is_null() {
@@ -177,12 +211,8 @@ pub fn decode(
 
     let (mut key, mut key_identity) = match config.primary_key_mode {
         PrimaryKeyMode::RecordKey => {
-            let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
+            let document = key.ok_or_else(|| {
                 shape("has no key; primary.key.mode=record_key needs one".to_owned())
-            })?;
-            let document: Json = serde_json::from_slice(key).map_err(|_| RecordError::NotJson {
-                position: position.clone(),
-                part: "key",
             })?;
             let (key_schema, key_payload) = schema_and_payload(document);
             let key_schema = key_schema.as_ref().and_then(FieldSchema::from_json);

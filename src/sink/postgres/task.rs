@@ -17,22 +17,27 @@ use rdkafka::{
     message::OwnedMessage,
 };
 use secrecy::ExposeSecret;
+use serde_json::Value as Json;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
     Error,
+    avro::AvroReader,
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
     dlq::DeadLetters,
-    record::{Change, Decoded, RecordError, RecordPosition, decode},
+    record::{Change, Decoded, RecordError, RecordPosition, decode_document},
     types::Unchanged,
     writer::{
         PendingChange, TableName, Writer, claim_generation, ensure_state_tables, load_offsets,
         reduce,
     },
 };
-use crate::kafka::{ClientSettings, read_committed_consumer};
+use crate::{
+    config::Converter,
+    kafka::{ClientSettings, read_committed_consumer},
+};
 
 /// How long a batch waits for more records once it has one.
 const BATCH_LINGER: Duration = Duration::from_millis(20);
@@ -77,6 +82,10 @@ pub async fn run(
         config.schema_changes,
     );
     let unchanged = Unchanged::default();
+    let mut readers = Readers {
+        key: avro_reader(&config.key_converter),
+        value: avro_reader(&config.value_converter),
+    };
     let dead_letters = match (&config.dead_letter_queue, config.errors_tolerance) {
         (Some(queue), ErrorTolerance::All) => {
             Some(DeadLetters::new(queue.clone(), &config.name, kafka).await?)
@@ -101,7 +110,12 @@ pub async fn run(
             mut changes,
             offsets,
             rejected,
-        } = prepare(&config, &unchanged, &batch)?;
+        } = prepare(
+            &config,
+            &unchanged,
+            &batch,
+            read_documents(&config, &mut readers, &batch).await?,
+        )?;
         for (index, error) in &rejected {
             warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
             if let (Some(dead_letters), Some(message)) = (&dead_letters, batch.get(*index)) {
@@ -342,16 +356,82 @@ struct Prepared {
     rejected: Vec<(usize, RecordError)>,
 }
 
+/// Avro readers for keys and values written with the AvroConverter (JSON needs none).
+struct Readers {
+    key: Option<AvroReader>,
+    value: Option<AvroReader>,
+}
+
+fn avro_reader(converter: &Converter) -> Option<AvroReader> {
+    match converter {
+        Converter::Avro(registry) => Some(AvroReader::new(registry)),
+        Converter::Json { .. } => None,
+    }
+}
+
+/// A record's key and value as Connect JSON documents (`None`: absent or empty).
+type Documents = (Option<Json>, Option<Json>);
+
+/// Reads every record's key (when the key is needed) and value into Connect JSON documents.
+/// A registry that cannot be reached stops the batch; a record that cannot be read is that
+/// record's error.
+async fn read_documents(
+    config: &PostgresSinkConfig,
+    readers: &mut Readers,
+    batch: &[OwnedMessage],
+) -> Result<Vec<Result<Documents, RecordError>>, Error> {
+    let mut documents = Vec::with_capacity(batch.len());
+    for message in batch {
+        let position = RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let value = message.payload().filter(|v| !v.is_empty());
+        let key = match (value, config.primary_key_mode) {
+            (Some(_), PrimaryKeyMode::RecordKey) => message.key().filter(|k| !k.is_empty()),
+            _ => None,
+        };
+        let read = async |bytes: Option<&[u8]>, reader: Option<&mut AvroReader>, part| {
+            let Some(bytes) = bytes else {
+                return Ok(Ok(None));
+            };
+            match reader {
+                None => Ok(serde_json::from_slice::<Json>(bytes)
+                    .map(Some)
+                    .map_err(|_| RecordError::NotJson {
+                        position: position.clone(),
+                        part,
+                    })),
+                Some(reader) => match reader.document(bytes).await {
+                    Ok(document) => Ok(Ok(Some(document))),
+                    Err(error) if error.is_transient() => Err(Error::Registry(error.to_string())),
+                    Err(error) => Ok(Err(RecordError::Unreadable {
+                        position: position.clone(),
+                        part,
+                        reason: error.to_string(),
+                    })),
+                },
+            }
+        };
+        let value = read(value, readers.value.as_mut(), "value").await?;
+        let key = read(key, readers.key.as_mut(), "key").await?;
+        documents.push(value.and_then(|value| key.map(|key| (key, value))));
+    }
+    Ok(documents)
+}
+
 fn prepare(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     batch: &[OwnedMessage],
+    documents: Vec<Result<Documents, RecordError>>,
 ) -> Result<Prepared, Error> {
     let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
     let mut offsets = NextOffsets::new();
     let mut rejected = Vec::new();
     let mut truncates = BTreeSet::new();
-    for (index, message) in batch.iter().enumerate() {
+    for (index, (message, document)) in batch.iter().zip(documents).enumerate() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -361,18 +441,15 @@ fn prepare(
             .entry((position.topic.clone(), position.partition))
             .or_insert(0);
         *next = (*next).max(position.offset + 1);
-        let routed_change = decode(
-            config,
-            unchanged,
-            &position,
-            message.key(),
-            message.payload(),
-        )
-        .and_then(|decoded| {
-            decoded
-                .map(|d| table_name(&config.collection_name_format, &position, &d).map(|t| (t, d)))
-                .transpose()
-        });
+        let routed_change = document
+            .and_then(|(key, value)| decode_document(config, unchanged, &position, key, value))
+            .and_then(|decoded| {
+                decoded
+                    .map(|d| {
+                        table_name(&config.collection_name_format, &position, &d).map(|t| (t, d))
+                    })
+                    .transpose()
+            });
         let (table, decoded) = match routed_change {
             Ok(Some(routed_change)) => routed_change,
             Ok(None) => continue,
