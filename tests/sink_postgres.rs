@@ -737,3 +737,51 @@ async fn avro_records_through_the_registry_drain_into_equal_tables() {
     sink.stop().await;
     source.stop().await.expect("source stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_without_schemas_into_an_existing_table() {
+    let mut fixture = SourceFixture::new().await;
+    // Columns named like the parts of a schema envelope are just columns.
+    fixture
+        .db
+        .client()
+        .batch_execute("CREATE TABLE notes (id int PRIMARY KEY, schema text, payload jsonb)")
+        .await
+        .expect("schema");
+    let plain = [
+        ("key.converter.schemas.enable", "false"),
+        ("value.converter.schemas.enable", "false"),
+    ];
+    let source_config = fixture.config("public.notes", &plain);
+    let topic = topic_of(&source_config, "notes");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(source_config, fixture.destination());
+    source.wait_until_streaming(&fixture).await;
+    let client = fixture.db.client();
+    client
+        .batch_execute(
+            r#"INSERT INTO notes SELECT g, 's' || g, jsonb_build_object('n', g) FROM generate_series(1, 10) g;
+               UPDATE notes SET schema = NULL WHERE id = 2;
+               DELETE FROM notes WHERE id = 3;"#,
+        )
+        .await
+        .expect("workload");
+    // Without schemas the sink cannot create the table: it exists already.
+    let target = TestDatabase::create().await;
+    target
+        .client()
+        .batch_execute("CREATE TABLE notes (id int PRIMARY KEY, schema text, payload jsonb)")
+        .await
+        .expect("target table");
+    let mut extra = vec![
+        ("insert.mode", "upsert"),
+        ("delete.enabled", "true"),
+        ("collection.name.format", "notes"),
+    ];
+    extra.extend(plain);
+    let config = sink::config(&target, &sink::connector_name(), &[&topic], &extra);
+    let mut sink = InProcessSink::start(config);
+    wait_until_equal(&mut sink, client, "notes", target.client(), "notes", "id").await;
+    sink.stop().await;
+    source.stop().await.expect("source stops cleanly");
+}

@@ -13,7 +13,7 @@ use std::{
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
-    consumer::{Consumer, StreamConsumer},
+    consumer::{CommitMode, Consumer, StreamConsumer},
     message::OwnedMessage,
 };
 use secrecy::ExposeSecret;
@@ -182,6 +182,14 @@ pub async fn run(
                 }
                 Err(err) => return Err(err),
             }
+        }
+        // Group offsets are for lag monitoring only: the stored offsets are the truth.
+        let mut committed = TopicPartitionList::new();
+        for ((topic, partition), next) in &offsets {
+            let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(error) = consumer.commit(&committed, CommitMode::Async) {
+            debug!(connector = %config.name, error = %error, "group offsets not committed");
         }
         debug!(connector = %config.name, records = batch.len(), "batch committed");
     }
@@ -369,6 +377,18 @@ fn avro_reader(converter: &Converter) -> Option<AvroReader> {
     }
 }
 
+/// A JSON key or value as a document: with `schemas.enable=false` the whole JSON is the payload
+/// (wrapped, so a row with just the fields `schema` and `payload` is not taken for an envelope);
+/// otherwise `{"schema", "payload"}` is unwrapped when present and a bare payload read as one.
+fn json_document(document: Json, converter: &Converter) -> Json {
+    match converter {
+        Converter::Json {
+            schemas_enable: false,
+        } => serde_json::json!({"schema": null, "payload": document}),
+        _ => document,
+    }
+}
+
 /// A record's key and value as Connect JSON documents (`None`: absent or empty).
 type Documents = (Option<Json>, Option<Json>);
 
@@ -392,13 +412,20 @@ async fn read_documents(
             (Some(_), PrimaryKeyMode::RecordKey) => message.key().filter(|k| !k.is_empty()),
             _ => None,
         };
+        let converter = |part: &str| {
+            if part == "key" {
+                &config.key_converter
+            } else {
+                &config.value_converter
+            }
+        };
         let read = async |bytes: Option<&[u8]>, reader: Option<&mut AvroReader>, part| {
             let Some(bytes) = bytes else {
                 return Ok(Ok(None));
             };
             match reader {
                 None => Ok(serde_json::from_slice::<Json>(bytes)
-                    .map(Some)
+                    .map(|document| Some(json_document(document, converter(part))))
                     .map_err(|_| RecordError::NotJson {
                         position: position.clone(),
                         part,
@@ -564,6 +591,21 @@ mod tests {
             key_identity: String::new(),
             change: Change::Delete,
         }
+    }
+
+    #[test]
+    fn schemaless_json_is_never_unwrapped() {
+        let row = serde_json::json!({"schema": "s", "payload": 1});
+        let plain = Converter::Json {
+            schemas_enable: false,
+        };
+        let document = json_document(row.clone(), &plain);
+        assert_eq!(document["payload"], row);
+        assert!(document["schema"].is_null());
+        let with_schemas = Converter::Json {
+            schemas_enable: true,
+        };
+        assert_eq!(json_document(row.clone(), &with_schemas), row);
     }
 
     #[test]
