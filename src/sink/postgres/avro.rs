@@ -12,6 +12,7 @@ use apache_avro::{Schema, reader::datum::GenericDatumReader, types::Value as Avr
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Map, Value as Json, json};
 
+use super::{record::Document, types::FieldSchema};
 use crate::format::registry_client::{RegistryClient, RegistryConfig, RegistryError};
 
 /// Why an Avro record cannot be read.
@@ -37,6 +38,8 @@ impl AvroError {
 struct WriterSchema {
     avro: Schema,
     json: Json,
+    /// The Connect schema, read once.
+    connect: Option<Arc<FieldSchema>>,
     /// Named types by name and full name, for references such as `"after": ["null", "Value"]`.
     named: HashMap<String, Json>,
 }
@@ -56,8 +59,8 @@ impl AvroReader {
         }
     }
 
-    /// The record as a Connect JSON document.
-    pub(crate) async fn document(&mut self, bytes: &[u8]) -> Result<Json, AvroError> {
+    /// The record as a document: Connect schema and JSON payload.
+    pub(crate) async fn document(&mut self, bytes: &[u8]) -> Result<Document, AvroError> {
         let (id, mut datum) = match bytes {
             [0, a, b, c, d, rest @ ..] => (u32::from_be_bytes([*a, *b, *c, *d]), rest),
             _ => return Err(AvroError::NotWireFormat),
@@ -71,7 +74,13 @@ impl AvroReader {
                 let json: Json = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
                 let mut named = HashMap::new();
                 collect_named(&json, None, &mut named);
-                let schema = Arc::new(WriterSchema { avro, json, named });
+                let connect = FieldSchema::from_json(&connect_schema(&json, &named)).map(Arc::new);
+                let schema = Arc::new(WriterSchema {
+                    avro,
+                    json,
+                    connect,
+                    named,
+                });
                 self.schemas.insert(id, Arc::clone(&schema));
                 schema
             }
@@ -80,9 +89,10 @@ impl AvroReader {
             id,
             reason: e.to_string(),
         })?;
-        let connect_schema = connect_schema(&schema.json, &schema.named);
-        let payload = payload(&value, &schema.json, &schema.named);
-        Ok(json!({"schema": connect_schema, "payload": payload}))
+        Ok(Document {
+            schema: schema.connect.clone(),
+            payload: payload(&value, &schema.json, &schema.named),
+        })
     }
 }
 

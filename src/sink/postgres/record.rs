@@ -1,7 +1,10 @@
 //! Kafka records in, changes to apply out: Debezium envelopes (and flattened records) in
 //! Connect JSON, with or without schemas.
 
-use serde_json::{Map, Value as Json};
+use std::{collections::HashMap, sync::Arc};
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, value::RawValue};
 
 use super::{
     config::{PostgresSinkConfig, PrimaryKeyMode},
@@ -62,7 +65,7 @@ pub enum RecordError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnValue {
     pub name: String,
-    pub schema: Option<FieldSchema>,
+    pub schema: Option<Arc<FieldSchema>>,
     pub cell: Cell,
 }
 
@@ -91,6 +94,72 @@ pub struct Decoded {
     pub change: Change,
 }
 
+/// A key or value: its Connect schema (when it has one) and its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub schema: Option<Arc<FieldSchema>>,
+    pub payload: Json,
+}
+
+impl Document {
+    /// From a Connect JSON document: `{"schema": …, "payload": …}` or a bare payload.
+    pub fn from_json(document: Json) -> Self {
+        let (schema, payload) = schema_and_payload(document);
+        Self {
+            schema: schema
+                .as_ref()
+                .and_then(FieldSchema::from_json)
+                .map(Arc::new),
+            payload,
+        }
+    }
+}
+
+/// Parsed schemas by their JSON text: the records of a topic repeat the same schema, and
+/// parsing it is most of the work of reading a record.
+#[derive(Debug, Default)]
+pub struct SchemaCache {
+    schemas: HashMap<Box<str>, Option<Arc<FieldSchema>>>,
+}
+
+/// A bound on cached schemas, against topics whose schema changes with every record.
+const MAX_CACHED_SCHEMAS: usize = 1024;
+
+impl SchemaCache {
+    /// Reads a Connect JSON key or value.
+    pub fn document(&mut self, bytes: &[u8]) -> Result<Document, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            schema: &'a RawValue,
+            payload: Json,
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
+            return serde_json::from_slice::<Json>(bytes).map(Document::from_json);
+        };
+        let text = envelope.schema.get();
+        let schema = match self.schemas.get(text) {
+            Some(schema) => schema.clone(),
+            None => {
+                let parsed = serde_json::from_str::<Json>(text)
+                    .ok()
+                    .and_then(|json| FieldSchema::from_json(&json))
+                    .map(Arc::new);
+                if self.schemas.len() >= MAX_CACHED_SCHEMAS {
+                    self.schemas.clear();
+                }
+                self.schemas.insert(text.into(), parsed.clone());
+                parsed
+            }
+        };
+        Ok(Document {
+            schema,
+            payload: envelope.payload,
+        })
+    }
+}
+
 /// Splits `{"schema": …, "payload": …}`; a document without that shape is a bare payload.
 fn schema_and_payload(document: Json) -> (Option<Json>, Json) {
     match document {
@@ -116,11 +185,12 @@ pub fn decode(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<Option<Decoded>, RecordError> {
-    let parse = |bytes: Option<&[u8]>, part: &'static str| {
+    let mut schemas = SchemaCache::default();
+    let mut parse = |bytes: Option<&[u8]>, part: &'static str| {
         bytes
             .filter(|b| !b.is_empty())
             .map(|b| {
-                serde_json::from_slice::<Json>(b).map_err(|_| RecordError::NotJson {
+                schemas.document(b).map_err(|_| RecordError::NotJson {
                     position: position.clone(),
                     part,
                 })
@@ -145,8 +215,8 @@ pub fn decode_document(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     position: &RecordPosition,
-    key: Option<Json>,
-    value: Option<Json>,
+    key: Option<Document>,
+    value: Option<Document>,
 ) -> Result<Option<Decoded>, RecordError> {
     let shape = |message: String| RecordError::Shape {
         position: position.clone(),
@@ -160,7 +230,10 @@ pub fn decode_document(
     let Some(document) = value else {
         return Ok(None);
     };
-    let (value_schema, payload) = schema_and_payload(document);
+    let Document {
+        schema: value_schema,
+        payload,
+    } = document;
     let Json::Object(mut payload) = payload else {
         return if payload.is_null() {
             Ok(None)
@@ -168,7 +241,6 @@ pub fn decode_document(
             Err(shape("the value is not a JSON object".to_owned()))
         };
     };
-    let value_schema = value_schema.as_ref().and_then(FieldSchema::from_json);
 
     let (op, row, row_schema, source) = match payload.get("op").and_then(Json::as_str) {
         Some(op) => {
@@ -214,8 +286,10 @@ pub fn decode_document(
             let document = key.ok_or_else(|| {
                 shape("has no key; primary.key.mode=record_key needs one".to_owned())
             })?;
-            let (key_schema, key_payload) = schema_and_payload(document);
-            let key_schema = key_schema.as_ref().and_then(FieldSchema::from_json);
+            let Document {
+                schema: key_schema,
+                payload: key_payload,
+            } = document;
             let identity = key_payload.to_string();
             let columns =
                 key_columns(config, key_schema, key_payload, unchanged).map_err(|e| match e {
@@ -239,7 +313,8 @@ pub fn decode_document(
                 if op == "d" { "before" } else { "after" }
             )));
         };
-        let mut columns = row_columns(row, row_schema.as_ref(), unchanged).map_err(value_error)?;
+        let mut columns =
+            row_columns(row, row_schema.as_deref(), unchanged).map_err(value_error)?;
         match config.primary_key_mode {
             PrimaryKeyMode::RecordValue => {
                 key =
@@ -283,7 +358,8 @@ pub fn decode_document(
 fn kafka_columns(position: &RecordPosition) -> Vec<ColumnValue> {
     let column = |name: &str, kind: &str, text: String| ColumnValue {
         name: name.to_owned(),
-        schema: FieldSchema::from_json(&serde_json::json!({"type": kind, "optional": false})),
+        schema: FieldSchema::from_json(&serde_json::json!({"type": kind, "optional": false}))
+            .map(Arc::new),
         cell: Cell::Text(text),
     };
     vec![
@@ -304,7 +380,7 @@ enum KeyError {
 
 fn key_columns(
     config: &PostgresSinkConfig,
-    schema: Option<FieldSchema>,
+    schema: Option<Arc<FieldSchema>>,
     payload: Json,
     unchanged: &Unchanged,
 ) -> Result<Vec<ColumnValue>, KeyError> {
@@ -317,7 +393,7 @@ fn key_columns(
                     continue;
                 }
                 let field_schema = schema.as_ref().and_then(|s| s.field(&name)).cloned();
-                let cell = cell(&name, &value, field_schema.as_ref(), unchanged)
+                let cell = cell(&name, &value, field_schema.as_deref(), unchanged)
                     .map_err(KeyError::Value)?;
                 columns.push(ColumnValue {
                     name,
@@ -346,7 +422,7 @@ fn key_columns(
                 ));
             };
             let cell =
-                cell(name, &primitive, schema.as_ref(), unchanged).map_err(KeyError::Value)?;
+                cell(name, &primitive, schema.as_deref(), unchanged).map_err(KeyError::Value)?;
             Ok(vec![ColumnValue {
                 name: name.clone(),
                 schema,
@@ -364,7 +440,7 @@ fn row_columns(
     row.into_iter()
         .map(|(name, value)| {
             let field_schema = schema.and_then(|s| s.field(&name)).cloned();
-            let cell = cell(&name, &value, field_schema.as_ref(), unchanged)?;
+            let cell = cell(&name, &value, field_schema.as_deref(), unchanged)?;
             Ok(ColumnValue {
                 name,
                 schema: field_schema,
@@ -471,7 +547,7 @@ mod tests {
             columns[2]
                 .schema
                 .as_ref()
-                .map(FieldSchema::postgres_type)
+                .map(|s| s.postgres_type())
                 .as_deref(),
             Some("date")
         );

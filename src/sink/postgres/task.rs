@@ -17,7 +17,6 @@ use rdkafka::{
     message::OwnedMessage,
 };
 use secrecy::ExposeSecret;
-use serde_json::Value as Json;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,7 +26,9 @@ use super::{
     avro::AvroReader,
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
     dlq::DeadLetters,
-    record::{Change, Decoded, RecordError, RecordPosition, decode_document},
+    record::{
+        Change, Decoded, Document, RecordError, RecordPosition, SchemaCache, decode_document,
+    },
     types::Unchanged,
     writer::{
         PendingChange, TableName, Writer, claim_generation, ensure_state_tables, load_offsets,
@@ -85,6 +86,7 @@ pub async fn run(
     let mut readers = Readers {
         key: avro_reader(&config.key_converter),
         value: avro_reader(&config.value_converter),
+        json_schemas: SchemaCache::default(),
     };
     let dead_letters = match (&config.dead_letter_queue, config.errors_tolerance) {
         (Some(queue), ErrorTolerance::All) => {
@@ -364,10 +366,12 @@ struct Prepared {
     rejected: Vec<(usize, RecordError)>,
 }
 
-/// Avro readers for keys and values written with the AvroConverter (JSON needs none).
+/// Avro readers for keys and values written with the AvroConverter, and the schemas of JSON
+/// records seen so far.
 struct Readers {
     key: Option<AvroReader>,
     value: Option<AvroReader>,
+    json_schemas: SchemaCache,
 }
 
 fn avro_reader(converter: &Converter) -> Option<AvroReader> {
@@ -378,19 +382,26 @@ fn avro_reader(converter: &Converter) -> Option<AvroReader> {
 }
 
 /// A JSON key or value as a document: with `schemas.enable=false` the whole JSON is the payload
-/// (wrapped, so a row with just the fields `schema` and `payload` is not taken for an envelope);
+/// (so a row with just the fields `schema` and `payload` is not taken for an envelope);
 /// otherwise `{"schema", "payload"}` is unwrapped when present and a bare payload read as one.
-fn json_document(document: Json, converter: &Converter) -> Json {
+fn json_document(
+    bytes: &[u8],
+    converter: &Converter,
+    schemas: &mut SchemaCache,
+) -> Result<Document, serde_json::Error> {
     match converter {
         Converter::Json {
             schemas_enable: false,
-        } => serde_json::json!({"schema": null, "payload": document}),
-        _ => document,
+        } => serde_json::from_slice(bytes).map(|payload| Document {
+            schema: None,
+            payload,
+        }),
+        _ => schemas.document(bytes),
     }
 }
 
-/// A record's key and value as Connect JSON documents (`None`: absent or empty).
-type Documents = (Option<Json>, Option<Json>);
+/// A record's key and value as documents (`None`: absent or empty).
+type Documents = (Option<Document>, Option<Document>);
 
 /// Reads every record's key (when the key is needed) and value into Connect JSON documents.
 /// A registry that cannot be reached stops the batch; a record that cannot be read is that
@@ -419,13 +430,16 @@ async fn read_documents(
                 &config.value_converter
             }
         };
-        let read = async |bytes: Option<&[u8]>, reader: Option<&mut AvroReader>, part| {
+        let read = async |bytes: Option<&[u8]>,
+                          reader: Option<&mut AvroReader>,
+                          schemas: &mut SchemaCache,
+                          part| {
             let Some(bytes) = bytes else {
                 return Ok(Ok(None));
             };
             match reader {
-                None => Ok(serde_json::from_slice::<Json>(bytes)
-                    .map(|document| Some(json_document(document, converter(part))))
+                None => Ok(json_document(bytes, converter(part), schemas)
+                    .map(Some)
                     .map_err(|_| RecordError::NotJson {
                         position: position.clone(),
                         part,
@@ -441,8 +455,14 @@ async fn read_documents(
                 },
             }
         };
-        let value = read(value, readers.value.as_mut(), "value").await?;
-        let key = read(key, readers.key.as_mut(), "key").await?;
+        let value = read(
+            value,
+            readers.value.as_mut(),
+            &mut readers.json_schemas,
+            "value",
+        )
+        .await?;
+        let key = read(key, readers.key.as_mut(), &mut readers.json_schemas, "key").await?;
         documents.push(value.and_then(|value| key.map(|key| (key, value))));
     }
     Ok(documents)
@@ -595,17 +615,24 @@ mod tests {
 
     #[test]
     fn schemaless_json_is_never_unwrapped() {
-        let row = serde_json::json!({"schema": "s", "payload": 1});
+        let row = serde_json::json!({"schema": {"type": "int32"}, "payload": 1});
+        let bytes = row.to_string();
+        let mut schemas = SchemaCache::default();
         let plain = Converter::Json {
             schemas_enable: false,
         };
-        let document = json_document(row.clone(), &plain);
-        assert_eq!(document["payload"], row);
-        assert!(document["schema"].is_null());
+        let document = json_document(bytes.as_bytes(), &plain, &mut schemas).expect("json");
+        assert_eq!(document.payload, row);
+        assert!(document.schema.is_none());
         let with_schemas = Converter::Json {
             schemas_enable: true,
         };
-        assert_eq!(json_document(row.clone(), &with_schemas), row);
+        let document = json_document(bytes.as_bytes(), &with_schemas, &mut schemas).expect("json");
+        assert_eq!(document.payload, serde_json::json!(1));
+        assert_eq!(
+            document.schema.map(|s| s.kind.clone()).as_deref(),
+            Some("int32")
+        );
     }
 
     #[test]

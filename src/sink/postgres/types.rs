@@ -4,6 +4,8 @@
 //! Values are bound as text and cast to the target column's type in SQL: one conversion path for
 //! every type, whose text input PostgreSQL itself validates.
 
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bigdecimal::{BigDecimal, num_bigint::BigInt};
 use chrono::{DateTime, Days, NaiveDate};
@@ -22,9 +24,9 @@ pub struct FieldSchema {
     pub optional: bool,
     pub parameters: Map<String, Json>,
     /// The element schema of an array.
-    pub items: Option<Box<FieldSchema>>,
+    pub items: Option<Arc<FieldSchema>>,
     /// The members of a struct, with their field names.
-    pub fields: Vec<(String, FieldSchema)>,
+    pub fields: Vec<(String, Arc<FieldSchema>)>,
 }
 
 impl FieldSchema {
@@ -40,7 +42,7 @@ impl FieldSchema {
                     .iter()
                     .filter_map(|f| {
                         let name = f.get("field")?.as_str()?.to_owned();
-                        Some((name, Self::from_json(f)?))
+                        Some((name, Arc::new(Self::from_json(f)?)))
                     })
                     .collect()
             })
@@ -57,13 +59,13 @@ impl FieldSchema {
                 .and_then(Json::as_object)
                 .cloned()
                 .unwrap_or_default(),
-            items: object.get("items").and_then(Self::from_json).map(Box::new),
+            items: object.get("items").and_then(Self::from_json).map(Arc::new),
             fields,
         })
     }
 
     /// The struct member called `name`.
-    pub fn field(&self, name: &str) -> Option<&FieldSchema> {
+    pub fn field(&self, name: &str) -> Option<&Arc<FieldSchema>> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
@@ -150,20 +152,28 @@ pub struct ValueError {
 
 /// The TOAST placeholder forms to recognise.
 #[derive(Debug)]
-pub struct Unchanged(Placeholder);
+pub struct Unchanged {
+    placeholder: Placeholder,
+    /// The placeholder of an hstore column as JSON (`{"<p>":"<p>"}`).
+    hstore: String,
+}
 
 impl Default for Unchanged {
     fn default() -> Self {
-        Self(Placeholder::new(
-            crate::format::json::DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER,
-        ))
+        let placeholder =
+            Placeholder::new(crate::format::json::DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER);
+        let hstore = hstore_placeholder(&placeholder.text);
+        Self {
+            placeholder,
+            hstore,
+        }
     }
 }
 
 impl Unchanged {
     /// Whether `value` is the placeholder Debezium writes for an unchanged TOASTed column.
     fn is_placeholder(&self, value: &Json, schema: Option<&FieldSchema>) -> bool {
-        let placeholder = &self.0;
+        let placeholder = &self.placeholder;
         let is_bytes = schema.is_some_and(|s| s.kind == "bytes");
         let scalar = |v: &Json, bytes: bool| match v {
             Json::String(text) if bytes => {
@@ -176,7 +186,7 @@ impl Unchanged {
             Json::String(text) => {
                 scalar(value, is_bytes)
                     || (schema.is_some_and(|s| s.name.as_deref() == Some("io.debezium.data.Json"))
-                        && *text == hstore_placeholder(&placeholder.text))
+                        && *text == self.hstore)
             }
             Json::Array(items) if !items.is_empty() => {
                 let item_bytes = schema
