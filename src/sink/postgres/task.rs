@@ -64,75 +64,153 @@ pub async fn run(
     if !config.ignored_keys.is_empty() {
         info!(connector = %config.name, keys = ?config.ignored_keys, "configuration keys without effect here");
     }
-    let mut client = connect(&config).await?;
+    let client = connect(&config).await?;
     ensure_state_tables(&client).await?;
     let generation = claim_generation(&client, &config.name).await?;
     let consumer = Arc::new(read_committed_consumer(
         kafka,
         &format!("tributary-sink-{}", config.name),
     )?);
+    // Reading and writing overlap (see below), so partition lookups get a connection of their own.
+    let catalog = connect_as(&config, " (offsets lookup)").await?;
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
-    assign_new_partitions(&consumer, &config, &client, &mut assigned).await?;
+    assign_new_partitions(&consumer, &config, &catalog, &mut assigned).await?;
     info!(connector = %config.name, generation, partitions = assigned.len(), "sink started");
-    let mut last_refresh = Instant::now();
 
-    let mut writer = Writer::new(
-        config.name.clone(),
-        generation,
-        config.insert_mode,
-        config.schema_changes,
-    );
-    let unchanged = Unchanged::default();
-    let mut readers = Readers {
-        key: avro_reader(&config.key_converter),
-        value: avro_reader(&config.value_converter),
-        json_schemas: SchemaCache::default(),
-    };
     let dead_letters = match (&config.dead_letter_queue, config.errors_tolerance) {
         (Some(queue), ErrorTolerance::All) => {
             Some(DeadLetters::new(queue.clone(), &config.name, kafka).await?)
         }
         _ => None,
     };
+    let mut reading = Reading {
+        config: &config,
+        consumer: &consumer,
+        catalog,
+        shutdown: &shutdown,
+        assigned,
+        last_refresh: Instant::now(),
+        unchanged: Unchanged::default(),
+        readers: Readers {
+            key: avro_reader(&config.key_converter),
+            value: avro_reader(&config.value_converter),
+            json_schemas: SchemaCache::default(),
+        },
+    };
+    let mut writing = Writing {
+        config: &config,
+        consumer: &consumer,
+        shutdown: &shutdown,
+        client,
+        writer: Writer::new(
+            config.name.clone(),
+            generation,
+            config.insert_mode,
+            config.schema_changes,
+        ),
+        dead_letters,
+    };
+    // Batch n+1 is read and decoded while batch n is written: the database works on one while
+    // this task decodes the other. Batches are still written one after the other, in order.
+    let mut in_flight = reading.next().await?;
     loop {
-        // Topics appear while the sink runs (the source creates them on a table's first change).
-        if last_refresh.elapsed() >= TOPIC_REFRESH {
-            assign_new_partitions(&consumer, &config, &client, &mut assigned).await?;
-            last_refresh = Instant::now();
-        }
-        let Some(batch) = next_batch(&consumer, config.batch_size, &shutdown).await? else {
+        let Some((batch, prepared)) = in_flight.take() else {
             info!(connector = %config.name, "sink stopped");
             return Ok(());
         };
-        if batch.is_empty() {
-            continue;
+        // A failed write ends the wait for the next batch at once.
+        let (written, next) = tokio::try_join!(writing.store(&batch, prepared), reading.next())?;
+        if !written {
+            info!(connector = %config.name, "sink stopped");
+            return Ok(());
         }
+        in_flight = next;
+    }
+}
+
+/// The reading half: records in, decoded and reduced batches out.
+struct Reading<'a> {
+    config: &'a PostgresSinkConfig,
+    consumer: &'a Arc<StreamConsumer>,
+    catalog: Client,
+    shutdown: &'a CancellationToken,
+    assigned: HashSet<(String, i32)>,
+    last_refresh: Instant,
+    unchanged: Unchanged,
+    readers: Readers,
+}
+
+impl Reading<'_> {
+    /// The next batch, prepared; `None` when shutdown was asked for.
+    async fn next(&mut self) -> Result<Option<(Vec<OwnedMessage>, Prepared)>, Error> {
+        loop {
+            // Topics appear while the sink runs (the source creates them on a table's first
+            // change).
+            if self.last_refresh.elapsed() >= TOPIC_REFRESH {
+                if self.catalog.is_closed() {
+                    self.catalog = connect_as(self.config, " (offsets lookup)").await?;
+                }
+                assign_new_partitions(
+                    self.consumer,
+                    self.config,
+                    &self.catalog,
+                    &mut self.assigned,
+                )
+                .await?;
+                self.last_refresh = Instant::now();
+            }
+            let Some(batch) =
+                next_batch(self.consumer, self.config.batch_size, self.shutdown).await?
+            else {
+                return Ok(None);
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let documents = read_documents(self.config, &mut self.readers, &batch).await?;
+            let prepared = prepare(self.config, &self.unchanged, &batch, documents)?;
+            return Ok(Some((batch, prepared)));
+        }
+    }
+}
+
+/// The writing half: prepared batches into the target, one transaction each.
+struct Writing<'a> {
+    config: &'a PostgresSinkConfig,
+    consumer: &'a Arc<StreamConsumer>,
+    shutdown: &'a CancellationToken,
+    client: Client,
+    writer: Writer,
+    dead_letters: Option<DeadLetters>,
+}
+
+impl Writing<'_> {
+    /// Writes one batch with its offsets; `false` when shutdown came first (nothing of the
+    /// batch is committed then).
+    async fn store(&mut self, batch: &[OwnedMessage], prepared: Prepared) -> Result<bool, Error> {
+        let config = self.config;
         let Prepared {
             truncates,
             mut changes,
             offsets,
             rejected,
-        } = prepare(
-            &config,
-            &unchanged,
-            &batch,
-            read_documents(&config, &mut readers, &batch).await?,
-        )?;
+        } = prepared;
         for (index, error) in &rejected {
             warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
-            if let (Some(dead_letters), Some(message)) = (&dead_letters, batch.get(*index)) {
+            if let (Some(dead_letters), Some(message)) = (&self.dead_letters, batch.get(*index)) {
                 dead_letters.send(message, error).await?;
             }
         }
         let mut attempt = 0;
         loop {
-            let result = match writer
-                .write(&mut client, &truncates, &changes, &offsets)
+            let result = match self
+                .writer
+                .write(&mut self.client, &truncates, &changes, &offsets)
                 .await
             {
-                Err(err) if err.is_transient() && client.is_closed() => connect(&config)
+                Err(err) if err.is_transient() && self.client.is_closed() => connect(config)
                     .await
-                    .map(|fresh| client = fresh)
+                    .map(|fresh| self.client = fresh)
                     .and(Err(err)),
                 other => other,
             };
@@ -142,8 +220,9 @@ pub async fn run(
                     if err.data_sqlstate().is_some()
                         && config.errors_tolerance == ErrorTolerance::All =>
                 {
-                    let rejected = writer
-                        .find_rejected(&mut client, &truncates, &changes)
+                    let rejected = self
+                        .writer
+                        .find_rejected(&mut self.client, &truncates, &changes)
                         .await?;
                     if rejected.is_empty() {
                         return Err(err);
@@ -165,7 +244,7 @@ pub async fn run(
                             sqlstate,
                         };
                         warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
-                        if let Some(dead_letters) = &dead_letters {
+                        if let Some(dead_letters) = &self.dead_letters {
                             dead_letters.send(message, &error).await?;
                         }
                     }
@@ -178,7 +257,7 @@ pub async fn run(
                     warn!(connector = %config.name, attempt, error = %err, "batch not written; retrying");
                     // Nothing of the batch is committed: stopping here loses nothing.
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = self.shutdown.cancelled() => return Ok(false),
                         () = tokio::time::sleep(delay) => {}
                     }
                 }
@@ -190,10 +269,11 @@ pub async fn run(
         for ((topic, partition), next) in &offsets {
             let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
-        if let Err(error) = consumer.commit(&committed, CommitMode::Async) {
+        if let Err(error) = self.consumer.commit(&committed, CommitMode::Async) {
             debug!(connector = %config.name, error = %error, "group offsets not committed");
         }
         debug!(connector = %config.name, records = batch.len(), "batch committed");
+        Ok(true)
     }
 }
 
@@ -239,12 +319,17 @@ async fn assign_new_partitions(
 }
 
 async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
+    connect_as(config, "").await
+}
+
+/// Connects with `application_name` "tributary sink <connector><role>".
+async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&config.host)
         .port(config.port)
         .user(&config.user)
         .dbname(&config.dbname)
-        .application_name(format!("tributary sink {}", config.name))
+        .application_name(format!("tributary sink {}{role}", config.name))
         .connect_timeout(Duration::from_secs(30));
     if let Some(password) = &config.password {
         pg.password(password.expose_secret());
