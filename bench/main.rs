@@ -3,11 +3,13 @@
 //! `cargo bench --bench tributary-bench -- ceiling [--rows N] [--rows-per-txn N] [--row-width B]`
 //! `cargo bench --bench tributary-bench -- source [--rows N] [--variants small,large] [--formats json,avro]`
 //! `cargo bench --bench tributary-bench -- snapshot [--rows N] [--threads 1,2,4]`
+//! `cargo bench --bench tributary-bench -- sink [--rows N] [--batch-size N]`
 //!
 //! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.
 
 mod ceiling;
 mod measure;
+mod sink;
 mod snapshot;
 mod source;
 mod workload;
@@ -47,6 +49,10 @@ enum Workload {
     /// (JSON without schemas, exactly once) until it exits, per snapshot.max.threads, as a ratio
     /// of one COPY of the table drained to nowhere. Needs the release binary.
     Snapshot(snapshot::Args),
+    /// The PostgreSQL sink applying Debezium JSON change records (upsert mode, distinct keys)
+    /// from a topic, in this process, as a ratio of one COPY of the same rows into an unlogged
+    /// table; with the drain's peak RSS.
+    Sink(sink::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Workload::Ceiling(args) => ceiling::run(args).await,
             Workload::Source(args) => source::run(args, &cli.out_dir).await,
             Workload::Snapshot(args) => snapshot::run(args, &cli.out_dir).await,
+            Workload::Sink(args) => sink::run(args).await,
         }
     })?;
     let path = report.save(&cli.out_dir)?;

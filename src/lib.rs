@@ -10,4 +10,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;
+pub mod sink;
 pub mod source;

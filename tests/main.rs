@@ -14,6 +14,7 @@ mod rest_api;
 mod runtime_store;
 mod schema_registry;
 mod services;
+mod sink_postgres;
 mod source_all_types;
 mod source_avro;
 mod source_kcat;

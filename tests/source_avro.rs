@@ -20,14 +20,14 @@ use crate::{
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The built-in registry on a topic of its own, serving on an ephemeral port.
-struct Registry {
-    url: String,
+pub(crate) struct Registry {
+    pub(crate) url: String,
     server: tokio::task::JoinHandle<()>,
     _topic: TestTopic,
 }
 
 impl Registry {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let topic = unique_name("tributary-test-schemas");
         let guard = TestTopic::delete_on_drop(&topic, 1);
         let registry = SchemaRegistry::open(&settings(), &topic, Duration::from_secs(30))

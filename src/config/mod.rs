@@ -4,7 +4,7 @@
 mod connector;
 pub mod converter;
 pub mod definitions;
-mod keys;
+pub(crate) mod keys;
 pub mod postgres_source;
 mod providers;
 mod ssl;

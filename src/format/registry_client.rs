@@ -142,6 +142,60 @@ impl RegistryClient {
     }
 }
 
+impl RegistryClient {
+    /// The schema (Avro JSON) registered under `id`, as readers of the wire format need it.
+    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+        #[derive(Deserialize)]
+        struct SchemaBody {
+            schema: String,
+        }
+        let url = format!("{}/schemas/ids/{id}", self.config.url);
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE);
+        if let Some(user_info) = &self.config.basic_auth {
+            let (user, password) = user_info
+                .expose_secret()
+                .split_once(':')
+                .unwrap_or((user_info.expose_secret(), ""));
+            request = request.basic_auth(user, Some(password));
+        }
+        let unavailable = |reason: String| RegistryError::Unavailable {
+            url: self.config.url.clone(),
+            reason,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            let body: SchemaBody = response
+                .json()
+                .await
+                .map_err(|e| unavailable(format!("unreadable answer: {}", e.without_url())))?;
+            return Ok(body.schema);
+        }
+        let message: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        if status.is_server_error() {
+            return Err(unavailable(format!("HTTP {status}: {message}")));
+        }
+        Err(RegistryError::Refused {
+            url: self.config.url.clone(),
+            subject: format!("(schema id {id})"),
+            status: status.as_u16(),
+            message,
+        })
+    }
+}
+
 /// Subjects are topic names plus `-key`/`-value`; escape whatever a path segment cannot hold.
 fn encode_path_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -301,3 +301,16 @@ fn abbreviate(bytes: &[u8]) -> String {
     let tail: String = chars[chars.len() - 200..].iter().collect();
     format!("{head}…{tail}")
 }
+
+/// The high watermark of partition 0 of `topic`: one past its last record or transaction marker.
+pub fn end_offset(topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers())
+        .set("group.id", unique_name("watermarks"))
+        .create()
+        .expect("a consumer for watermarks");
+    consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap_or_else(|err| panic!("cannot read the watermarks of {topic}: {err}"))
+        .1
+}

@@ -4,6 +4,7 @@
 pub mod kafka;
 pub mod postgres;
 pub mod python;
+pub mod sink;
 pub mod source;
 
 use std::sync::atomic::{AtomicU64, Ordering};

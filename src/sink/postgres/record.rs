@@ -1,0 +1,675 @@
+//! Kafka records in, changes to apply out: Debezium envelopes (and flattened records) in
+//! Connect JSON, with or without schemas.
+
+use std::{collections::HashMap, sync::Arc};
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, value::RawValue};
+
+use super::{
+    config::{PostgresSinkConfig, PrimaryKeyMode},
+    types::{Cell, FieldSchema, Unchanged, ValueError, cell},
+};
+
+/// Where a record came from: enough to name it in an error without its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for RecordPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// Why a record cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "record {position}: the {part} is not JSON; the sink reads Connect JSON (JsonConverter)"
+    )]
+    NotJson {
+        position: RecordPosition,
+        part: &'static str,
+    },
+    #[error("record {position}: {message}")]
+    Shape {
+        position: RecordPosition,
+        message: String,
+    },
+    #[error(
+        "record {position}: the target database rejected it (SQLSTATE {sqlstate}); fix the \
+         target table or the record"
+    )]
+    Rejected {
+        position: RecordPosition,
+        sqlstate: String,
+    },
+    #[error("record {position}: the {part} cannot be read: {reason}")]
+    Unreadable {
+        position: RecordPosition,
+        part: &'static str,
+        reason: String,
+    },
+    #[error("record {position}: {source}")]
+    Value {
+        position: RecordPosition,
+        source: ValueError,
+    },
+}
+
+/// A column of a row, with its Connect schema when the record had one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnValue {
+    pub name: String,
+    pub schema: Option<Arc<FieldSchema>>,
+    pub cell: Cell,
+}
+
+/// What a record asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Write this row (insert, update or upsert as configured).
+    Write(Vec<ColumnValue>),
+    /// Delete the row with this key.
+    Delete,
+    /// Empty the table (`truncate.enabled`).
+    Truncate,
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The `source` block's database, schema and table (for `collection.name.format`).
+    pub source_db: Option<String>,
+    pub source_schema: Option<String>,
+    pub source_table: Option<String>,
+    /// The key columns (empty with `primary.key.mode=none`).
+    pub key: Vec<ColumnValue>,
+    /// The key as text, to find the last change per key within a batch.
+    pub key_identity: String,
+    pub change: Change,
+}
+
+/// A key or value: its Connect schema (when it has one) and its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub schema: Option<Arc<FieldSchema>>,
+    pub payload: Json,
+}
+
+impl Document {
+    /// From a Connect JSON document: `{"schema": …, "payload": …}` or a bare payload.
+    pub fn from_json(document: Json) -> Self {
+        let (schema, payload) = schema_and_payload(document);
+        Self {
+            schema: schema
+                .as_ref()
+                .and_then(FieldSchema::from_json)
+                .map(Arc::new),
+            payload,
+        }
+    }
+}
+
+/// Parsed schemas by their JSON text: the records of a topic repeat the same schema, and
+/// parsing it is most of the work of reading a record.
+#[derive(Debug, Default)]
+pub struct SchemaCache {
+    schemas: HashMap<Box<str>, Option<Arc<FieldSchema>>>,
+}
+
+/// A bound on cached schemas, against topics whose schema changes with every record.
+const MAX_CACHED_SCHEMAS: usize = 1024;
+
+impl SchemaCache {
+    /// Reads a Connect JSON key or value.
+    pub fn document(&mut self, bytes: &[u8]) -> Result<Document, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            schema: &'a RawValue,
+            payload: Json,
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
+            return serde_json::from_slice::<Json>(bytes).map(Document::from_json);
+        };
+        let text = envelope.schema.get();
+        let schema = match self.schemas.get(text) {
+            Some(schema) => schema.clone(),
+            None => {
+                let parsed = serde_json::from_str::<Json>(text)
+                    .ok()
+                    .and_then(|json| FieldSchema::from_json(&json))
+                    .map(Arc::new);
+                if self.schemas.len() >= MAX_CACHED_SCHEMAS {
+                    self.schemas.clear();
+                }
+                self.schemas.insert(text.into(), parsed.clone());
+                parsed
+            }
+        };
+        Ok(Document {
+            schema,
+            payload: envelope.payload,
+        })
+    }
+}
+
+/// Splits `{"schema": …, "payload": …}`; a document without that shape is a bare payload.
+fn schema_and_payload(document: Json) -> (Option<Json>, Json) {
+    match document {
+        Json::Object(mut object)
+            if object.len() == 2
+                && object.contains_key("schema")
+                && object.contains_key("payload") =>
+        {
+            let payload = object.remove("payload").unwrap_or(Json::Null);
+            let schema = object.remove("schema").filter(|s| !s.is_null());
+            (schema, payload)
+        }
+        other => (None, other),
+    }
+}
+
+/// Decodes the Connect JSON record at `position`; `Ok(None)` for records with nothing to apply
+/// (tombstones, truncates, logical messages, deletes when deletes are off).
+pub fn decode(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    position: &RecordPosition,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<Option<Decoded>, RecordError> {
+    let mut schemas = SchemaCache::default();
+    let mut parse = |bytes: Option<&[u8]>, part: &'static str| {
+        bytes
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                schemas.document(b).map_err(|_| RecordError::NotJson {
+                    position: position.clone(),
+                    part,
+                })
+            })
+            .transpose()
+    };
+    // A tombstone follows a delete that was applied already; its key does not matter.
+    if value.is_none_or(<[u8]>::is_empty) {
+        return Ok(None);
+    }
+    let value = parse(value, "value")?;
+    let key = match config.primary_key_mode {
+        PrimaryKeyMode::RecordKey => parse(key, "key")?,
+        _ => None,
+    };
+    decode_document(config, unchanged, position, key, value)
+}
+
+/// As `decode`, for key and value already read into Connect JSON documents (`{"schema": …,
+/// "payload": …}` or a bare payload).
+pub fn decode_document(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    position: &RecordPosition,
+    key: Option<Document>,
+    value: Option<Document>,
+) -> Result<Option<Decoded>, RecordError> {
+    let shape = |message: String| RecordError::Shape {
+        position: position.clone(),
+        message,
+    };
+    let value_error = |source: ValueError| RecordError::Value {
+        position: position.clone(),
+        source,
+    };
+    // A tombstone follows a delete that was applied already.
+    let Some(document) = value else {
+        return Ok(None);
+    };
+    let Document {
+        schema: value_schema,
+        payload,
+    } = document;
+    let Json::Object(mut payload) = payload else {
+        return if payload.is_null() {
+            Ok(None)
+        } else {
+            Err(shape("the value is not a JSON object".to_owned()))
+        };
+    };
+
+    let (op, row, row_schema, source) = match payload.get("op").and_then(Json::as_str) {
+        Some(op) => {
+            let op = op.to_owned();
+            let row_field = if op == "d" { "before" } else { "after" };
+            let row = payload.remove(row_field).unwrap_or(Json::Null);
+            let row_schema = value_schema
+                .as_ref()
+                .and_then(|s| s.field(row_field))
+                .cloned();
+            let source = payload.remove("source").unwrap_or(Json::Null);
+            (op, row, row_schema, source)
+        }
+        // A flattened record (ExtractNewRecordState): the value is the row.
+        None => (
+            "c".to_owned(),
+            Json::Object(payload),
+            value_schema,
+            Json::Null,
+        ),
+    };
+    let source_text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
+    let delete = match op.as_str() {
+        "c" | "r" | "u" => false,
+        "d" if config.delete_enabled => true,
+        // A truncate has no key and no row: it names its table in the source block.
+        "t" if config.truncate_enabled => {
+            return Ok(Some(Decoded {
+                source_db: source_text("db"),
+                source_schema: source_text("schema"),
+                source_table: source_text("table"),
+                key: Vec::new(),
+                key_identity: String::new(),
+                change: Change::Truncate,
+            }));
+        }
+        "d" | "t" | "m" => return Ok(None),
+        other => return Err(shape(format!("op {other:?} is not a Debezium operation"))),
+    };
+
+    let (mut key, mut key_identity) = match config.primary_key_mode {
+        PrimaryKeyMode::RecordKey => {
+            let document = key.ok_or_else(|| {
+                shape("has no key; primary.key.mode=record_key needs one".to_owned())
+            })?;
+            let Document {
+                schema: key_schema,
+                payload: key_payload,
+            } = document;
+            let identity = key_payload.to_string();
+            let columns =
+                key_columns(config, key_schema, key_payload, unchanged).map_err(|e| match e {
+                    KeyError::Shape(message) => shape(message),
+                    KeyError::Value(source) => value_error(source),
+                })?;
+            (columns, identity)
+        }
+        _ => (Vec::new(), String::new()),
+    };
+
+    let change = if delete {
+        if key.is_empty() {
+            return Err(shape("a delete without key columns".to_owned()));
+        }
+        Change::Delete
+    } else {
+        let Json::Object(row) = row else {
+            return Err(shape(format!(
+                "op {op:?} without an {} row image",
+                if op == "d" { "before" } else { "after" }
+            )));
+        };
+        let mut columns =
+            row_columns(row, row_schema.as_deref(), unchanged).map_err(value_error)?;
+        match config.primary_key_mode {
+            PrimaryKeyMode::RecordValue => {
+                key =
+                    config
+                        .primary_key_fields
+                        .iter()
+                        .map(|name| {
+                            columns.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
+                            shape(format!(
+                                "the value has no field {name:?} named in primary.key.fields"
+                            ))
+                        })
+                        })
+                        .collect::<Result<_, _>>()?;
+                let cells: Vec<&Cell> = key.iter().map(|c| &c.cell).collect();
+                key_identity = format!("{cells:?}");
+            }
+            PrimaryKeyMode::Kafka => {
+                key = kafka_columns(position);
+                columns.extend(key.iter().cloned());
+                key_identity = position.to_string();
+            }
+            PrimaryKeyMode::RecordKey | PrimaryKeyMode::None => {}
+        }
+        columns.retain(|c| {
+            key.iter().any(|k| k.name == c.name) || config.fields.keeps(&position.topic, &c.name)
+        });
+        Change::Write(columns)
+    };
+    Ok(Some(Decoded {
+        source_db: source_text("db"),
+        source_schema: source_text("schema"),
+        source_table: source_text("table"),
+        key,
+        key_identity,
+        change,
+    }))
+}
+
+/// `primary.key.mode=kafka`: the record's coordinates as key columns.
+fn kafka_columns(position: &RecordPosition) -> Vec<ColumnValue> {
+    let column = |name: &str, kind: &str, text: String| ColumnValue {
+        name: name.to_owned(),
+        schema: FieldSchema::from_json(&serde_json::json!({"type": kind, "optional": false}))
+            .map(Arc::new),
+        cell: Cell::Text(text),
+    };
+    vec![
+        column("__connect_topic", "string", position.topic.clone()),
+        column(
+            "__connect_partition",
+            "int32",
+            position.partition.to_string(),
+        ),
+        column("__connect_offset", "int64", position.offset.to_string()),
+    ]
+}
+
+enum KeyError {
+    Shape(String),
+    Value(ValueError),
+}
+
+fn key_columns(
+    config: &PostgresSinkConfig,
+    schema: Option<Arc<FieldSchema>>,
+    payload: Json,
+    unchanged: &Unchanged,
+) -> Result<Vec<ColumnValue>, KeyError> {
+    let wanted = &config.primary_key_fields;
+    match payload {
+        Json::Object(fields) => {
+            let mut columns = Vec::new();
+            for (name, value) in fields {
+                if !wanted.is_empty() && !wanted.contains(&name) {
+                    continue;
+                }
+                let field_schema = schema.as_ref().and_then(|s| s.field(&name)).cloned();
+                let cell = cell(&name, &value, field_schema.as_deref(), unchanged)
+                    .map_err(KeyError::Value)?;
+                columns.push(ColumnValue {
+                    name,
+                    schema: field_schema,
+                    cell,
+                });
+            }
+            if let Some(missing) = wanted.iter().find(|w| !columns.iter().any(|c| &c.name == *w)) {
+                return Err(KeyError::Shape(format!(
+                    "the key has no field {missing:?} named in primary.key.fields"
+                )));
+            }
+            if columns.is_empty() {
+                return Err(KeyError::Shape("the key has no fields".to_owned()));
+            }
+            Ok(columns)
+        }
+        Json::Null => Err(KeyError::Shape(
+            "the key is null; primary.key.mode=record_key needs a key (is the source table without a primary key?)"
+                .to_owned(),
+        )),
+        primitive => {
+            let [name] = wanted.as_slice() else {
+                return Err(KeyError::Shape(
+                    "the key is a single value; name its column in primary.key.fields".to_owned(),
+                ));
+            };
+            let cell =
+                cell(name, &primitive, schema.as_deref(), unchanged).map_err(KeyError::Value)?;
+            Ok(vec![ColumnValue {
+                name: name.clone(),
+                schema,
+                cell,
+            }])
+        }
+    }
+}
+
+fn row_columns(
+    row: Map<String, Json>,
+    schema: Option<&FieldSchema>,
+    unchanged: &Unchanged,
+) -> Result<Vec<ColumnValue>, ValueError> {
+    row.into_iter()
+        .map(|(name, value)| {
+            let field_schema = schema.and_then(|s| s.field(&name)).cloned();
+            let cell = cell(&name, &value, field_schema.as_deref(), unchanged)?;
+            Ok(ColumnValue {
+                name,
+                schema: field_schema,
+                cell,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::ConnectorConfig;
+
+    fn config(extra: &[(&str, &str)]) -> PostgresSinkConfig {
+        let mut map: std::collections::BTreeMap<String, String> = [
+            ("name", "s"),
+            ("topics", "t"),
+            ("connection.url", "jdbc:postgresql://h/db"),
+            ("connection.username", "u"),
+            ("insert.mode", "upsert"),
+            ("delete.enabled", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in extra {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        PostgresSinkConfig::from_connector(&ConnectorConfig {
+            name: "s".into(),
+            config: map,
+        })
+        .expect("valid")
+    }
+
+    fn position() -> RecordPosition {
+        RecordPosition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 9,
+        }
+    }
+
+    fn decode_json(config: &PostgresSinkConfig, key: Json, value: Option<Json>) -> Option<Decoded> {
+        let key = key.to_string();
+        let value = value.map(|v| v.to_string());
+        decode(
+            config,
+            &Unchanged::default(),
+            &position(),
+            Some(key.as_bytes()),
+            value.as_deref().map(str::as_bytes),
+        )
+        .expect("decodes")
+    }
+
+    fn text(s: &str) -> Cell {
+        Cell::Text(s.to_owned())
+    }
+
+    #[test]
+    fn envelope_with_schemas() {
+        let row_schema = json!({"type": "struct", "optional": true, "fields": [
+            {"type": "int32", "optional": false, "field": "id"},
+            {"type": "string", "optional": true, "field": "note"},
+            {"type": "int32", "optional": true, "name": "io.debezium.time.Date", "field": "day"}
+        ]});
+        let value = json!({
+            "schema": {"type": "struct", "fields": [
+                {"field": "before", "type": "struct", "optional": true, "fields": row_schema["fields"]},
+                {"field": "after", "type": "struct", "optional": true, "fields": row_schema["fields"]},
+                {"field": "op", "type": "string"}
+            ]},
+            "payload": {
+                "before": null,
+                "after": {"id": 1, "note": "__debezium_unavailable_value", "day": 0},
+                "source": {"db": "d", "schema": "public", "table": "T x"},
+                "op": "u"
+            }
+        });
+        let key = json!({"schema": {"type": "struct", "fields": [{"type": "int32", "optional": false, "field": "id"}]},
+                         "payload": {"id": 1}});
+        let decoded = decode_json(&config(&[]), key, Some(value)).expect("a change");
+        assert_eq!(decoded.source_table.as_deref(), Some("T x"));
+        assert_eq!(decoded.key_identity, r#"{"id":1}"#);
+        assert_eq!(decoded.key[0].cell, text("1"));
+        let Change::Write(columns) = decoded.change else {
+            panic!("a write");
+        };
+        let cells: Vec<(&str, &Cell)> =
+            columns.iter().map(|c| (c.name.as_str(), &c.cell)).collect();
+        assert_eq!(
+            cells,
+            [
+                ("id", &text("1")),
+                ("note", &Cell::Unchanged),
+                ("day", &text("1970-01-01"))
+            ]
+        );
+        assert_eq!(
+            columns[2]
+                .schema
+                .as_ref()
+                .map(|s| s.postgres_type())
+                .as_deref(),
+            Some("date")
+        );
+    }
+
+    #[test]
+    fn deletes_tombstones_and_bare_payloads() {
+        let config = config(&[]);
+        let delete = decode_json(
+            &config,
+            json!({"id": 4}),
+            Some(json!({"before": {"id": 4}, "after": null, "op": "d"})),
+        )
+        .expect("a delete");
+        assert_eq!(delete.change, Change::Delete);
+        assert_eq!(delete.key[0].cell, text("4"));
+        assert!(decode_json(&config, json!({"id": 4}), None).is_none());
+        assert!(
+            decode_json(&config, json!({"id": 4}), Some(json!({"op": "t"}))).is_none(),
+            "truncate is skipped"
+        );
+        let truncating = self::config(&[("truncate.enabled", "true")]);
+        let truncate = decode(
+            &truncating,
+            &Unchanged::default(),
+            &position(),
+            None,
+            Some(br#"{"op":"t","source":{"schema":"public","table":"x"}}"#),
+        )
+        .expect("decodes")
+        .expect("a truncate");
+        assert_eq!(truncate.change, Change::Truncate);
+        assert_eq!(truncate.source_table.as_deref(), Some("x"));
+        let without_deletes = self::config(&[("delete.enabled", "false")]);
+        assert!(
+            decode_json(
+                &without_deletes,
+                json!({"id": 4}),
+                Some(json!({"before": {"id": 4}, "op": "d"}))
+            )
+            .is_none()
+        );
+        // Flattened: the value is the row.
+        let flat = decode_json(&config, json!({"id": 5}), Some(json!({"id": 5, "n": "x"})))
+            .expect("a write");
+        assert!(matches!(flat.change, Change::Write(ref c) if c.len() == 2));
+    }
+
+    #[test]
+    fn value_and_kafka_keys_and_field_filters() {
+        let by_value = config(&[
+            ("delete.enabled", "false"),
+            ("primary.key.mode", "record_value"),
+            ("primary.key.fields", "code"),
+            ("field.exclude.list", "secret"),
+        ]);
+        let decoded = decode_json(
+            &by_value,
+            Json::Null,
+            Some(json!({"op": "c", "after": {"code": "x", "secret": "s", "n": 1}})),
+        )
+        .expect("a write");
+        assert_eq!(decoded.key.len(), 1);
+        assert_eq!(decoded.key[0].cell, text("x"));
+        let Change::Write(columns) = decoded.change else {
+            panic!("a write")
+        };
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["code", "n"]);
+
+        let by_offset = config(&[("delete.enabled", "false"), ("primary.key.mode", "kafka")]);
+        let decoded = decode_json(
+            &by_offset,
+            Json::Null,
+            Some(json!({"op": "c", "after": {"n": 1}})),
+        )
+        .expect("a write");
+        let key: Vec<(&str, &Cell)> = decoded
+            .key
+            .iter()
+            .map(|c| (c.name.as_str(), &c.cell))
+            .collect();
+        assert_eq!(
+            key,
+            [
+                ("__connect_topic", &text("t")),
+                ("__connect_partition", &text("0")),
+                ("__connect_offset", &text("9"))
+            ]
+        );
+        assert_eq!(decoded.key_identity, "t/0@9");
+    }
+
+    #[test]
+    fn bad_records_name_their_position() {
+        let config = config(&[]);
+        let err = decode(
+            &config,
+            &Unchanged::default(),
+            &position(),
+            Some(b"{\"id\":1}"),
+            Some(b"not json"),
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("t/0@9"), "{err}");
+        let err = decode(
+            &config,
+            &Unchanged::default(),
+            &position(),
+            None,
+            Some(br#"{"op":"c","after":{"id":1}}"#),
+        )
+        .expect_err("no key");
+        assert!(err.to_string().contains("no key"), "{err}");
+        let err = decode(
+            &config,
+            &Unchanged::default(),
+            &position(),
+            Some(b"7"),
+            Some(br#"{"op":"c","after":{"id":1}}"#),
+        )
+        .expect_err("primitive key without pk fields");
+        assert!(err.to_string().contains("primary.key.fields"), "{err}");
+    }
+}

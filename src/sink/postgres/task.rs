@@ -1,0 +1,746 @@
+//! The sink task: consume change topics (read_committed), apply each batch and its offsets in
+//! one target transaction, repeat.
+//!
+//! Kafka group offsets play no part: the task assigns itself every partition of its topics and
+//! seeks to the offsets stored in the target database (the beginning when none are stored), so
+//! what is applied and where reading resumes can never disagree.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::OwnedMessage,
+};
+use secrecy::ExposeSecret;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    Error,
+    avro::AvroReader,
+    config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
+    dlq::DeadLetters,
+    record::{
+        Change, Decoded, Document, RecordError, RecordPosition, SchemaCache, decode_document,
+    },
+    types::Unchanged,
+    writer::{
+        PendingChange, TableName, Writer, claim_generation, ensure_state_tables, load_offsets,
+        reduce,
+    },
+};
+use crate::{
+    config::Converter,
+    kafka::{ClientSettings, read_committed_consumer},
+};
+
+/// How long a batch waits for more records once it has one.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the sink looks for new topics and partitions.
+const TOPIC_REFRESH: Duration = Duration::from_secs(2);
+/// Transient write failures (connection loss, serialization failures, deadlocks) are retried
+/// this often, with doubling backoff, before the task fails.
+const MAX_WRITE_RETRIES: u32 = 6;
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
+///
+/// Contract: a batch's rows and the next offsets of the partitions it read are committed in
+/// one target transaction, and reading resumes from the stored offsets, so every record is
+/// applied exactly once, across restarts and crashes.
+pub async fn run(
+    config: PostgresSinkConfig,
+    kafka: &ClientSettings,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    if !config.ignored_keys.is_empty() {
+        info!(connector = %config.name, keys = ?config.ignored_keys, "configuration keys without effect here");
+    }
+    let client = connect(&config).await?;
+    ensure_state_tables(&client).await?;
+    let generation = claim_generation(&client, &config.name).await?;
+    let consumer = Arc::new(read_committed_consumer(
+        kafka,
+        &format!("tributary-sink-{}", config.name),
+    )?);
+    // Reading and writing overlap (see below), so partition lookups get a connection of their own.
+    let catalog = connect_as(&config, " (offsets lookup)").await?;
+    let mut assigned: HashSet<(String, i32)> = HashSet::new();
+    assign_new_partitions(&consumer, &config, &catalog, &mut assigned).await?;
+    info!(connector = %config.name, generation, partitions = assigned.len(), "sink started");
+
+    let dead_letters = match (&config.dead_letter_queue, config.errors_tolerance) {
+        (Some(queue), ErrorTolerance::All) => {
+            Some(DeadLetters::new(queue.clone(), &config.name, kafka).await?)
+        }
+        _ => None,
+    };
+    let mut reading = Reading {
+        config: &config,
+        consumer: &consumer,
+        catalog,
+        shutdown: &shutdown,
+        assigned,
+        last_refresh: Instant::now(),
+        unchanged: Unchanged::default(),
+        readers: Readers {
+            key: avro_reader(&config.key_converter),
+            value: avro_reader(&config.value_converter),
+            json_schemas: SchemaCache::default(),
+        },
+    };
+    let mut writing = Writing {
+        config: &config,
+        consumer: &consumer,
+        shutdown: &shutdown,
+        client,
+        writer: Writer::new(
+            config.name.clone(),
+            generation,
+            config.insert_mode,
+            config.schema_changes,
+        ),
+        dead_letters,
+    };
+    // Batch n+1 is read and decoded while batch n is written: the database works on one while
+    // this task decodes the other. Batches are still written one after the other, in order.
+    let mut in_flight = reading.next().await?;
+    loop {
+        let Some((batch, prepared)) = in_flight.take() else {
+            info!(connector = %config.name, "sink stopped");
+            return Ok(());
+        };
+        // A failed write ends the wait for the next batch at once.
+        let (written, next) = tokio::try_join!(writing.store(&batch, prepared), reading.next())?;
+        if !written {
+            info!(connector = %config.name, "sink stopped");
+            return Ok(());
+        }
+        in_flight = next;
+    }
+}
+
+/// The reading half: records in, decoded and reduced batches out.
+struct Reading<'a> {
+    config: &'a PostgresSinkConfig,
+    consumer: &'a Arc<StreamConsumer>,
+    catalog: Client,
+    shutdown: &'a CancellationToken,
+    assigned: HashSet<(String, i32)>,
+    last_refresh: Instant,
+    unchanged: Unchanged,
+    readers: Readers,
+}
+
+impl Reading<'_> {
+    /// The next batch, prepared; `None` when shutdown was asked for.
+    async fn next(&mut self) -> Result<Option<(Vec<OwnedMessage>, Prepared)>, Error> {
+        loop {
+            // Topics appear while the sink runs (the source creates them on a table's first
+            // change).
+            if self.last_refresh.elapsed() >= TOPIC_REFRESH {
+                if self.catalog.is_closed() {
+                    self.catalog = connect_as(self.config, " (offsets lookup)").await?;
+                }
+                assign_new_partitions(
+                    self.consumer,
+                    self.config,
+                    &self.catalog,
+                    &mut self.assigned,
+                )
+                .await?;
+                self.last_refresh = Instant::now();
+            }
+            let Some(batch) =
+                next_batch(self.consumer, self.config.batch_size, self.shutdown).await?
+            else {
+                return Ok(None);
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let documents = read_documents(self.config, &mut self.readers, &batch).await?;
+            let prepared = prepare(self.config, &self.unchanged, &batch, documents)?;
+            return Ok(Some((batch, prepared)));
+        }
+    }
+}
+
+/// The writing half: prepared batches into the target, one transaction each.
+struct Writing<'a> {
+    config: &'a PostgresSinkConfig,
+    consumer: &'a Arc<StreamConsumer>,
+    shutdown: &'a CancellationToken,
+    client: Client,
+    writer: Writer,
+    dead_letters: Option<DeadLetters>,
+}
+
+impl Writing<'_> {
+    /// Writes one batch with its offsets; `false` when shutdown came first (nothing of the
+    /// batch is committed then).
+    async fn store(&mut self, batch: &[OwnedMessage], prepared: Prepared) -> Result<bool, Error> {
+        let config = self.config;
+        let Prepared {
+            truncates,
+            mut changes,
+            offsets,
+            rejected,
+        } = prepared;
+        for (index, error) in &rejected {
+            warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
+            if let (Some(dead_letters), Some(message)) = (&self.dead_letters, batch.get(*index)) {
+                dead_letters.send(message, error).await?;
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            let result = match self
+                .writer
+                .write(&mut self.client, &truncates, &changes, &offsets)
+                .await
+            {
+                Err(err) if err.is_transient() && self.client.is_closed() => connect(config)
+                    .await
+                    .map(|fresh| self.client = fresh)
+                    .and(Err(err)),
+                other => other,
+            };
+            match result {
+                Ok(()) => break,
+                Err(err)
+                    if err.data_sqlstate().is_some()
+                        && config.errors_tolerance == ErrorTolerance::All =>
+                {
+                    let rejected = self
+                        .writer
+                        .find_rejected(&mut self.client, &truncates, &changes)
+                        .await?;
+                    if rejected.is_empty() {
+                        return Err(err);
+                    }
+                    for (table, index, sqlstate) in rejected.into_iter().rev() {
+                        let Some(table_changes) = changes.get_mut(&table) else {
+                            continue;
+                        };
+                        let change = table_changes.remove(index);
+                        let Some(message) = batch.get(change.origin) else {
+                            continue;
+                        };
+                        let error = RecordError::Rejected {
+                            position: RecordPosition {
+                                topic: message.topic().to_owned(),
+                                partition: message.partition(),
+                                offset: message.offset(),
+                            },
+                            sqlstate,
+                        };
+                        warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
+                        if let Some(dead_letters) = &self.dead_letters {
+                            dead_letters.send(message, &error).await?;
+                        }
+                    }
+                }
+                Err(err) if err.is_transient() && attempt < MAX_WRITE_RETRIES => {
+                    attempt += 1;
+                    let delay = RETRY_BACKOFF
+                        .saturating_mul(1 << attempt.min(6))
+                        .min(MAX_RETRY_BACKOFF);
+                    warn!(connector = %config.name, attempt, error = %err, "batch not written; retrying");
+                    // Nothing of the batch is committed: stopping here loses nothing.
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return Ok(false),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        // Group offsets are for lag monitoring only: the stored offsets are the truth.
+        let mut committed = TopicPartitionList::new();
+        for ((topic, partition), next) in &offsets {
+            let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(error) = self.consumer.commit(&committed, CommitMode::Async) {
+            debug!(connector = %config.name, error = %error, "group offsets not committed");
+        }
+        debug!(connector = %config.name, records = batch.len(), "batch committed");
+        Ok(true)
+    }
+}
+
+/// Assigns the partitions of the selected topics not assigned yet, each at its stored offset
+/// (the beginning when none is stored).
+async fn assign_new_partitions(
+    consumer: &Arc<StreamConsumer>,
+    config: &PostgresSinkConfig,
+    client: &Client,
+    assigned: &mut HashSet<(String, i32)>,
+) -> Result<(), Error> {
+    let fresh: Vec<(String, i32)> = topic_partitions(consumer, &config.topics)
+        .await?
+        .into_iter()
+        .filter(|p| !assigned.contains(p))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let stored = load_offsets(client, &config.name).await?;
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in &fresh {
+        let offset = match stored.get(&(topic.clone(), *partition)) {
+            Some(next) => Offset::Offset(*next),
+            None => Offset::Beginning,
+        };
+        assignment
+            .add_partition_offset(topic, *partition, offset)
+            .map_err(|source| Error::Consumer {
+                context: format!("assigning {topic}/{partition}"),
+                source,
+            })?;
+    }
+    consumer
+        .incremental_assign(&assignment)
+        .map_err(|source| Error::Consumer {
+            context: "assigning partitions".to_owned(),
+            source,
+        })?;
+    info!(connector = %config.name, partitions = fresh.len(), "reading new partitions");
+    assigned.extend(fresh);
+    Ok(())
+}
+
+async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
+    connect_as(config, "").await
+}
+
+/// Connects with `application_name` "tributary sink <connector><role>".
+async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&config.host)
+        .port(config.port)
+        .user(&config.user)
+        .dbname(&config.dbname)
+        .application_name(format!("tributary sink {}{role}", config.name))
+        .connect_timeout(Duration::from_secs(30));
+    if let Some(password) = &config.password {
+        pg.password(password.expose_secret());
+    }
+    let (client, connection) = pg.connect(NoTls).await.map_err(Error::database(format!(
+        "connecting to {}:{}/{}",
+        config.host, config.port, config.dbname
+    )))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            debug!(error = %error, "sink SQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Every partition of the selected topics that exist (internal topics never match a pattern).
+async fn topic_partitions(
+    consumer: &Arc<StreamConsumer>,
+    topics: &TopicSelection,
+) -> Result<Vec<(String, i32)>, Error> {
+    let consumer = Arc::clone(consumer);
+    let topics = topics.clone();
+    // Metadata requests block on the network: keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let fetch = |topic: Option<&str>| {
+            consumer
+                .fetch_metadata(topic, METADATA_TIMEOUT)
+                .map_err(|source| Error::Consumer {
+                    context: "reading topic metadata".to_owned(),
+                    source,
+                })
+        };
+        let mut partitions = Vec::new();
+        match &topics {
+            TopicSelection::Names(names) => {
+                for name in names {
+                    let metadata = fetch(Some(name))?;
+                    // A named topic that does not exist yet is picked up once it does.
+                    if let Some(topic) = metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == name)
+                        .filter(|t| t.error().is_none())
+                    {
+                        partitions
+                            .extend(topic.partitions().iter().map(|p| (name.clone(), p.id())));
+                    }
+                }
+            }
+            TopicSelection::Pattern(pattern) => {
+                let metadata = fetch(None)?;
+                for topic in metadata.topics() {
+                    if !topic.name().starts_with("__") && pattern.is_match(topic.name()) {
+                        partitions.extend(
+                            topic
+                                .partitions()
+                                .iter()
+                                .map(|p| (topic.name().to_owned(), p.id())),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(partitions)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::Table {
+            table: "-".to_owned(),
+            message: "reading topic metadata panicked".to_owned(),
+        })
+    })
+}
+
+/// Up to `batch_size` records: waits for the first, then takes what arrives within a short
+/// linger. Empty when nothing arrived for a while; `None` when shutdown was asked for.
+async fn next_batch(
+    consumer: &StreamConsumer,
+    batch_size: usize,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<OwnedMessage>>, Error> {
+    let received = |result: Result<rdkafka::message::BorrowedMessage<'_>, _>| {
+        result
+            .map(|m| m.detach())
+            .map_err(|source| Error::Consumer {
+                context: "receiving records".to_owned(),
+                source,
+            })
+    };
+    let first = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(None),
+        message = consumer.recv() => received(message)?,
+        () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Vec::new())),
+    };
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+    while batch.len() < batch_size {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(message) => batch.push(received(message)?),
+            Err(_) => break,
+        }
+    }
+    Ok(Some(batch))
+}
+
+type TableChanges = BTreeMap<TableName, Vec<PendingChange>>;
+type NextOffsets = BTreeMap<(String, i32), i64>;
+
+/// Decodes and routes a batch, reduces it per key, and notes the next offset per partition.
+/// A batch ready to write, and the records of it that cannot be applied (by index), which
+/// `errors.tolerance=all` lets through.
+struct Prepared {
+    /// Tables to empty before `changes` are applied.
+    truncates: BTreeSet<TableName>,
+    changes: TableChanges,
+    offsets: NextOffsets,
+    rejected: Vec<(usize, RecordError)>,
+}
+
+/// Avro readers for keys and values written with the AvroConverter, and the schemas of JSON
+/// records seen so far.
+struct Readers {
+    key: Option<AvroReader>,
+    value: Option<AvroReader>,
+    json_schemas: SchemaCache,
+}
+
+fn avro_reader(converter: &Converter) -> Option<AvroReader> {
+    match converter {
+        Converter::Avro(registry) => Some(AvroReader::new(registry)),
+        Converter::Json { .. } => None,
+    }
+}
+
+/// A JSON key or value as a document: with `schemas.enable=false` the whole JSON is the payload
+/// (so a row with just the fields `schema` and `payload` is not taken for an envelope);
+/// otherwise `{"schema", "payload"}` is unwrapped when present and a bare payload read as one.
+fn json_document(
+    bytes: &[u8],
+    converter: &Converter,
+    schemas: &mut SchemaCache,
+) -> Result<Document, serde_json::Error> {
+    match converter {
+        Converter::Json {
+            schemas_enable: false,
+        } => serde_json::from_slice(bytes).map(|payload| Document {
+            schema: None,
+            payload,
+        }),
+        _ => schemas.document(bytes),
+    }
+}
+
+/// A record's key and value as documents (`None`: absent or empty).
+type Documents = (Option<Document>, Option<Document>);
+
+/// Reads every record's key (when the key is needed) and value into Connect JSON documents.
+/// A registry that cannot be reached stops the batch; a record that cannot be read is that
+/// record's error.
+async fn read_documents(
+    config: &PostgresSinkConfig,
+    readers: &mut Readers,
+    batch: &[OwnedMessage],
+) -> Result<Vec<Result<Documents, RecordError>>, Error> {
+    let mut documents = Vec::with_capacity(batch.len());
+    for message in batch {
+        let position = RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let value = message.payload().filter(|v| !v.is_empty());
+        let key = match (value, config.primary_key_mode) {
+            (Some(_), PrimaryKeyMode::RecordKey) => message.key().filter(|k| !k.is_empty()),
+            _ => None,
+        };
+        let converter = |part: &str| {
+            if part == "key" {
+                &config.key_converter
+            } else {
+                &config.value_converter
+            }
+        };
+        let read = async |bytes: Option<&[u8]>,
+                          reader: Option<&mut AvroReader>,
+                          schemas: &mut SchemaCache,
+                          part| {
+            let Some(bytes) = bytes else {
+                return Ok(Ok(None));
+            };
+            match reader {
+                None => Ok(json_document(bytes, converter(part), schemas)
+                    .map(Some)
+                    .map_err(|_| RecordError::NotJson {
+                        position: position.clone(),
+                        part,
+                    })),
+                Some(reader) => match reader.document(bytes).await {
+                    Ok(document) => Ok(Ok(Some(document))),
+                    Err(error) if error.is_transient() => Err(Error::Registry(error.to_string())),
+                    Err(error) => Ok(Err(RecordError::Unreadable {
+                        position: position.clone(),
+                        part,
+                        reason: error.to_string(),
+                    })),
+                },
+            }
+        };
+        let value = read(
+            value,
+            readers.value.as_mut(),
+            &mut readers.json_schemas,
+            "value",
+        )
+        .await?;
+        let key = read(key, readers.key.as_mut(), &mut readers.json_schemas, "key").await?;
+        documents.push(value.and_then(|value| key.map(|key| (key, value))));
+    }
+    Ok(documents)
+}
+
+fn prepare(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    batch: &[OwnedMessage],
+    documents: Vec<Result<Documents, RecordError>>,
+) -> Result<Prepared, Error> {
+    let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
+    let mut offsets = NextOffsets::new();
+    let mut rejected = Vec::new();
+    let mut truncates = BTreeSet::new();
+    for (index, (message, document)) in batch.iter().zip(documents).enumerate() {
+        let position = RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let next = offsets
+            .entry((position.topic.clone(), position.partition))
+            .or_insert(0);
+        *next = (*next).max(position.offset + 1);
+        let routed_change = document
+            .and_then(|(key, value)| decode_document(config, unchanged, &position, key, value))
+            .and_then(|decoded| {
+                decoded
+                    .map(|d| {
+                        table_name(&config.collection_name_format, &position, &d).map(|t| (t, d))
+                    })
+                    .transpose()
+            });
+        let (table, decoded) = match routed_change {
+            Ok(Some(routed_change)) => routed_change,
+            Ok(None) => continue,
+            Err(error) if config.errors_tolerance == ErrorTolerance::All => {
+                rejected.push((index, error));
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if decoded.change == Change::Truncate {
+            // What the batch had for the table before is emptied anyway.
+            routed.remove(&table);
+            truncates.insert(table);
+            continue;
+        }
+        let identity = match config.primary_key_mode {
+            // Without a key every record is a row of its own.
+            PrimaryKeyMode::None => position.to_string(),
+            PrimaryKeyMode::RecordKey | PrimaryKeyMode::RecordValue | PrimaryKeyMode::Kafka => {
+                decoded.key_identity
+            }
+        };
+        routed.entry(table).or_default().push((
+            identity,
+            PendingChange {
+                key: decoded.key,
+                change: decoded.change,
+                origin: index,
+            },
+        ));
+    }
+    let changes = routed
+        .into_iter()
+        .map(|(table, changes)| (table, reduce(changes)))
+        .collect();
+    Ok(Prepared {
+        truncates,
+        changes,
+        offsets,
+        rejected,
+    })
+}
+
+/// The target table of a record under `collection.name.format`: placeholders filled in (the
+/// topic's dots become `_`), then a `.` of the format itself separates schema and table.
+fn table_name(
+    format: &str,
+    position: &RecordPosition,
+    decoded: &Decoded,
+) -> Result<TableName, RecordError> {
+    let mut parts = vec![String::new()];
+    let mut rest = format;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("${") {
+            let end = after.find('}').unwrap_or(after.len());
+            let name = &after[..end];
+            let value = match name {
+                "topic" => Some(position.topic.replace('.', "_")),
+                "source.db" => decoded.source_db.clone(),
+                "source.schema" => decoded.source_schema.clone(),
+                "source.table" => decoded.source_table.clone(),
+                _ => None,
+            };
+            let value = value.ok_or_else(|| RecordError::Shape {
+                position: position.clone(),
+                message: format!(
+                    "has no {name} for collection.name.format (no Debezium source block?)"
+                ),
+            })?;
+            if let Some(part) = parts.last_mut() {
+                part.push_str(&value);
+            }
+            rest = after.get(end + 1..).unwrap_or("");
+        } else {
+            let c = rest.chars().next().unwrap_or('.');
+            if c == '.' {
+                parts.push(String::new());
+            } else if let Some(part) = parts.last_mut() {
+                part.push(c);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    match parts.as_slice() {
+        [name] if !name.is_empty() => Ok(TableName {
+            schema: "public".to_owned(),
+            name: name.clone(),
+        }),
+        [schema, name] if !schema.is_empty() && !name.is_empty() => Ok(TableName {
+            schema: schema.clone(),
+            name: name.clone(),
+        }),
+        _ => Err(RecordError::Shape {
+            position: position.clone(),
+            message: format!(
+                "collection.name.format {format:?} gives no table name of the form [schema.]table"
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(schema: &str, table: &str) -> Decoded {
+        Decoded {
+            source_db: Some("db".into()),
+            source_schema: Some(schema.into()),
+            source_table: Some(table.into()),
+            key: Vec::new(),
+            key_identity: String::new(),
+            change: Change::Delete,
+        }
+    }
+
+    #[test]
+    fn schemaless_json_is_never_unwrapped() {
+        let row = serde_json::json!({"schema": {"type": "int32"}, "payload": 1});
+        let bytes = row.to_string();
+        let mut schemas = SchemaCache::default();
+        let plain = Converter::Json {
+            schemas_enable: false,
+        };
+        let document = json_document(bytes.as_bytes(), &plain, &mut schemas).expect("json");
+        assert_eq!(document.payload, row);
+        assert!(document.schema.is_none());
+        let with_schemas = Converter::Json {
+            schemas_enable: true,
+        };
+        let document = json_document(bytes.as_bytes(), &with_schemas, &mut schemas).expect("json");
+        assert_eq!(document.payload, serde_json::json!(1));
+        assert_eq!(
+            document.schema.map(|s| s.kind.clone()).as_deref(),
+            Some("int32")
+        );
+    }
+
+    #[test]
+    fn collection_names() {
+        let position = RecordPosition {
+            topic: "shop.public.orders".into(),
+            partition: 0,
+            offset: 0,
+        };
+        let d = decoded("My.Schema", "odd \"t\"");
+        let name = |format: &str| table_name(format, &position, &d).map(|t| (t.schema, t.name));
+        assert_eq!(
+            name("${topic}").expect("ok"),
+            ("public".into(), "shop_public_orders".into())
+        );
+        assert_eq!(
+            name("${source.schema}.${source.table}").expect("ok"),
+            ("My.Schema".into(), "odd \"t\"".into())
+        );
+        assert_eq!(
+            name("archive.${source.table}_v2").expect("ok"),
+            ("archive".into(), "odd \"t\"_v2".into())
+        );
+        assert!(name("a.b.c").is_err());
+    }
+}

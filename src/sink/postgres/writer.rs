@@ -1,0 +1,804 @@
+//! The target side: tables (created and evolved from event schemas), batched writes and the
+//! offsets stored with them, all in one transaction per batch.
+//!
+//! Values are bound as `text[]` arrays (one per column) and cast in SQL to the column's catalog
+//! type, so one statement writes a whole batch of a table whatever its size
+//! (`INSERT … SELECT … FROM unnest(…)`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt,
+};
+
+use tokio_postgres::{Client, Statement, Transaction, types::ToSql};
+use tracing::info;
+
+use super::{
+    Error,
+    config::{InsertMode, SchemaChanges},
+    record::{Change, ColumnValue},
+    types::{Cell, FieldSchema},
+};
+use crate::source::postgres::database::quote_identifier;
+
+/// A target table, by schema and name (both taken literally, never case-folded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl fmt::Display for TableName {
+    /// The quoted, qualified name: safe to put into SQL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}",
+            quote_identifier(&self.schema),
+            quote_identifier(&self.name)
+        )
+    }
+}
+
+/// One change to a table after reduction: its key and what to do.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingChange {
+    pub key: Vec<ColumnValue>,
+    pub change: Change,
+    /// The index in its batch of the record this change comes from (the last one for its key).
+    pub origin: usize,
+}
+
+/// A table's columns as the catalog has them.
+#[derive(Debug, Clone)]
+struct TargetTable {
+    /// Name and `format_type` of every column, in column order.
+    columns: Vec<(String, String)>,
+}
+
+impl TargetTable {
+    fn column_type(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+/// Creates the sink's own tables when missing.
+pub(crate) async fn ensure_state_tables(client: &Client) -> Result<(), Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS public.tributary_offsets (
+                 connector text NOT NULL,
+                 topic text NOT NULL,
+                 partition integer NOT NULL,
+                 next_offset bigint NOT NULL,
+                 PRIMARY KEY (connector, topic, partition));
+             CREATE TABLE IF NOT EXISTS public.tributary_sink_generations (
+                 connector text PRIMARY KEY,
+                 generation bigint NOT NULL);",
+        )
+        .await
+        .map_err(Error::database(
+            "creating tables tributary_offsets and tributary_sink_generations",
+        ))
+}
+
+/// Takes the next generation of `connector`: from now on older tasks cannot commit.
+///
+/// Waits for a batch an older task is committing (it holds its generation row FOR SHARE), so
+/// offsets read after this include that batch.
+pub(crate) async fn claim_generation(client: &Client, connector: &str) -> Result<i64, Error> {
+    let row = client
+        .query_one(
+            "INSERT INTO public.tributary_sink_generations AS g (connector, generation) VALUES ($1, 1)
+             ON CONFLICT (connector) DO UPDATE SET generation = g.generation + 1
+             RETURNING generation",
+            &[&connector],
+        )
+        .await
+        .map_err(Error::database("claiming a generation in tributary_sink_generations"))?;
+    Ok(row.get(0))
+}
+
+/// The stored next offset of every topic-partition of `connector`.
+pub(crate) async fn load_offsets(
+    client: &Client,
+    connector: &str,
+) -> Result<HashMap<(String, i32), i64>, Error> {
+    let rows = client
+        .query(
+            "SELECT topic, partition, next_offset FROM public.tributary_offsets WHERE connector = $1",
+            &[&connector],
+        )
+        .await
+        .map_err(Error::database("reading tributary_offsets"))?;
+    Ok(rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect())
+}
+
+/// Applies batches; remembers table shapes between them.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    connector: String,
+    generation: i64,
+    insert_mode: InsertMode,
+    schema_changes: SchemaChanges,
+    tables: HashMap<TableName, TargetTable>,
+    /// Prepared once per statement text (one per table and column set), on this connection.
+    statements: HashMap<String, Statement>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        connector: String,
+        generation: i64,
+        insert_mode: InsertMode,
+        schema_changes: SchemaChanges,
+    ) -> Self {
+        Self {
+            connector,
+            generation,
+            insert_mode,
+            schema_changes,
+            tables: HashMap::new(),
+            statements: HashMap::new(),
+        }
+    }
+
+    /// Empties the `truncates` tables, then writes `changes` and the consumed `offsets` (next
+    /// offset per topic-partition), in one transaction: nothing of it is visible unless all of
+    /// it commits. (Changes read before a table's truncate in the batch are dropped beforehand.)
+    pub(crate) async fn write(
+        &mut self,
+        client: &mut Client,
+        truncates: &BTreeSet<TableName>,
+        changes: &BTreeMap<TableName, Vec<PendingChange>>,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<(), Error> {
+        let result = self
+            .write_transaction(client, truncates, changes, offsets)
+            .await;
+        if result.is_err() {
+            // DDL of the rolled-back transaction is gone too, and the connection may be new:
+            // read shapes and prepare statements afresh.
+            self.tables.clear();
+            self.statements.clear();
+        }
+        result
+    }
+
+    /// Applies the changes one at a time, each under a savepoint, in a transaction that is
+    /// rolled back: which changes does the database reject for their data (SQLSTATE classes 22
+    /// and 23)? Returns each with its table, position in `changes` and SQLSTATE.
+    pub(crate) async fn find_rejected(
+        &mut self,
+        client: &mut Client,
+        truncates: &BTreeSet<TableName>,
+        changes: &BTreeMap<TableName, Vec<PendingChange>>,
+    ) -> Result<Vec<(TableName, usize, String)>, Error> {
+        let mut rejected = Vec::new();
+        let mut transaction = client
+            .transaction()
+            .await
+            .map_err(Error::database("beginning a transaction"))?;
+        self.truncate(&transaction, truncates).await?;
+        for (table, table_changes) in changes {
+            for (index, change) in table_changes.iter().enumerate() {
+                let savepoint = transaction
+                    .savepoint("tributary_change")
+                    .await
+                    .map_err(Error::database("setting a savepoint"))?;
+                match self
+                    .apply(&savepoint, table, std::slice::from_ref(change))
+                    .await
+                {
+                    Ok(()) => savepoint
+                        .commit()
+                        .await
+                        .map_err(Error::database("releasing a savepoint"))?,
+                    Err(err) => match err.data_sqlstate() {
+                        Some(code) => {
+                            rejected.push((table.clone(), index, code.to_owned()));
+                            savepoint
+                                .rollback()
+                                .await
+                                .map_err(Error::database("rolling back to a savepoint"))?;
+                            // Shapes read or created under the savepoint are gone with it.
+                            self.tables.clear();
+                            self.statements.clear();
+                        }
+                        None => return Err(err),
+                    },
+                }
+            }
+        }
+        transaction
+            .rollback()
+            .await
+            .map_err(Error::database("rolling back the probe"))?;
+        self.tables.clear();
+        self.statements.clear();
+        Ok(rejected)
+    }
+
+    async fn write_transaction(
+        &mut self,
+        client: &mut Client,
+        truncates: &BTreeSet<TableName>,
+        changes: &BTreeMap<TableName, Vec<PendingChange>>,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<(), Error> {
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(Error::database("beginning a transaction"))?;
+        let current: Option<i64> = transaction
+            .query_opt(
+                "SELECT generation FROM public.tributary_sink_generations WHERE connector = $1 FOR SHARE",
+                &[&self.connector],
+            )
+            .await
+            .map_err(Error::database("checking the generation"))?
+            .map(|row| row.get(0));
+        if current != Some(self.generation) {
+            return Err(Error::Fenced {
+                connector: self.connector.clone(),
+                ours: self.generation,
+                current: current.unwrap_or(0),
+            });
+        }
+        self.truncate(&transaction, truncates).await?;
+        for (table, table_changes) in changes {
+            self.apply(&transaction, table, table_changes).await?;
+        }
+        let (topics, (partitions, next)): (Vec<&str>, (Vec<i32>, Vec<i64>)) = offsets
+            .iter()
+            .map(|((topic, partition), next)| (topic.as_str(), (*partition, *next)))
+            .unzip();
+        transaction
+            .execute(
+                "INSERT INTO public.tributary_offsets (connector, topic, partition, next_offset)
+                 SELECT $1, t, p, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, o)
+                 ON CONFLICT (connector, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                &[&self.connector, &topics, &partitions, &next],
+            )
+            .await
+            .map_err(Error::database("storing offsets in tributary_offsets"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(Error::database("committing a batch"))
+    }
+
+    async fn truncate(
+        &mut self,
+        transaction: &Transaction<'_>,
+        truncates: &BTreeSet<TableName>,
+    ) -> Result<(), Error> {
+        for table in truncates {
+            // A table that does not exist has nothing to empty.
+            if self.target(transaction, table, &[]).await?.is_some() {
+                transaction
+                    .batch_execute(&format!("TRUNCATE {table}"))
+                    .await
+                    .map_err(Error::database(format!("truncating {table}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &mut self,
+        transaction: &Transaction<'_>,
+        table: &TableName,
+        changes: &[PendingChange],
+    ) -> Result<(), Error> {
+        let writes: Vec<&PendingChange> = changes
+            .iter()
+            .filter(|c| matches!(c.change, Change::Write(_)))
+            .collect();
+        let deletes: Vec<&PendingChange> = changes
+            .iter()
+            .filter(|c| matches!(c.change, Change::Delete))
+            .collect();
+        let Some(target) = self.target(transaction, table, &writes).await? else {
+            // Only deletes for a table that does not exist: nothing to delete.
+            return Ok(());
+        };
+        self.ensure_columns(transaction, table, &target, &writes)
+            .await?;
+        let target = self.tables.get(table).cloned().unwrap_or(target);
+
+        if !deletes.is_empty() {
+            let key_names: Vec<&str> = deletes[0].key.iter().map(|c| c.name.as_str()).collect();
+            let columns = typed_columns(table, &target, &key_names)?;
+            let arrays = deletes
+                .iter()
+                .map(|d| key_names.iter().map(|name| key_text(d, name)).collect())
+                .collect::<Vec<Vec<Option<String>>>>();
+            let conditions: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (name, ty))| format!("t.{} = u.c{i}::{ty}", quote_identifier(name)))
+                .collect();
+            let sql = format!(
+                "DELETE FROM {table} AS t USING {} WHERE {}",
+                unnest(columns.len()),
+                conditions.join(" AND ")
+            );
+            let statement = self.prepared(transaction, &sql, table).await?;
+            execute_columns(transaction, &statement, columns.len(), &arrays, table).await?;
+        }
+
+        // One statement per set of columns present (unchanged TOASTed values left out).
+        let mut shapes: BTreeMap<Vec<String>, Vec<Vec<Option<String>>>> = BTreeMap::new();
+        for write in &writes {
+            let Change::Write(cells) = &write.change else {
+                continue;
+            };
+            let mut present: Vec<(&str, Option<String>)> = Vec::new();
+            for (name, _) in &target.columns {
+                let from_row = cells.iter().find(|c| &c.name == name).map(|c| &c.cell);
+                let from_key = write.key.iter().find(|c| &c.name == name).map(|c| &c.cell);
+                match from_row.or(from_key) {
+                    None | Some(Cell::Unchanged) => {}
+                    Some(Cell::Null) => present.push((name, None)),
+                    Some(Cell::Text(text)) => present.push((name, Some(text.clone()))),
+                }
+            }
+            let (names, values): (Vec<String>, Vec<Option<String>>) =
+                present.into_iter().map(|(n, v)| (n.to_owned(), v)).unzip();
+            shapes.entry(names).or_default().push(values);
+        }
+        let key_names: Vec<&str> = writes
+            .first()
+            .map(|w| w.key.iter().map(|c| c.name.as_str()).collect())
+            .unwrap_or_default();
+        for (names, rows) in shapes {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let columns = typed_columns(table, &target, &names)?;
+            let sql = self.write_sql(table, &columns, &key_names)?;
+            let Some(sql) = sql else { continue };
+            let statement = self.prepared(transaction, &sql, table).await?;
+            execute_columns(transaction, &statement, columns.len(), &rows, table).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepared(
+        &mut self,
+        transaction: &Transaction<'_>,
+        sql: &str,
+        table: &TableName,
+    ) -> Result<Statement, Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = transaction
+            .prepare(sql)
+            .await
+            .map_err(Error::database(format!(
+                "preparing a statement for {table}"
+            )))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn write_sql(
+        &self,
+        table: &TableName,
+        columns: &[(&str, &str)],
+        key_names: &[&str],
+    ) -> Result<Option<String>, Error> {
+        let quoted: Vec<String> = columns.iter().map(|(n, _)| quote_identifier(n)).collect();
+        let casts: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| format!("u.c{i}::{ty}"))
+            .collect();
+        let is_key = |name: &str| key_names.contains(&name);
+        let insert = format!(
+            "INSERT INTO {table} ({}) SELECT {} FROM {}",
+            quoted.join(", "),
+            casts.join(", "),
+            unnest(columns.len())
+        );
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|(n, _)| !is_key(n))
+            .map(|(n, _)| format!("{0} = EXCLUDED.{0}", quote_identifier(n)))
+            .collect();
+        let conflict_target: Vec<String> = key_names.iter().map(|n| quote_identifier(n)).collect();
+        Ok(Some(match self.insert_mode {
+            InsertMode::Insert => insert,
+            InsertMode::Upsert if key_names.is_empty() => {
+                return Err(Error::Table {
+                    table: table.to_string(),
+                    message: "upsert needs key columns; use primary.key.mode=record_key".to_owned(),
+                });
+            }
+            InsertMode::Upsert if updates.is_empty() => {
+                format!(
+                    "{insert} ON CONFLICT ({}) DO NOTHING",
+                    conflict_target.join(", ")
+                )
+            }
+            InsertMode::Upsert => format!(
+                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+                conflict_target.join(", "),
+                updates.join(", ")
+            ),
+            InsertMode::Update => {
+                let mut sets = Vec::new();
+                let mut conditions = Vec::new();
+                for (i, (name, ty)) in columns.iter().enumerate() {
+                    let assignment = format!("{} = u.c{i}::{ty}", quote_identifier(name));
+                    if is_key(name) {
+                        conditions.push(format!("t.{assignment}"));
+                    } else {
+                        sets.push(assignment);
+                    }
+                }
+                if sets.is_empty() || conditions.len() != key_names.len() {
+                    return Ok(None);
+                }
+                format!(
+                    "UPDATE {table} AS t SET {} FROM {} WHERE {}",
+                    sets.join(", "),
+                    unnest(columns.len()),
+                    conditions.join(" AND ")
+                )
+            }
+        }))
+    }
+
+    /// The table's shape, creating the table when that is allowed; `None` when it does not
+    /// exist and there is nothing to create it for.
+    async fn target(
+        &mut self,
+        transaction: &Transaction<'_>,
+        table: &TableName,
+        writes: &[&PendingChange],
+    ) -> Result<Option<TargetTable>, Error> {
+        if let Some(target) = self.tables.get(table) {
+            return Ok(Some(target.clone()));
+        }
+        if let Some(target) = read_table(transaction, table).await? {
+            self.tables.insert(table.clone(), target.clone());
+            return Ok(Some(target));
+        }
+        let Some(first) = writes.first() else {
+            return Ok(None);
+        };
+        if !self.schema_changes.create_tables {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: "does not exist; create it, or set schema.evolution=basic so the sink \
+                          creates it from the event schema"
+                    .to_owned(),
+            });
+        }
+        let Change::Write(cells) = &first.change else {
+            return Ok(None);
+        };
+        let mut definitions = Vec::new();
+        let mut columns: Vec<&ColumnValue> = cells.iter().collect();
+        for key in &first.key {
+            if !columns.iter().any(|c| c.name == key.name) {
+                columns.push(key);
+            }
+        }
+        for column in columns {
+            let schema = column
+                .schema
+                .as_ref()
+                .or_else(|| {
+                    first
+                        .key
+                        .iter()
+                        .find(|k| k.name == column.name)
+                        .and_then(|k| k.schema.as_ref())
+                })
+                .ok_or_else(|| Error::Table {
+                    table: table.to_string(),
+                    message: "does not exist and the records carry no schema to create it from; \
+                              create it, or set value.converter.schemas.enable=true at the source"
+                        .to_owned(),
+                })?;
+            let is_key = first.key.iter().any(|k| k.name == column.name);
+            definitions.push(column_definition(&column.name, schema, is_key));
+        }
+        if !first.key.is_empty() {
+            let keys: Vec<String> = first
+                .key
+                .iter()
+                .map(|k| quote_identifier(&k.name))
+                .collect();
+            definitions.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+        }
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {table} ({})",
+            quote_identifier(&table.schema),
+            definitions.join(", ")
+        );
+        transaction
+            .batch_execute(&sql)
+            .await
+            .map_err(Error::database(format!("creating table {table}")))?;
+        info!(table = %table, "created target table");
+        let target = read_table(transaction, table)
+            .await?
+            .ok_or_else(|| Error::Table {
+                table: table.to_string(),
+                message: "was created but cannot be found in the catalog".to_owned(),
+            })?;
+        self.tables.insert(table.clone(), target.clone());
+        Ok(Some(target))
+    }
+
+    /// Adds the columns the writes have and the table lacks (`schema.evolution=basic`).
+    async fn ensure_columns(
+        &mut self,
+        transaction: &Transaction<'_>,
+        table: &TableName,
+        target: &TargetTable,
+        writes: &[&PendingChange],
+    ) -> Result<(), Error> {
+        let mut missing: Vec<&ColumnValue> = Vec::new();
+        for write in writes {
+            let Change::Write(cells) = &write.change else {
+                continue;
+            };
+            for column in cells.iter().chain(&write.key) {
+                if target.column_type(&column.name).is_none()
+                    && !missing.iter().any(|m| m.name == column.name)
+                {
+                    missing.push(column);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names = || {
+            missing
+                .iter()
+                .map(|c| format!("{:?}", c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.schema_changes.add_columns {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: format!(
+                    "has no column {}; add it, or set schema.evolution=basic so the sink adds new columns",
+                    names()
+                ),
+            });
+        }
+        let mut additions = Vec::new();
+        for column in &missing {
+            let Some(schema) = &column.schema else {
+                return Err(Error::Table {
+                    table: table.to_string(),
+                    message: format!(
+                        "has no column {} and the records carry no schema to add it from",
+                        names()
+                    ),
+                });
+            };
+            // New columns are nullable: rows written before have no value for them.
+            additions.push(format!(
+                "ADD COLUMN IF NOT EXISTS {} {}",
+                quote_identifier(&column.name),
+                schema.postgres_type()
+            ));
+        }
+        transaction
+            .batch_execute(&format!("ALTER TABLE {table} {}", additions.join(", ")))
+            .await
+            .map_err(Error::database(format!("adding columns to {table}")))?;
+        info!(table = %table, columns = %names(), "added columns to target table");
+        let target = read_table(transaction, table)
+            .await?
+            .ok_or_else(|| Error::Table {
+                table: table.to_string(),
+                message: "disappeared while columns were added".to_owned(),
+            })?;
+        self.tables.insert(table.clone(), target);
+        Ok(())
+    }
+}
+
+fn column_definition(name: &str, schema: &FieldSchema, is_key: bool) -> String {
+    let not_null = if is_key || !schema.optional {
+        " NOT NULL"
+    } else {
+        ""
+    };
+    format!(
+        "{} {}{not_null}",
+        quote_identifier(name),
+        schema.postgres_type()
+    )
+}
+
+fn key_text(change: &PendingChange, name: &str) -> Option<String> {
+    change
+        .key
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| match &c.cell {
+            Cell::Text(text) => Some(text.clone()),
+            Cell::Null | Cell::Unchanged => None,
+        })
+}
+
+/// `unnest($1::text[], …) AS u(c0, …)`.
+fn unnest(count: usize) -> String {
+    let params: Vec<String> = (1..=count).map(|i| format!("${i}::text[]")).collect();
+    let aliases: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+    format!("unnest({}) AS u({})", params.join(", "), aliases.join(", "))
+}
+
+/// The named columns with their catalog types, or which one the table lacks.
+fn typed_columns<'a>(
+    table: &TableName,
+    target: &'a TargetTable,
+    names: &[&'a str],
+) -> Result<Vec<(&'a str, &'a str)>, Error> {
+    names
+        .iter()
+        .map(|name| {
+            target
+                .column_type(name)
+                .map(|ty| (*name, ty))
+                .ok_or_else(|| Error::Table {
+                    table: table.to_string(),
+                    message: format!("has no column {name:?}"),
+                })
+        })
+        .collect()
+}
+
+/// Runs `sql` with one `text[]` parameter per column, built from row-major `rows`.
+async fn execute_columns(
+    transaction: &Transaction<'_>,
+    statement: &Statement,
+    columns: usize,
+    rows: &[Vec<Option<String>>],
+    table: &TableName,
+) -> Result<u64, Error> {
+    let arrays: Vec<Vec<Option<&str>>> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|row| row.get(i).and_then(|v| v.as_deref()))
+                .collect()
+        })
+        .collect();
+    let params: Vec<&(dyn ToSql + Sync)> =
+        arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+    transaction
+        .execute(statement, &params)
+        .await
+        .map_err(Error::database(format!("writing to {table}")))
+}
+
+/// The shape of `table`, or `None` when it does not exist.
+async fn read_table(
+    transaction: &Transaction<'_>,
+    table: &TableName,
+) -> Result<Option<TargetTable>, Error> {
+    let qualified = table.to_string();
+    let rows = transaction
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+               FROM pg_attribute a
+              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&qualified],
+        )
+        .await
+        .map_err(Error::database(format!("reading the columns of {table}")))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TargetTable {
+        columns: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    }))
+}
+
+/// Keeps the last change per key (PostgreSQL rejects an upsert touching one row twice); an
+/// update with unchanged TOASTed values takes them from the change it replaces.
+pub(crate) fn reduce(changes: Vec<(String, PendingChange)>) -> Vec<PendingChange> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut kept: Vec<PendingChange> = Vec::new();
+    for (identity, mut change) in changes {
+        match index.get(&identity) {
+            Some(&at) => {
+                if let (Change::Write(newer), Change::Write(older)) =
+                    (&mut change.change, &kept[at].change)
+                {
+                    for column in newer.iter_mut() {
+                        if column.cell == Cell::Unchanged
+                            && let Some(previous) = older.iter().find(|c| c.name == column.name)
+                        {
+                            column.cell = previous.cell.clone();
+                        }
+                    }
+                }
+                kept[at] = change;
+            }
+            None => {
+                index.insert(identity, kept.len());
+                kept.push(change);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, cell: Cell) -> ColumnValue {
+        ColumnValue {
+            name: name.to_owned(),
+            schema: None,
+            cell,
+        }
+    }
+
+    fn write(id: &str, note: Cell) -> (String, PendingChange) {
+        (
+            id.to_owned(),
+            PendingChange {
+                key: vec![column("id", Cell::Text(id.to_owned()))],
+                change: Change::Write(vec![
+                    column("id", Cell::Text(id.to_owned())),
+                    column("note", note),
+                ]),
+                origin: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn reduction_keeps_the_last_change_and_fills_unchanged_values() {
+        let delete = (
+            "2".to_owned(),
+            PendingChange {
+                key: vec![column("id", Cell::Text("2".into()))],
+                change: Change::Delete,
+                origin: 3,
+            },
+        );
+        let reduced = reduce(vec![
+            write("1", Cell::Text("a".into())),
+            write("2", Cell::Text("b".into())),
+            write("1", Cell::Unchanged),
+            delete,
+        ]);
+        assert_eq!(reduced.len(), 2);
+        let Change::Write(first) = &reduced[0].change else {
+            panic!("a write")
+        };
+        assert_eq!(first[1].cell, Cell::Text("a".into()));
+        assert_eq!(reduced[1].change, Change::Delete);
+    }
+
+    #[test]
+    fn table_names_are_quoted() {
+        let table = TableName {
+            schema: "My Schema".into(),
+            name: "odd \"table\"".into(),
+        };
+        assert_eq!(table.to_string(), r#""My Schema"."odd ""table""""#);
+        assert_eq!(unnest(2), "unnest($1::text[], $2::text[]) AS u(c0, c1)");
+    }
+}
