@@ -88,12 +88,36 @@ impl RegistryClient {
             self.config.url,
             encode_path_segment(subject)
         );
-        let mut request = self
+        let request = self
             .http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
             .json(&serde_json::json!({ "schema": schema }));
+        let registered: Registered = self.call(request, subject).await?;
+        Ok(registered.id)
+    }
+
+    /// The schema (Avro JSON) registered under `id`, as readers of the wire format need it.
+    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+        #[derive(Deserialize)]
+        struct SchemaBody {
+            schema: String,
+        }
+        let url = format!("{}/schemas/ids/{id}", self.config.url);
+        let body: SchemaBody = self
+            .call(self.http.get(&url), &format!("(schema id {id})"))
+            .await?;
+        Ok(body.schema)
+    }
+
+    /// Sends `request` with the registry's credentials and reads its JSON answer; errors say
+    /// whether retrying can help (`subject` names what was asked for).
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        subject: &str,
+    ) -> Result<T, RegistryError> {
+        let mut request = request.header(reqwest::header::ACCEPT, CONTENT_TYPE);
         if let Some(user_info) = &self.config.basic_auth {
             let (user, password) = user_info
                 .expose_secret()
@@ -111,11 +135,10 @@ impl RegistryClient {
             .map_err(|e| unavailable(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() {
-            let registered: Registered = response
+            return response
                 .json()
                 .await
-                .map_err(|e| unavailable(format!("unreadable answer: {}", e.without_url())))?;
-            return Ok(registered.id);
+                .map_err(|e| unavailable(format!("unreadable answer: {}", e.without_url())));
         }
         let body = response.text().await.unwrap_or_default();
         let message = match serde_json::from_str::<ErrorBody>(&body) {
@@ -136,60 +159,6 @@ impl RegistryClient {
         Err(RegistryError::Refused {
             url: self.config.url.clone(),
             subject: subject.to_owned(),
-            status: status.as_u16(),
-            message,
-        })
-    }
-}
-
-impl RegistryClient {
-    /// The schema (Avro JSON) registered under `id`, as readers of the wire format need it.
-    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        #[derive(Deserialize)]
-        struct SchemaBody {
-            schema: String,
-        }
-        let url = format!("{}/schemas/ids/{id}", self.config.url);
-        let mut request = self
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, CONTENT_TYPE);
-        if let Some(user_info) = &self.config.basic_auth {
-            let (user, password) = user_info
-                .expose_secret()
-                .split_once(':')
-                .unwrap_or((user_info.expose_secret(), ""));
-            request = request.basic_auth(user, Some(password));
-        }
-        let unavailable = |reason: String| RegistryError::Unavailable {
-            url: self.config.url.clone(),
-            reason,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            let body: SchemaBody = response
-                .json()
-                .await
-                .map_err(|e| unavailable(format!("unreadable answer: {}", e.without_url())))?;
-            return Ok(body.schema);
-        }
-        let message: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
-        if status.is_server_error() {
-            return Err(unavailable(format!("HTTP {status}: {message}")));
-        }
-        Err(RegistryError::Refused {
-            url: self.config.url.clone(),
-            subject: format!("(schema id {id})"),
             status: status.as_u16(),
             message,
         })
