@@ -6,6 +6,8 @@
 use ConfigGroup::{Common, Events, Postgres, Snapshot};
 use ConfigKind::{Boolean, Class, Int, List, Long, Password};
 use Importance::{High, Low, Medium};
+use std::sync::LazyLock;
+
 use serde_json::{Value, json};
 
 /// Connect's `ConfigDef.Type`: the kind of value a key takes.
@@ -88,6 +90,12 @@ pub enum ConfigGroup {
     Events,
     /// The initial snapshot.
     Snapshot,
+    /// A sink's target database.
+    Connection,
+    /// How a sink writes rows and which tables it writes them to.
+    Writes,
+    /// What a sink does with records it cannot apply.
+    Errors,
 }
 
 impl ConfigGroup {
@@ -97,6 +105,9 @@ impl ConfigGroup {
             Self::Postgres => "Postgres",
             Self::Events => "Events",
             Self::Snapshot => "Snapshot",
+            Self::Connection => "Connection",
+            Self::Writes => "Writes",
+            Self::Errors => "Errors",
         }
     }
 }
@@ -120,7 +131,7 @@ pub struct ConfigKeyDefinition {
 
 impl ConfigKeyDefinition {
     /// An optional key without a default; refine with [`Self::required`] and [`Self::default`].
-    const fn new(
+    pub(crate) const fn new(
         name: &'static str,
         kind: ConfigKind,
         group: ConfigGroup,
@@ -143,7 +154,7 @@ impl ConfigKeyDefinition {
     }
 
     /// A key accepted for compatibility that has no effect; its documentation says so.
-    const fn no_effect(
+    pub(crate) const fn no_effect(
         name: &'static str,
         kind: ConfigKind,
         group: ConfigGroup,
@@ -165,12 +176,12 @@ impl ConfigKeyDefinition {
         )
     }
 
-    const fn required(mut self) -> Self {
+    pub(crate) const fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
-    const fn default(mut self, value: &'static str) -> Self {
+    pub(crate) const fn default(mut self, value: &'static str) -> Self {
         self.default = Some(value);
         self
     }
@@ -233,7 +244,7 @@ pub fn config_groups(definitions: &[ConfigKeyDefinition]) -> Vec<&'static str> {
 
 /// Every key the PostgreSQL source accepts, grouped, in display order.
 pub fn postgres_source_definitions() -> &'static [ConfigKeyDefinition] {
-    POSTGRES_SOURCE
+    &POSTGRES_SOURCE
 }
 
 /// The definition of one key of the PostgreSQL source.
@@ -243,9 +254,18 @@ pub fn postgres_source_definition(name: &str) -> Option<&'static ConfigKeyDefini
         .find(|definition| definition.name == name)
 }
 
+static POSTGRES_SOURCE: LazyLock<Vec<ConfigKeyDefinition>> = LazyLock::new(|| {
+    [
+        POSTGRES_SOURCE_COMMON,
+        CONVERTER_DEFINITIONS,
+        POSTGRES_SOURCE_REST,
+    ]
+    .concat()
+});
+
 const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 
-const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
+const POSTGRES_SOURCE_COMMON: &[ConfigKeyDefinition] = &[
     // Common: Kafka Connect's own keys.
     ConfigKeyDefinition::new(
         "name",
@@ -280,6 +300,11 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
          beyond that check it has no effect.",
     )
     .default("1"),
+];
+
+/// The converter keys every connector takes (`key.converter`, `value.converter` and their
+/// settings).
+pub(crate) const CONVERTER_DEFINITIONS: &[ConfigKeyDefinition] = &[
     ConfigKeyDefinition::new(
         "key.converter",
         Class,
@@ -386,6 +411,9 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
          supported.",
     )
     .default("USER_INFO"),
+];
+
+const POSTGRES_SOURCE_REST: &[ConfigKeyDefinition] = &[
     ConfigKeyDefinition::no_effect(
         "header.converter",
         Class,

@@ -16,8 +16,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::OwnedMessage,
 };
-use secrecy::ExposeSecret;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -25,6 +24,7 @@ use super::{
     Error,
     avro::AvroReader,
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
+    connection::{connect, connect_as},
     dlq::DeadLetters,
     record::{
         Change, Decoded, Document, RecordError, RecordPosition, SchemaCache, decode_document,
@@ -316,34 +316,6 @@ async fn assign_new_partitions(
     info!(connector = %config.name, partitions = fresh.len(), "reading new partitions");
     assigned.extend(fresh);
     Ok(())
-}
-
-async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
-    connect_as(config, "").await
-}
-
-/// Connects with `application_name` "tributary sink <connector><role>".
-async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&config.host)
-        .port(config.port)
-        .user(&config.user)
-        .dbname(&config.dbname)
-        .application_name(format!("tributary sink {}{role}", config.name))
-        .connect_timeout(Duration::from_secs(30));
-    if let Some(password) = &config.password {
-        pg.password(password.expose_secret());
-    }
-    let (client, connection) = pg.connect(NoTls).await.map_err(Error::database(format!(
-        "connecting to {}:{}/{}",
-        config.host, config.port, config.dbname
-    )))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(error = %error, "sink SQL connection ended");
-        }
-    });
-    Ok(client)
 }
 
 /// Every partition of the selected topics that exist (internal topics never match a pattern).
