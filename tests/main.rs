@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cli;
 mod kafka_transactions;
 mod offset_store;
 mod pgoutput_decode;
