@@ -1,6 +1,9 @@
-//! The `tributary` command line.
+//! The `tributary` command line: the worker (`serve`, `standalone`) and a client of its REST
+//! API (`connectors`, in `cli`).
 
-use std::path::PathBuf;
+mod cli;
+
+use std::{io::Write, path::PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -17,9 +20,26 @@ use tributary::{
     source::postgres::stream::Destination,
 };
 
+const EXAMPLES: &str = "\
+Examples:
+  tributary serve --config config/tributary.toml
+  tributary connectors create -f connectors/postgres-source.json
+  tributary connectors list
+  tributary connectors status shop-source
+  tributary standalone --config config/tributary.toml connectors/postgres-source.json
+
+The REST API (Kafka Connect's) listens on 127.0.0.1:8083 and the schema registry on
+127.0.0.1:8081 by default; docs/getting-started.md walks through a first pipeline.";
+
 /// Change data capture from PostgreSQL to Kafka, exactly once.
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version, about, arg_required_else_help = true)]
+#[command(
+    name = "tributary",
+    version,
+    about,
+    arg_required_else_help = true,
+    after_help = EXAMPLES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +69,20 @@ enum Command {
         #[arg(required = true)]
         connectors: Vec<PathBuf>,
     },
+    /// Manages the connectors of a running `tributary serve` over its REST API.
+    Connectors(cli::connectors::ConnectorsArgs),
+    /// Prints reference documentation generated from the code.
+    #[command(hide = true)]
+    Docs {
+        #[command(subcommand)]
+        page: DocsPage,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DocsPage {
+    /// docs/connectors.md: every plugin's config keys.
+    Connectors,
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +97,54 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Connectors(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let shown = runtime.block_on(cli::connectors::run(args))?;
+            print_out(&shown)
+        }
+        Command::Docs {
+            page: DocsPage::Connectors,
+        } => print_out(&cli::docs::connectors_reference()),
+        Command::Standalone { config, connectors } => {
+            init_logging();
+            worker_runtime()?.block_on(standalone(config, connectors))
+        }
+        Command::Serve { config } => {
+            let log_levels = init_logging();
+            worker_runtime()?.block_on(serve(config, log_levels))
+        }
+    }
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is not an error worth a message.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn worker_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Logging for the worker commands, behind a reload handle so `/admin/loggers` can change
+/// levels at run time.
+fn init_logging() -> tributary::api::LogLevels {
     use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
     let initial = std::env::var("TRIBUTARY_LOG").unwrap_or_else(|_| "info".to_owned());
     let filter = EnvFilter::try_new(&initial).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -77,18 +159,7 @@ fn run() -> anyhow::Result<()> {
         handle.reload(filter).map_err(|e| e.to_string())
     });
     let root = initial.split(',').next().unwrap_or("info").to_owned();
-    let log_levels = tributary::api::LogLevels::new(&root, apply);
-    let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    match cli.command {
-        Command::Standalone { config, connectors } => {
-            runtime.block_on(standalone(config, connectors))
-        }
-        Command::Serve { config } => runtime.block_on(serve(config, log_levels)),
-    }
+    tributary::api::LogLevels::new(&root, apply)
 }
 
 async fn standalone(config_path: PathBuf, connector_paths: Vec<PathBuf>) -> anyhow::Result<()> {

@@ -5,6 +5,8 @@
 
 mod support;
 
+mod cli;
+mod compose;
 mod kafka_transactions;
 mod offset_store;
 mod pgoutput_decode;
