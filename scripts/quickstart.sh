@@ -81,32 +81,14 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tributary"
 [ -x "$BIN" ] || die "no binary at $BIN after cargo build --release"
 
 step "3/7 demo databases: shop (source), shop_replica, shop_analytics"
-if [ "$(sql postgres "SELECT count(*) FROM pg_database WHERE datname = 'shop'")" = "0" ]; then
-  sql postgres "CREATE DATABASE shop" >/dev/null
-  sql shop "
-    CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text NOT NULL,
-                            country text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-    CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers,
-                         amount numeric(10,2) NOT NULL, status text NOT NULL,
-                         created_at timestamptz NOT NULL);
-    INSERT INTO customers (id, name, email, country)
-      SELECT g, 'customer ' || g, 'c' || g || '@example.com',
-             (ARRAY['DE','FR','US','JP','BR'])[1 + g % 5]
-        FROM generate_series(1, 2000) g;
-    INSERT INTO orders (customer_id, amount, status, created_at)
-      SELECT 1 + (g * 7919) % 2000, round((5 + (g * 31) % 200)::numeric + 0.99, 2), 'paid',
-             now() - interval '10 minutes' + g * interval '100 milliseconds'
-        FROM generate_series(1, 5000) g;" >/dev/null
-  note "created shop: 2000 customers, 5000 orders"
-else
-  note "shop exists: $(sql shop "SELECT count(*) FROM customers") customers, $(sql shop "SELECT count(*) FROM orders") orders"
-fi
-for db in shop_replica shop_analytics; do
+for db in shop shop_replica shop_analytics; do
   if [ "$(sql postgres "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = "0" ]; then
     sql postgres "CREATE DATABASE $db" >/dev/null
-    note "created $db"
+    note "created database $db"
   fi
 done
+"$(psql_bin)" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shop -f "$ROOT/demo/shop.sql" >/dev/null
+note "shop: $(sql shop "SELECT count(*) FROM customers") customers, $(sql shop "SELECT count(*) FROM orders") orders"
 sql shop_analytics "CREATE SCHEMA IF NOT EXISTS analytics" >/dev/null
 
 step "4/7 tributary serve (REST $REST, schema registry $REGISTRY)"

@@ -9,10 +9,11 @@ step() { printf '\n==> %s\n' "$*"; }
 # Python with Confluent's client (confluent-kafka from PyPI): the tests read Avro topics and talk to
 # the schema registry with it. The venv lives under target/ and is made once.
 ensure_python() {
-  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    step "installing python3-venv"
+  # venv for the Confluent client; PyYAML for reading docker-compose.yml in tests/compose.rs.
+  if ! python3 -c 'import ensurepip, venv, yaml' >/dev/null 2>&1; then
+    step "installing python3-venv and python3-yaml"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-yaml
   fi
   local venv=target/registry-venv
   if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro' >/dev/null 2>&1; then

@@ -267,7 +267,7 @@ fn kafka_runs_in_kraft_mode_with_consistent_listeners() {
     assert_eq!(id.len(), 16, "a KRaft cluster id is a 16-byte UUID");
 }
 
-/// The databases `docker/postgres/init.sql` (mounted by the postgres service) creates.
+/// The databases the postgres service has: `POSTGRES_DB` and those its init SQL creates.
 fn compose_databases(postgres: &Value) -> BTreeSet<String> {
     let volumes: Vec<&str> = postgres["volumes"]
         .as_array()
@@ -276,6 +276,7 @@ fn compose_databases(postgres: &Value) -> BTreeSet<String> {
         .filter_map(Value::as_str)
         .collect();
     let mut databases = BTreeSet::from(["postgres".to_owned()]);
+    databases.extend(environment(postgres).get("POSTGRES_DB").cloned());
     for volume in volumes {
         let source = volume.split(':').next().expect("source");
         assert!(

@@ -285,8 +285,8 @@ const POSTGRES_SOURCE_COMMON: &[ConfigKeyDefinition] = &[
         Width::Long,
         "Connector class",
         "The connector to run: io.debezium.connector.postgresql.PostgresConnector (aliases \
-         postgres-source and postgres), the only one here and the one assumed when the key is \
-         left out.",
+         postgres-source and postgres); tributary standalone assumes it when the key is left \
+         out.",
     )
     .default("io.debezium.connector.postgresql.PostgresConnector"),
     ConfigKeyDefinition::new(
