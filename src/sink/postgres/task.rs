@@ -16,7 +16,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::OwnedMessage,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -324,30 +324,58 @@ async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
 
 /// Connects with `application_name` "tributary sink <connector><role>".
 async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
+    connect_to(
+        &TargetDatabase {
+            host: &config.host,
+            port: config.port,
+            dbname: &config.dbname,
+            user: &config.user,
+            password: config.password.as_ref(),
+        },
+        &format!("tributary sink {}{role}", config.name),
+    )
+    .await
+}
+
+/// Where a connector writes: the parts of its `connection.url` and credentials.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetDatabase<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub dbname: &'a str,
+    pub user: &'a str,
+    pub password: Option<&'a SecretString>,
+}
+
+/// A plain (no TLS) connection to `target`, its driver task spawned, named `application_name`.
+pub(crate) async fn connect_to(
+    target: &TargetDatabase<'_>,
+    application_name: &str,
+) -> Result<Client, Error> {
     let mut pg = tokio_postgres::Config::new();
-    pg.host(&config.host)
-        .port(config.port)
-        .user(&config.user)
-        .dbname(&config.dbname)
-        .application_name(format!("tributary sink {}{role}", config.name))
+    pg.host(target.host)
+        .port(target.port)
+        .user(target.user)
+        .dbname(target.dbname)
+        .application_name(application_name)
         .connect_timeout(Duration::from_secs(30));
-    if let Some(password) = &config.password {
+    if let Some(password) = target.password {
         pg.password(password.expose_secret());
     }
     let (client, connection) = pg.connect(NoTls).await.map_err(Error::database(format!(
         "connecting to {}:{}/{}",
-        config.host, config.port, config.dbname
+        target.host, target.port, target.dbname
     )))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            debug!(error = %error, "sink SQL connection ended");
+            debug!(error = %error, "SQL connection ended");
         }
     });
     Ok(client)
 }
 
 /// Every partition of the selected topics that exist (internal topics never match a pattern).
-async fn topic_partitions(
+pub(crate) async fn topic_partitions(
     consumer: &Arc<StreamConsumer>,
     topics: &TopicSelection,
 ) -> Result<Vec<(String, i32)>, Error> {
@@ -407,7 +435,7 @@ async fn topic_partitions(
 
 /// Up to `batch_size` records: waits for the first, then takes what arrives within a short
 /// linger. Empty when nothing arrived for a while; `None` when shutdown was asked for.
-async fn next_batch(
+pub(crate) async fn next_batch(
     consumer: &StreamConsumer,
     batch_size: usize,
     shutdown: &CancellationToken,
@@ -459,7 +487,7 @@ struct Readers {
     json_schemas: SchemaCache,
 }
 
-fn avro_reader(converter: &Converter) -> Option<AvroReader> {
+pub(crate) fn avro_reader(converter: &Converter) -> Option<AvroReader> {
     match converter {
         Converter::Avro(registry) => Some(AvroReader::new(registry)),
         Converter::Json { .. } => None,
@@ -469,7 +497,7 @@ fn avro_reader(converter: &Converter) -> Option<AvroReader> {
 /// A JSON key or value as a document: with `schemas.enable=false` the whole JSON is the payload
 /// (so a row with just the fields `schema` and `payload` is not taken for an envelope);
 /// otherwise `{"schema", "payload"}` is unwrapped when present and a bare payload read as one.
-fn json_document(
+pub(crate) fn json_document(
     bytes: &[u8],
     converter: &Converter,
     schemas: &mut SchemaCache,
