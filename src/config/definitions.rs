@@ -88,6 +88,8 @@ pub enum ConfigGroup {
     Events,
     /// The initial snapshot.
     Snapshot,
+    /// Windows, aggregates, event time and emission of the window stage.
+    Window,
 }
 
 impl ConfigGroup {
@@ -97,6 +99,7 @@ impl ConfigGroup {
             Self::Postgres => "Postgres",
             Self::Events => "Events",
             Self::Snapshot => "Snapshot",
+            Self::Window => "Window",
         }
     }
 }
@@ -120,7 +123,7 @@ pub struct ConfigKeyDefinition {
 
 impl ConfigKeyDefinition {
     /// An optional key without a default; refine with [`Self::required`] and [`Self::default`].
-    const fn new(
+    pub(crate) const fn new(
         name: &'static str,
         kind: ConfigKind,
         group: ConfigGroup,
@@ -165,12 +168,12 @@ impl ConfigKeyDefinition {
         )
     }
 
-    const fn required(mut self) -> Self {
+    pub(crate) const fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
-    const fn default(mut self, value: &'static str) -> Self {
+    pub(crate) const fn default(mut self, value: &'static str) -> Self {
         self.default = Some(value);
         self
     }
