@@ -70,7 +70,10 @@ fn delete(key: &str) -> ChangeInput {
 
 /// The result rows the table holds after applying `deltas`.
 #[derive(Default)]
-struct Table(BTreeMap<(Vec<Value>, Micros, Micros), (Vec<Value>, bool)>);
+struct Table(BTreeMap<RowKey, (Vec<Value>, bool)>);
+
+/// Group values, window start, window end.
+type RowKey = (Vec<Value>, Micros, Micros);
 
 impl Table {
     fn apply(&mut self, delta: &CommitDelta) {
