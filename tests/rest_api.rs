@@ -7,6 +7,7 @@ use tributary::runtime::worker::Worker;
 
 use crate::support::{
     kafka::{Collector, Isolation},
+    serve::{ServeProcess, free_port},
     source::SourceFixture,
 };
 
@@ -444,7 +445,7 @@ async fn bad_requests_get_connects_answers() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["message"],
-        "Failed to find any class that implements Connector and which name matches com.example.NoSuchConnector, available connectors are: io.debezium.connector.postgresql.PostgresConnector"
+        "Failed to find any class that implements Connector and which name matches com.example.NoSuchConnector, available connectors are: io.debezium.connector.postgresql.PostgresConnector, io.debezium.connector.jdbc.JdbcSinkConnector"
     );
 
     for (method, path) in [
@@ -588,72 +589,83 @@ async fn bad_requests_get_connects_answers() {
         "io.debezium.connector.postgresql.PostgresConnector"
     );
     assert_eq!(plugins[0]["type"], "source");
-}
+    assert_eq!(
+        plugins[1]["class"],
+        "io.debezium.connector.jdbc.JdbcSinkConnector"
+    );
+    assert_eq!(plugins[1]["type"], "sink");
+    let (status, sink_keys, _) = api
+        .call("GET", "/connector-plugins/postgres-sink/config", None)
+        .await;
+    assert_eq!(status, 200);
+    let sink_key = |name: &str| {
+        sink_keys
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not among the sink's keys: {sink_keys}"))
+    };
+    assert_eq!(sink_key("connection.password")["type"], "PASSWORD");
+    assert_eq!(sink_key("batch.size")["default_value"], "500");
+    assert_eq!(sink_key("connection.url")["required"], true);
 
-/// `tributary serve` as a process, with its own topics for configs, statuses and offsets.
-struct ServeProcess {
-    child: tokio::process::Child,
-    dir: std::path::PathBuf,
-    base: String,
-}
-
-impl ServeProcess {
-    fn config(fixture: &SourceFixture, port: u16) -> String {
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n[worker]\noffsets_topic = \"{}\"\nconfigs_topic = \"{}-configs\"\nstatus_topic = \"{}-status\"\n[registry]\nenabled = false\n[rest]\nlisten = \"127.0.0.1:{port}\"\n",
-            crate::support::kafka::bootstrap_servers(),
-            fixture.offsets_topic,
-            fixture.offsets_topic,
-            fixture.offsets_topic,
+    // The sink's validate connects to the target and reports on the key at fault.
+    let (status, validated, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/JdbcSinkConnector/config/validate",
+            Some(json!({
+                "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+                "name": "replica",
+                "topics": "a.public.t",
+                "connection.url": "jdbc:postgresql://127.0.0.1:1/nowhere",
+                "connection.username": "postgres",
+                "connection.password": "sekret",
+                "insert.mode": "merge",
+            })),
         )
-    }
-
-    async fn start(dir: &std::path::Path, config: &str, port: u16) -> Self {
-        std::fs::create_dir_all(dir).expect("temp dir");
-        std::fs::write(dir.join("tributary.toml"), config).expect("config");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("tributary.log"))
-            .expect("log");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("tributary.toml"))
-            .env("TRIBUTARY_LOG", "info,tributary=debug")
-            .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
-            .stderr(std::process::Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tributary serve starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while http.get(&base).send().await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "tributary serve did not answer on {base}; its log:\n{}",
-                std::fs::read_to_string(dir.join("tributary.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self {
-            child,
-            dir: dir.to_owned(),
-            base,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("tributary.log")).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+        .await;
+    assert_eq!(status, 200, "{validated}");
+    let errors_of = |body: &Value, key: &str| -> Vec<String> {
+        body["configs"]
+            .as_array()
+            .and_then(|configs| configs.iter().find(|c| c["value"]["name"] == key))
+            .map(|c| {
+                c["value"]["errors"]
+                    .as_array()
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(|m| m.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(validated["error_count"], 1, "{validated}");
+    assert!(
+        errors_of(&validated, "insert.mode")[0].contains("upsert"),
+        "{validated}"
+    );
+    assert!(!validated.to_string().contains("sekret"));
+    let (_, validated, _) = api
+        .call(
+            "PUT",
+            "/connector-plugins/postgres-sink/config/validate",
+            Some(json!({
+                "connector.class": "postgres-sink",
+                "name": "replica",
+                "topics": "a.public.t",
+                "connection.url": "jdbc:postgresql://127.0.0.1:1/nowhere",
+                "connection.username": "postgres",
+            })),
+        )
+        .await;
+    assert_eq!(validated["error_count"], 1, "{validated}");
+    assert!(
+        errors_of(&validated, "connection.url")[0].contains("127.0.0.1:1/nowhere"),
+        "{validated}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

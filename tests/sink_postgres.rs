@@ -785,3 +785,291 @@ async fn json_without_schemas_into_an_existing_table() {
     sink.stop().await;
     source.stop().await.expect("source stops cleanly");
 }
+
+/// Registers `body` (`{"name", "config"}`) on the worker at `base`; it must be created.
+async fn post_connector(http: &reqwest::Client, base: &str, body: &serde_json::Value) {
+    let response = http
+        .post(format!("{base}/connectors"))
+        .json(body)
+        .send()
+        .await
+        .expect("POST /connectors");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "creating {}: {text}", body["name"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_registered_over_rest_survive_kill_9_of_their_worker_mid_batch() {
+    use serde_json::json;
+
+    use crate::support::serve::{ServeProcess, free_port};
+
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+             CREATE TABLE events (id int PRIMARY KEY, kind text NOT NULL);",
+        )
+        .await
+        .expect("schema");
+    let accounts_topic = fixture.table_topic("accounts");
+    let events_topic = fixture.table_topic("events");
+    fixture.topic(&accounts_topic).await;
+    // Several partitions: the sink stores and resumes an offset for each.
+    tributary::kafka::TopicAdmin::new(&kafka::settings(), std::time::Duration::from_secs(30))
+        .expect("admin client")
+        .ensure_topic(&tributary::kafka::TopicSpec::new(&events_topic, 3))
+        .await
+        .expect("events topic");
+    let _events_guard = kafka::TestTopic::delete_on_drop(events_topic.clone(), 3);
+    let client = fixture.db.client();
+    let _state_guards = [
+        kafka::TestTopic::delete_on_drop(format!("{}-configs", fixture.offsets_topic), 1),
+        kafka::TestTopic::delete_on_drop(format!("{}-status", fixture.offsets_topic), 1),
+    ];
+    let target = TestDatabase::create().await;
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/{}",
+        crate::support::postgres::port(),
+        target.name
+    );
+
+    let dir = std::env::temp_dir().join(crate::support::unique_name("tributary-sink-serve"));
+    let port = free_port();
+    let worker_config = ServeProcess::config(&fixture, port);
+    let mut serve = ServeProcess::start(&dir, &worker_config, port).await;
+    let http = reqwest::Client::new();
+    let source: serde_json::Value =
+        serde_json::from_str(&fixture.connector_json("public.accounts,public.events", &[]))
+            .expect("JSON");
+    post_connector(&http, &serve.base, &source).await;
+    let upsert_name = sink::connector_name();
+    let insert_name = sink::connector_name();
+    post_connector(
+        &http,
+        &serve.base,
+        &json!({"name": upsert_name, "config": {
+            "connector.class": "postgres-sink",
+            "topics": accounts_topic,
+            "connection.url": url,
+            "connection.username": "postgres",
+            "insert.mode": "upsert",
+            "delete.enabled": "true",
+            "schema.evolution": "basic",
+            "collection.name.format": "${source.table}",
+            "batch.size": "100",
+        }}),
+    )
+    .await;
+    // Insert mode without a key: a record applied twice would be a second row.
+    post_connector(
+        &http,
+        &serve.base,
+        &json!({"name": insert_name, "config": {
+            "connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+            "topics": events_topic,
+            "connection.url": url,
+            "connection.user": "postgres",
+            "insert.mode": "insert",
+            "pk.mode": "none",
+            "auto.create": "true",
+            "table.name.format": "events_log",
+            "batch.size": "100",
+        }}),
+    )
+    .await;
+    fixture.wait_until_streaming().await;
+
+    // A fixed-seed xorshift: the same workload on every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut random_below = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut next_event = 0;
+    let mut partial_kills = 0;
+    let mut applied_before_round = 0;
+    for round in 0..6 {
+        let mut statements = String::new();
+        for _ in 0..80 {
+            statements.push_str("BEGIN;");
+            for _ in 0..25 {
+                let id = 1 + random_below(399);
+                statements.push_str(&match random_below(10) {
+                    0..=5 => format!(
+                        "INSERT INTO accounts VALUES ({id}, {}, 'r{round}')
+                         ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + 1, note = EXCLUDED.note;",
+                        random_below(1000)
+                    ),
+                    6..=7 => format!("DELETE FROM accounts WHERE id = {id};"),
+                    // A key change: a delete of the old key and an insert of the new one.
+                    _ => format!(
+                        "UPDATE accounts SET id = {} WHERE id = {id};",
+                        10_000 + next_event
+                    ),
+                });
+                next_event += 1i64;
+                statements.push_str(&format!(
+                    "INSERT INTO events VALUES ({next_event}, 'k{}');",
+                    next_event % 7
+                ));
+            }
+            statements.push_str("COMMIT;");
+        }
+        client.batch_execute(&statements).await.expect("workload");
+        if round % 2 == 1 {
+            // kill -9 as soon as the insert sink is part-way through this round's records.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while tokio::time::Instant::now() < deadline {
+                let exists: bool = target
+                    .client()
+                    .query_one("SELECT to_regclass('events_log') IS NOT NULL", &[])
+                    .await
+                    .expect("lookup")
+                    .get(0);
+                let applied: i64 = if exists {
+                    target
+                        .client()
+                        .query_one("SELECT count(*) FROM events_log", &[])
+                        .await
+                        .expect("count")
+                        .get(0)
+                } else {
+                    0
+                };
+                if applied > applied_before_round && applied < next_event {
+                    partial_kills += 1;
+                    break;
+                }
+                if applied == next_event {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            serve.child.kill().await.expect("kill -9");
+            serve = ServeProcess::start(&dir, &worker_config, port).await;
+        }
+        applied_before_round = next_event;
+    }
+
+    // Drained: the upsert table equals its source, the insert table has each event once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let expected_accounts = sink::contents(client, "accounts", "id").await;
+    let expected_events = sink::contents(client, "events", "id").await;
+    loop {
+        let accounts = sink::contents(target.client(), "accounts", "id").await;
+        let events = sink::contents(target.client(), "events_log", "id, kind").await;
+        if accounts == expected_accounts && events == expected_events {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the targets never caught up (accounts equal: {}, events equal: {}); worker log:\n{}",
+            accounts == expected_accounts,
+            events == expected_events,
+            serve.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let rows: i64 = target
+        .client()
+        .query_one("SELECT count(*) FROM events_log", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, next_event, "one row per source insert, none twice");
+    assert!(
+        partial_kills >= 2,
+        "only {partial_kills} of 3 kills came while records were being applied"
+    );
+
+    let status: serde_json::Value = http
+        .get(format!("{}/connectors/{insert_name}/status", serve.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(status["type"], "sink", "{status}");
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    // The offsets the REST API shows are the ones stored with the rows: the end of each partition.
+    let offsets: serde_json::Value = http
+        .get(format!("{}/connectors/{insert_name}/offsets", serve.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let listed = offsets["offsets"].as_array().expect("offsets");
+    let mut total = 0;
+    for entry in listed {
+        assert_eq!(entry["partition"]["kafka_topic"], events_topic.as_str());
+        total += entry["offset"]["kafka_offset"]
+            .as_i64()
+            .expect("kafka_offset");
+    }
+    // Every record of the topic is applied, plus one transaction marker per Kafka transaction
+    // and partition it touched: so at least as many offsets as events.
+    assert!(
+        total >= next_event,
+        "{offsets} accounts for fewer records than the {next_event} events"
+    );
+
+    // Offsets reset over REST (only while stopped): the insert sink applies everything again.
+    let call = |method: reqwest::Method, path: String| {
+        let request = http.request(method, format!("{}{path}", serve.base));
+        async move {
+            let response = request.send().await.expect("HTTP");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let offsets_path = format!("/connectors/{insert_name}/offsets");
+    let (status, body) = call(reqwest::Method::DELETE, offsets_path.clone()).await;
+    assert_eq!(status, 400, "a running connector keeps its offsets: {body}");
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        format!("/connectors/{insert_name}/stop"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = call(reqwest::Method::DELETE, offsets_path.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = call(reqwest::Method::GET, offsets_path).await;
+    assert_eq!(body, r#"{"offsets":[]}"#);
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        format!("/connectors/{insert_name}/resume"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows: i64 = target
+            .client()
+            .query_one("SELECT count(*) FROM events_log", &[])
+            .await
+            .expect("count")
+            .get(0);
+        if rows == 2 * next_event {
+            break;
+        }
+        assert!(
+            rows < 2 * next_event && tokio::time::Instant::now() < deadline,
+            "{rows} rows after the reset, expected {}; log:\n{}",
+            2 * next_event,
+            serve.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

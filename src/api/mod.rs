@@ -24,9 +24,10 @@ use crate::{
         definitions::{config_groups, definitions_json},
     },
     runtime::{
-        plugins,
-        worker::{State, TargetState, Worker, WorkerError},
+        plugins::{self, PluginKind},
+        worker::{ConnectorOffsets, OffsetChange, State, TargetState, Worker, WorkerError},
     },
+    sink::postgres as sink,
 };
 
 /// Keys whose values never leave the process (Connect's `custom.sanitize.pattern` default).
@@ -219,7 +220,7 @@ impl From<WorkerError> for ApiError {
             WorkerError::NotFound(_) | WorkerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
             WorkerError::AlreadyExists(_) => StatusCode::CONFLICT,
             WorkerError::Invalid(_) | WorkerError::NotStopped(_) => StatusCode::BAD_REQUEST,
-            WorkerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WorkerError::Store(_) | WorkerError::Target(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
     }
@@ -624,10 +625,21 @@ async fn restart_task(
 }
 
 async fn get_offsets(AxumState(state): AxumState<ApiState>, Path(name): Path<String>) -> ApiResult {
-    let (server, offset) = state.worker.offsets(&name).await?;
-    let offsets = match offset {
-        Some(offset) => json!([{"partition": {"server": server}, "offset": offset}]),
-        None => json!([]),
+    let offsets = match state.worker.offsets(&name).await? {
+        ConnectorOffsets::Source {
+            server,
+            offset: Some(offset),
+        } => json!([{"partition": {"server": server}, "offset": offset}]),
+        ConnectorOffsets::Source { offset: None, .. } => json!([]),
+        ConnectorOffsets::Sink(partitions) => partitions
+            .iter()
+            .map(|p| {
+                json!({
+                    "partition": {"kafka_topic": p.topic, "kafka_partition": p.partition},
+                    "offset": {"kafka_offset": p.next_offset},
+                })
+            })
+            .collect(),
     };
     Ok(json_response(StatusCode::OK, json!({"offsets": offsets})))
 }
@@ -643,7 +655,22 @@ async fn alter_offsets(
             "Partitions / offsets need to be provided for an alter offsets request",
         ));
     };
-    let [entry] = entries.as_slice() else {
+    let sink = connector_type(&state.worker.config(&name)?) == PluginKind::Sink.as_str();
+    let change = if sink {
+        sink_offset_change(entries)?
+    } else {
+        source_offset_change(entries)?
+    };
+    state.worker.write_offsets(&name, Some(change)).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"message": "The offsets for this connector have been altered successfully"}),
+    ))
+}
+
+/// The PostgreSQL source's one partition and its offset (null: forget it).
+fn source_offset_change(entries: &[Value]) -> Result<OffsetChange, ApiError> {
+    let [entry] = entries else {
         return Err(ApiError::bad_request(
             "The PostgreSQL source has exactly one partition ({\"server\": <topic.prefix>}); give one entry",
         ));
@@ -656,27 +683,66 @@ async fn alter_offsets(
             ))
         })?),
     };
-    let server = entry
+    let Some(server) = entry
         .get("partition")
         .and_then(|p| p.get("server"))
-        .and_then(Value::as_str);
-    if server.is_none() {
+        .and_then(Value::as_str)
+    else {
         return Err(ApiError::bad_request(
             "Each offset needs its partition: {\"server\": <topic.prefix>}",
         ));
-    }
-    state.worker.write_offsets(&name, server, offset).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"message": "The offsets for this connector have been altered successfully"}),
-    ))
+    };
+    Ok(OffsetChange::Source {
+        server: server.to_owned(),
+        offset,
+    })
+}
+
+/// Sink partitions (`{"kafka_topic", "kafka_partition"}`) and their next offsets
+/// (`{"kafka_offset": n}`, or null to forget the partition), as Connect takes them.
+fn sink_offset_change(entries: &[Value]) -> Result<OffsetChange, ApiError> {
+    let partitions = entries
+        .iter()
+        .map(|entry| {
+            let partition = entry.get("partition");
+            let topic = partition
+                .and_then(|p| p.get("kafka_topic"))
+                .and_then(Value::as_str);
+            let number = partition
+                .and_then(|p| p.get("kafka_partition"))
+                .and_then(Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok());
+            let (Some(topic), Some(number)) = (topic, number) else {
+                return Err(ApiError::bad_request(
+                    "Each sink offset needs its partition: {\"kafka_topic\": <topic>, \"kafka_partition\": <n>}",
+                ));
+            };
+            let next_offset = match entry.get("offset") {
+                None | Some(Value::Null) => None,
+                Some(offset) => match offset.get("kafka_offset").and_then(Value::as_i64) {
+                    Some(next) if next >= 0 => Some(next),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "A sink offset is {\"kafka_offset\": <next offset to apply, 0 or more>} or null",
+                        ));
+                    }
+                },
+            };
+            Ok(sink::PartitionOffset {
+                topic: topic.to_owned(),
+                partition: number,
+                next_offset,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(OffsetChange::Sink(partitions))
 }
 
 async fn reset_offsets(
     AxumState(state): AxumState<ApiState>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    state.worker.write_offsets(&name, None, None).await?;
+    state.worker.write_offsets(&name, None).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({"message": "The offsets for this connector have been reset successfully"}),
@@ -819,7 +885,7 @@ async fn validate_config(
         config: config.clone(),
     };
     // Static checks first; when they pass, the live checks against the database.
-    let findings = crate::source::postgres::validate::validate(&connector).await;
+    let findings = (found.validate)(connector).await;
     let error_count = findings.iter().filter(|f| f.is_error()).count();
     // Connect lists every key the plugin defines, in order, then anything else given.
     let definitions = (found.definitions)();

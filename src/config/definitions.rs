@@ -6,6 +6,8 @@
 use ConfigGroup::{Common, Events, Postgres, Snapshot};
 use ConfigKind::{Boolean, Class, Int, List, Long, Password};
 use Importance::{High, Low, Medium};
+use std::sync::LazyLock;
+
 use serde_json::{Value, json};
 
 /// Connect's `ConfigDef.Type`: the kind of value a key takes.
@@ -88,6 +90,12 @@ pub enum ConfigGroup {
     Events,
     /// The initial snapshot.
     Snapshot,
+    /// A sink's target database.
+    Connection,
+    /// How a sink writes rows and which tables it writes them to.
+    Writes,
+    /// What a sink does with records it cannot apply.
+    Errors,
     /// Windows, aggregates, event time and emission of the window stage.
     Window,
 }
@@ -99,6 +107,9 @@ impl ConfigGroup {
             Self::Postgres => "Postgres",
             Self::Events => "Events",
             Self::Snapshot => "Snapshot",
+            Self::Connection => "Connection",
+            Self::Writes => "Writes",
+            Self::Errors => "Errors",
             Self::Window => "Window",
         }
     }
@@ -146,7 +157,7 @@ impl ConfigKeyDefinition {
     }
 
     /// A key accepted for compatibility that has no effect; its documentation says so.
-    const fn no_effect(
+    pub(crate) const fn no_effect(
         name: &'static str,
         kind: ConfigKind,
         group: ConfigGroup,
@@ -236,7 +247,7 @@ pub fn config_groups(definitions: &[ConfigKeyDefinition]) -> Vec<&'static str> {
 
 /// Every key the PostgreSQL source accepts, grouped, in display order.
 pub fn postgres_source_definitions() -> &'static [ConfigKeyDefinition] {
-    POSTGRES_SOURCE
+    &POSTGRES_SOURCE
 }
 
 /// The definition of one key of the PostgreSQL source.
@@ -246,9 +257,18 @@ pub fn postgres_source_definition(name: &str) -> Option<&'static ConfigKeyDefini
         .find(|definition| definition.name == name)
 }
 
+static POSTGRES_SOURCE: LazyLock<Vec<ConfigKeyDefinition>> = LazyLock::new(|| {
+    [
+        POSTGRES_SOURCE_COMMON,
+        CONVERTER_DEFINITIONS,
+        POSTGRES_SOURCE_REST,
+    ]
+    .concat()
+});
+
 const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 
-const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
+const POSTGRES_SOURCE_COMMON: &[ConfigKeyDefinition] = &[
     // Common: Kafka Connect's own keys.
     ConfigKeyDefinition::new(
         "name",
@@ -283,6 +303,11 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
          beyond that check it has no effect.",
     )
     .default("1"),
+];
+
+/// The converter keys every connector takes (`key.converter`, `value.converter` and their
+/// settings).
+pub(crate) const CONVERTER_DEFINITIONS: &[ConfigKeyDefinition] = &[
     ConfigKeyDefinition::new(
         "key.converter",
         Class,
@@ -389,6 +414,9 @@ const POSTGRES_SOURCE: &[ConfigKeyDefinition] = &[
          supported.",
     )
     .default("USER_INFO"),
+];
+
+const POSTGRES_SOURCE_REST: &[ConfigKeyDefinition] = &[
     ConfigKeyDefinition::no_effect(
         "header.converter",
         Class,

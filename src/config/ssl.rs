@@ -48,7 +48,7 @@ impl fmt::Display for SslMode {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SslConfig {
     pub mode: SslMode,
     /// PEM file with the certificates that may sign the server's (`database.sslrootcert`).

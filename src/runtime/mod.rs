@@ -13,6 +13,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::PostgresSourceConfig,
+    metrics::Metrics,
+    sink::{self, postgres::PostgresSinkConfig},
     source::postgres::{
         self,
         stream::{self, Destination},
@@ -23,6 +25,24 @@ use crate::{
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// A task's error as the supervisor sees it: transient ones (connection loss, a broker away)
+/// restart the task after a backoff; permanent ones stop it.
+pub trait TaskError: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl TaskError for postgres::Error {
+    fn is_transient(&self) -> bool {
+        postgres::Error::is_transient(self)
+    }
+}
+
+impl TaskError for sink::postgres::Error {
+    fn is_transient(&self) -> bool {
+        sink::postgres::Error::is_transient(self)
+    }
+}
+
 /// Runs a PostgreSQL source until `shutdown`, reconnecting after transient errors. Returns the
 /// permanent error that stopped it, if any.
 pub async fn supervise_postgres_source(
@@ -30,24 +50,56 @@ pub async fn supervise_postgres_source(
     destination: Destination,
     shutdown: CancellationToken,
 ) -> Result<(), postgres::Error> {
+    let metrics = destination.metrics.clone();
+    supervise(&config.name.clone(), &metrics, shutdown.clone(), || {
+        stream::run(&config, &destination, shutdown.clone())
+    })
+    .await
+}
+
+/// Runs the PostgreSQL sink until `shutdown`, restarting it after transient errors.
+pub async fn supervise_postgres_sink(
+    config: PostgresSinkConfig,
+    destination: Destination,
+    shutdown: CancellationToken,
+) -> Result<(), sink::postgres::Error> {
+    let metrics = destination.metrics.clone();
+    supervise(&config.name.clone(), &metrics, shutdown.clone(), || {
+        sink::postgres::run(config.clone(), &destination.kafka, shutdown.clone())
+    })
+    .await
+}
+
+/// Runs `run` again after each transient failure (with doubling backoff, reset after a run that
+/// lasted a while) until it returns `Ok`, `shutdown` is cancelled or a permanent error stops it.
+async fn supervise<E, F, Fut>(
+    name: &str,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+    mut run: F,
+) -> Result<(), E>
+where
+    E: TaskError,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
     let mut backoff = BACKOFF_START;
     loop {
         let started = tokio::time::Instant::now();
-        let result = stream::run(&config, &destination, shutdown.clone()).await;
+        let result = run().await;
         if result.is_err() && !shutdown.is_cancelled() {
-            destination.metrics.task_error(&config.name, 0);
+            metrics.task_error(name, 0);
         }
         match result {
             Ok(()) => {
-                info!(connector = %config.name, "stopped");
+                info!(connector = %name, "stopped");
                 return Ok(());
             }
             Err(err) if err.is_transient() && !shutdown.is_cancelled() => {
-                // A run that lasted a while starts the backoff over.
                 if started.elapsed() > BACKOFF_MAX {
                     backoff = BACKOFF_START;
                 }
-                warn!(connector = %config.name, error = %err, retry_in = ?backoff, "transient failure; restarting");
+                warn!(connector = %name, error = %err, retry_in = ?backoff, "transient failure; restarting");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => return Ok(()),
@@ -55,11 +107,11 @@ pub async fn supervise_postgres_source(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             Err(err) if shutdown.is_cancelled() => {
-                warn!(connector = %config.name, error = %err, "failure while stopping");
+                warn!(connector = %name, error = %err, "failure while stopping");
                 return Ok(());
             }
             Err(err) => {
-                error!(connector = %config.name, error = %err, "stopped by a permanent failure");
+                error!(connector = %name, error = %err, "stopped by a permanent failure");
                 return Err(err);
             }
         }

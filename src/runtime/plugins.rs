@@ -1,10 +1,27 @@
 //! The connector plugins this worker runs, in one explicit list: what `connector.class` may name
 //! and what `GET /connector-plugins` shows. A new connector kind registers here.
 
-use crate::config::{
-    definitions::{ConfigKeyDefinition, postgres_source_definitions},
-    postgres_source::POSTGRES_SOURCE_CLASSES,
+use std::{future::Future, pin::Pin};
+
+use crate::{
+    config::{
+        ConnectorConfig, PostgresSourceConfig, ValidationErrors,
+        definitions::{ConfigKeyDefinition, postgres_source_definitions},
+        postgres_source::POSTGRES_SOURCE_CLASSES,
+    },
+    sink::postgres::{POSTGRES_SINK_CLASSES, PostgresSinkConfig, postgres_sink_definitions},
+    source::postgres::validate::{self, Finding},
 };
+
+/// A connector's validated config: what its task runs with.
+#[derive(Debug)]
+pub enum TaskConfig {
+    PostgresSource(Box<PostgresSourceConfig>),
+    PostgresSink(Box<PostgresSinkConfig>),
+}
+
+/// What `PUT /connector-plugins/{plugin}/config/validate` finds, checks that connect included.
+pub type Validation = Pin<Box<dyn Future<Output = Vec<Finding>> + Send>>;
 
 /// Whether a connector reads from outside into Kafka or writes from Kafka outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +50,10 @@ pub struct Plugin {
     pub kind: PluginKind,
     /// Every config key it takes (`GET /connector-plugins/{plugin}/config`).
     pub definitions: fn() -> &'static [ConfigKeyDefinition],
+    /// Reads and checks a config without connecting anywhere.
+    pub parse: fn(&ConnectorConfig) -> Result<TaskConfig, ValidationErrors>,
+    /// The static checks and, when they pass, the ones that connect.
+    pub validate: fn(ConnectorConfig) -> Validation,
 }
 
 impl Plugin {
@@ -52,10 +73,37 @@ pub const POSTGRES_SOURCE: Plugin = Plugin {
     aliases: &["postgres-source", "postgres"],
     kind: PluginKind::Source,
     definitions: postgres_source_definitions,
+    parse: |connector| {
+        PostgresSourceConfig::from_connector(connector)
+            .map(|config| TaskConfig::PostgresSource(Box::new(config)))
+    },
+    validate: |connector| Box::pin(async move { validate::validate(&connector).await }),
+};
+
+pub const POSTGRES_SINK: Plugin = Plugin {
+    class: POSTGRES_SINK_CLASSES[0],
+    aliases: &[
+        "postgres-sink",
+        "io.confluent.connect.jdbc.JdbcSinkConnector",
+    ],
+    kind: PluginKind::Sink,
+    definitions: postgres_sink_definitions,
+    parse: |connector| {
+        PostgresSinkConfig::from_connector(connector)
+            .map(|config| TaskConfig::PostgresSink(Box::new(config)))
+    },
+    validate: |connector| {
+        Box::pin(async move {
+            match PostgresSinkConfig::from_connector(&connector) {
+                Ok(config) => crate::sink::postgres::validate_live(&config).await,
+                Err(errors) => errors.0.into_iter().map(Finding::from).collect(),
+            }
+        })
+    },
 };
 
 /// Every plugin, in the order `GET /connector-plugins` lists them.
-pub const PLUGINS: &[Plugin] = &[POSTGRES_SOURCE];
+pub const PLUGINS: &[Plugin] = &[POSTGRES_SOURCE, POSTGRES_SINK];
 
 /// The plugin `name` refers to (see [`Plugin::answers_to`]).
 pub fn find(name: &str) -> Option<&'static Plugin> {
@@ -100,10 +148,31 @@ mod tests {
     }
 
     #[test]
-    fn aliases_match_what_the_source_config_accepts() {
+    fn the_postgres_sink_answers_to_debeziums_and_confluents_class() {
+        for name in [
+            "io.debezium.connector.jdbc.JdbcSinkConnector",
+            "JdbcSinkConnector",
+            "JdbcSink",
+            "postgres-sink",
+            "io.confluent.connect.jdbc.JdbcSinkConnector",
+        ] {
+            assert_eq!(
+                find(name).map(|p| p.class),
+                Some(POSTGRES_SINK.class),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn aliases_match_what_the_configs_accept() {
         for alias in POSTGRES_SOURCE.aliases {
             assert!(POSTGRES_SOURCE_CLASSES.contains(alias), "{alias}");
         }
-        assert!(unknown_class_message("x.Y").ends_with(POSTGRES_SOURCE.class));
+        for alias in POSTGRES_SINK.aliases {
+            assert!(POSTGRES_SINK_CLASSES.contains(alias), "{alias}");
+        }
+        assert!(unknown_class_message("x.Y").contains(POSTGRES_SOURCE.class));
+        assert!(unknown_class_message("x.Y").contains(POSTGRES_SINK.class));
     }
 }

@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::plugins;
+use super::plugins::{self, TaskConfig};
 use super::store::{ConfigStore, ConnectorRecord, StatusRecord, StatusStore, StoreError};
 use crate::{
-    config::{ConnectorConfig, PostgresSourceConfig, ValidationErrors},
+    config::{ConnectorConfig, ValidationErrors},
     kafka::{OffsetStore, SourceOffset},
+    sink::postgres as sink,
     source::postgres::stream::Destination,
 };
 
@@ -40,9 +41,42 @@ pub enum WorkerError {
         "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{0}/stop' endpoint"
     )]
     NotStopped(String),
+    /// A sink's target database could not be read or written.
+    #[error("{0}")]
+    Target(String),
     /// The config or status topic could not be written: nothing was changed.
     #[error("cannot store the change: {0}")]
     Store(#[from] StoreError),
+}
+
+/// A connector's offsets as `GET /connectors/{name}/offsets` shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectorOffsets {
+    /// A source's one partition, `{"server": <topic.prefix>}`.
+    Source {
+        server: String,
+        offset: Option<SourceOffset>,
+    },
+    /// A sink's next offset per topic-partition.
+    Sink(Vec<sink::PartitionOffset>),
+}
+
+/// A change of offsets (`PATCH /connectors/{name}/offsets`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OffsetChange {
+    /// The source's partition (`{"server": …}`) and its new offset (None: forget it).
+    Source {
+        server: String,
+        offset: Option<SourceOffset>,
+    },
+    /// Sink partitions and their new next offsets (None: forget the partition).
+    Sink(Vec<sink::PartitionOffset>),
+}
+
+/// Where a connector's offsets live.
+enum OffsetOwner {
+    Source { store: OffsetStore, server: String },
+    Sink(Box<sink::PostgresSinkConfig>),
 }
 
 /// The status of one connector and its task, as `GET /connectors/{name}/status` shows it.
@@ -250,10 +284,7 @@ impl Worker {
 
     /// Checks a config without starting anything: `connector.class` must name a plugin of
     /// [`plugins::PLUGINS`], and the config must be valid for it.
-    pub fn check(
-        name: &str,
-        config: &BTreeMap<String, String>,
-    ) -> Result<PostgresSourceConfig, WorkerError> {
+    pub fn check(name: &str, config: &BTreeMap<String, String>) -> Result<TaskConfig, WorkerError> {
         let Some(class) = config
             .get("connector.class")
             .filter(|c| !c.trim().is_empty())
@@ -277,7 +308,7 @@ impl Worker {
             name: name.to_owned(),
             config,
         };
-        PostgresSourceConfig::from_connector(&connector)
+        (plugin.parse)(&connector)
             .map_err(|errors| WorkerError::Invalid(invalid_config_message(&errors)))
     }
 
@@ -407,48 +438,89 @@ impl Worker {
         Ok(true)
     }
 
-    /// The connector's stored source offset and its partition (`{"server": <topic.prefix>}`).
-    pub async fn offsets(&self, name: &str) -> Result<(String, Option<SourceOffset>), WorkerError> {
-        let (store, server) = self.offset_store(name)?;
-        let offset = store
-            .load(name, &server, Duration::from_secs(60))
-            .await
-            .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
-        Ok((server, offset))
+    /// The connector's stored offsets: a source's one partition (`{"server": <topic.prefix>}`)
+    /// from the offsets topic, a sink's partitions from its target database.
+    pub async fn offsets(&self, name: &str) -> Result<ConnectorOffsets, WorkerError> {
+        match self.offset_owner(name)? {
+            OffsetOwner::Source { store, server } => {
+                let offset = store
+                    .load(name, &server, Duration::from_secs(60))
+                    .await
+                    .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
+                Ok(ConnectorOffsets::Source { server, offset })
+            }
+            OffsetOwner::Sink(config) => sink::stored_offsets(&config)
+                .await
+                .map(ConnectorOffsets::Sink)
+                .map_err(|e| WorkerError::Target(e.to_string())),
+        }
     }
 
-    /// Replaces (Some) or resets (None) the stored offset; only while the connector is STOPPED,
-    /// as Connect requires.
+    /// Applies `change` (None: resets every offset); only while the connector is STOPPED, as
+    /// Connect requires.
     pub async fn write_offsets(
         &self,
         name: &str,
-        partition_server: Option<&str>,
-        offset: Option<SourceOffset>,
+        change: Option<OffsetChange>,
     ) -> Result<(), WorkerError> {
         if self.target_state(name)? != TargetState::Stopped {
             return Err(WorkerError::NotStopped(name.to_owned()));
         }
-        let (store, server) = self.offset_store(name)?;
-        if let Some(given) = partition_server
-            && given != server
-        {
-            return Err(WorkerError::Invalid(format!(
-                "The partition {{\"server\": \"{given}\"}} is not this connector's; its partition is {{\"server\": \"{server}\"}} (its topic.prefix)"
-            )));
+        let reset = change.is_none();
+        match (self.offset_owner(name)?, change) {
+            (OffsetOwner::Source { store, server }, change) => {
+                let offset = match change {
+                    None => None,
+                    Some(OffsetChange::Source {
+                        server: given,
+                        offset,
+                    }) => {
+                        if given != server {
+                            return Err(WorkerError::Invalid(format!(
+                                "The partition {{\"server\": \"{given}\"}} is not this connector's; its partition is {{\"server\": \"{server}\"}} (its topic.prefix)"
+                            )));
+                        }
+                        offset
+                    }
+                    Some(OffsetChange::Sink(_)) => {
+                        return Err(WorkerError::Invalid(
+                            "This is a source connector: its one partition is {\"server\": <topic.prefix>}".to_owned(),
+                        ));
+                    }
+                };
+                store
+                    .write(name, &server, offset.as_ref())
+                    .await
+                    .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
+            }
+            (OffsetOwner::Sink(config), change) => {
+                let partitions = match change {
+                    None => None,
+                    Some(OffsetChange::Sink(partitions)) => Some(partitions),
+                    Some(OffsetChange::Source { .. }) => {
+                        return Err(WorkerError::Invalid(
+                            "This is a sink connector: its partitions are {\"kafka_topic\": <topic>, \"kafka_partition\": <n>}".to_owned(),
+                        ));
+                    }
+                };
+                sink::change_offsets(&config, partitions.as_deref())
+                    .await
+                    .map_err(|e| WorkerError::Target(e.to_string()))?;
+            }
         }
-        store
-            .write(name, &server, offset.as_ref())
-            .await
-            .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
-        info!(connector = %name, reset = offset.is_none(), "offsets changed");
+        info!(connector = %name, reset, "offsets changed");
         Ok(())
     }
 
-    fn offset_store(&self, name: &str) -> Result<(OffsetStore, String), WorkerError> {
+    fn offset_owner(&self, name: &str) -> Result<OffsetOwner, WorkerError> {
         let config = self.config(name)?;
-        let server = Self::check(name, &config)?.topic_prefix;
-        let store = OffsetStore::new(&self.destination.kafka, &self.destination.offsets_topic);
-        Ok((store, server))
+        Ok(match Self::check(name, &config)? {
+            TaskConfig::PostgresSource(source) => OffsetOwner::Source {
+                store: OffsetStore::new(&self.destination.kafka, &self.destination.offsets_topic),
+                server: source.topic_prefix,
+            },
+            TaskConfig::PostgresSink(config) => OffsetOwner::Sink(config),
+        })
     }
 
     /// The topics the connector has written to since they were last reset.
@@ -492,12 +564,12 @@ impl Worker {
     }
 
     /// Starts or leaves alone the task according to the target state.
-    fn apply(&self, name: &str, source: Option<PostgresSourceConfig>) {
+    fn apply(&self, name: &str, source: Option<TaskConfig>) {
         self.start_or_hold(name, source);
         self.publish_status(name);
     }
 
-    fn start_or_hold(&self, name: &str, source: Option<PostgresSourceConfig>) {
+    fn start_or_hold(&self, name: &str, source: Option<TaskConfig>) {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(name) else {
             return;
@@ -548,17 +620,26 @@ impl Worker {
     }
 }
 
-/// One connector task: the source under the shared supervisor (transient failures restart it
-/// with backoff); a permanent failure leaves the task FAILED with the error as its trace.
-async fn run_task(
-    worker: Worker,
-    name: String,
-    config: PostgresSourceConfig,
-    shutdown: CancellationToken,
-) {
+/// One connector task under the shared supervisor (transient failures restart it with
+/// backoff); a permanent failure leaves the task FAILED with the error as its trace.
+async fn run_task(worker: Worker, name: String, config: TaskConfig, shutdown: CancellationToken) {
     let destination = worker.destination.clone();
-    if let Err(err) = super::supervise_postgres_source(config, destination, shutdown).await {
-        worker.record_failure(&name, err.to_string());
+    let failure = match config {
+        TaskConfig::PostgresSource(config) => {
+            super::supervise_postgres_source(*config, destination, shutdown)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        }
+        TaskConfig::PostgresSink(config) => {
+            super::supervise_postgres_sink(*config, destination, shutdown)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        }
+    };
+    if let Some(trace) = failure {
+        worker.record_failure(&name, trace);
     }
 }
 

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     config::{
-        ConnectorConfig, Converter, ValidationErrors,
+        ConnectorConfig, Converter, SslConfig, ValidationErrors,
         converter::{self, KEY_CONVERTER_KEYS, VALUE_CONVERTER_KEYS},
         definitions::{
             ConfigGroup::{Common, Postgres, Window},
@@ -58,6 +58,8 @@ pub struct WindowAggregateConfig {
     pub dbname: String,
     pub user: String,
     pub password: Option<SecretString>,
+    /// `sslmode` and `sslrootcert` of `connection.url`.
+    pub ssl: SslConfig,
     /// `table.name`: schema (default `public`) and table, taken literally.
     pub table_schema: String,
     pub table_name: String,
@@ -343,8 +345,8 @@ impl WindowAggregateConfig {
             );
         }
 
-        let (host, port, dbname) = parsed
-            .map(|p| (p.host, p.port, p.dbname))
+        let (host, port, dbname, ssl) = parsed
+            .map(|p| (p.host, p.port, p.dbname, p.ssl))
             .unwrap_or_default();
         Self {
             name: connector.name.clone(),
@@ -364,6 +366,7 @@ impl WindowAggregateConfig {
             dbname,
             user,
             password,
+            ssl,
             table_schema,
             table_name,
             commit_interval: Duration::from_millis(commit_interval_ms),

@@ -38,10 +38,9 @@ use crate::{
         self as sink,
         avro::AvroReader,
         config::TopicSelection,
+        connection::{TargetDatabase, connect_to},
         record::{Document, SchemaCache},
-        task::{
-            TargetDatabase, avro_reader, connect_to, json_document, next_batch, topic_partitions,
-        },
+        task::{avro_reader, json_document, next_batch, topic_partitions},
         writer::claim_generation,
     },
 };
@@ -70,6 +69,7 @@ pub async fn run(
         dbname: &config.dbname,
         user: &config.user,
         password: config.password.as_ref(),
+        ssl: &config.ssl,
     };
     let application_name = format!("tributary window {}", config.name);
     let mut client = connect_to(&target, &application_name).await?;

@@ -4,6 +4,7 @@
 pub mod kafka;
 pub mod postgres;
 pub mod python;
+pub mod serve;
 pub mod sink;
 pub mod source;
 

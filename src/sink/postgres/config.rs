@@ -8,20 +8,25 @@ use regex::Regex;
 use secrecy::SecretString;
 
 use crate::config::{
-    ConnectorConfig, Converter, ValidationErrors,
+    ConnectorConfig, Converter, SslConfig, SslMode, ValidationErrors,
     converter::{self, KEY_CONVERTER_KEYS, VALUE_CONVERTER_KEYS},
     keys::{KeyReader, closest},
     resolve_providers,
 };
 
+use super::definitions::postgres_sink_definitions;
+
 /// The connector classes that mean "the PostgreSQL sink".
 pub const POSTGRES_SINK_CLASSES: &[&str] = &[
     "io.debezium.connector.jdbc.JdbcSinkConnector",
     "postgres-sink",
+    "io.confluent.connect.jdbc.JdbcSinkConnector",
 ];
 
 /// Debezium's default `batch.size`.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// [`DEFAULT_BATCH_SIZE`] as the config definitions show it.
+pub(crate) const DEFAULT_BATCH_SIZE_TEXT: &str = "500";
 
 /// `insert.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +131,8 @@ pub struct PostgresSinkConfig {
     pub dbname: String,
     pub user: String,
     pub password: Option<SecretString>,
+    /// `sslmode` and `sslrootcert` of `connection.url`.
+    pub ssl: SslConfig,
     pub insert_mode: InsertMode,
     pub delete_enabled: bool,
     pub truncate_enabled: bool,
@@ -185,40 +192,6 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "errors.log.include.messages",
 ];
 
-/// Every key `from_connector` reads, for "did you mean" hints.
-const KNOWN_KEYS: &[&str] = &[
-    "name",
-    "connector.class",
-    "tasks.max",
-    "topics",
-    "topics.regex",
-    "connection.url",
-    "connection.username",
-    "connection.user",
-    "connection.password",
-    "insert.mode",
-    "delete.enabled",
-    "truncate.enabled",
-    "primary.key.mode",
-    "pk.mode",
-    "primary.key.fields",
-    "pk.fields",
-    "schema.evolution",
-    "auto.create",
-    "auto.evolve",
-    "collection.name.format",
-    "table.name.format",
-    "batch.size",
-    "field.include.list",
-    "field.exclude.list",
-    "key.converter",
-    "value.converter",
-    "errors.tolerance",
-    "errors.deadletterqueue.topic.name",
-    "errors.deadletterqueue.topic.replication.factor",
-    "errors.deadletterqueue.context.headers.enable",
-];
-
 /// The parts of a `jdbc:postgresql://host[:port]/database[?user=…&password=…]` URL.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct JdbcUrl {
@@ -227,6 +200,7 @@ pub(crate) struct JdbcUrl {
     pub(crate) dbname: String,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
+    pub(crate) ssl: SslConfig,
 }
 
 pub(crate) fn parse_jdbc_url(url: &str) -> Result<JdbcUrl, String> {
@@ -273,23 +247,28 @@ pub(crate) fn parse_jdbc_url(url: &str) -> Result<JdbcUrl, String> {
         dbname: dbname.to_owned(),
         user: None,
         password: None,
+        // pgjdbc's default: TLS when the server offers it.
+        ssl: SslConfig {
+            mode: SslMode::Prefer,
+            root_cert: None,
+        },
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "user" => parsed.user = Some(value.to_owned()),
             "password" => parsed.password = Some(value.to_owned()),
-            // TLS is not offered by the sink yet: only settings that allow a plain connection.
-            "sslmode" if matches!(value, "disable" | "allow" | "prefer") => {}
-            "sslmode" => {
-                return Err(format!(
-                    "sslmode={value} is not supported by the sink yet; use sslmode=disable or prefer"
-                ));
+            "sslmode" => parsed.ssl.mode = value.parse()?,
+            "sslrootcert" => parsed.ssl.root_cert = Some(value.into()),
+            // pgjdbc's switch: ssl=true without sslmode means verify-full.
+            "ssl" if value == "true" && !query.contains("sslmode=") => {
+                parsed.ssl.mode = SslMode::VerifyFull;
             }
+            "ssl" => {}
             "ApplicationName" | "connectTimeout" | "socketTimeout" | "tcpKeepAlive" => {}
             other => {
                 return Err(format!(
-                    "URL parameter {other:?} is not supported; remove it (user, password, sslmode are)"
+                    "URL parameter {other:?} is not supported; remove it (user, password, sslmode, sslrootcert are)"
                 ));
             }
         }
@@ -318,11 +297,18 @@ impl PostgresSinkConfig {
         }
     }
 
+    /// The keys `from_connector` reads, for the definitions' drift tests.
+    #[cfg(test)]
+    pub(crate) fn keys_read(connector: &ConnectorConfig) -> Vec<&'static str> {
+        let mut keys = KeyReader::new(&connector.config);
+        Self::read(connector, &mut keys);
+        keys.read_keys().to_vec()
+    }
+
     fn read(connector: &ConnectorConfig, keys: &mut KeyReader<'_>) -> Self {
         keys.raw("name");
-        if let Some(class) = keys.raw("connector.class")
-            && !POSTGRES_SINK_CLASSES.contains(&class)
-        {
+        let class = keys.required("connector.class");
+        if !class.is_empty() && !POSTGRES_SINK_CLASSES.contains(&class.as_str()) {
             keys.error(
                 "connector.class",
                 format!(
@@ -546,10 +532,21 @@ impl PostgresSinkConfig {
             );
         }
 
+        // Silently skipping a transform would write other data than the user asked for.
+        if let Some(transforms) = keys.raw("transforms") {
+            keys.error(
+                "transforms",
+                format!(
+                    "single message transforms ({transforms}) are not supported; remove the \
+                     transforms keys (the sink reads Debezium envelopes itself, so \
+                     ExtractNewRecordState is not needed)"
+                ),
+            );
+        }
         let mut ignored_keys = Vec::new();
         let unread: Vec<String> = keys
             .unread(|key| {
-                key.starts_with("transforms")
+                key.starts_with("transforms.")
                     || key.starts_with("predicates")
                     || key.starts_with("consumer.override.")
                     || key.starts_with("key.converter.")
@@ -562,7 +559,8 @@ impl PostgresSinkConfig {
             if IGNORED_KEYS.contains(&key.as_str()) {
                 ignored_keys.push(key);
             } else {
-                let hint = closest(&key, KNOWN_KEYS)
+                let known: Vec<&str> = postgres_sink_definitions().iter().map(|d| d.name).collect();
+                let hint = closest(&key, &known)
                     .map(|k| format!("; did you mean {k}?"))
                     .unwrap_or_default();
                 keys.error(
@@ -572,8 +570,8 @@ impl PostgresSinkConfig {
             }
         }
 
-        let (host, port, dbname) = parsed
-            .map(|p| (p.host, p.port, p.dbname))
+        let (host, port, dbname, ssl) = parsed
+            .map(|p| (p.host, p.port, p.dbname, p.ssl))
             .unwrap_or_default();
         Self {
             name: connector.name.clone(),
@@ -583,6 +581,7 @@ impl PostgresSinkConfig {
             dbname,
             user,
             password,
+            ssl,
             insert_mode,
             delete_enabled,
             truncate_enabled,
@@ -897,12 +896,24 @@ mod tests {
                 port: 5433,
                 dbname: "db".into(),
                 user: None,
-                password: None
+                password: None,
+                ssl: SslConfig::default(),
             }
         );
         assert!(parse_jdbc_url("jdbc:postgresql://h:99999/db").is_err());
         assert!(parse_jdbc_url("jdbc:postgresql://h:5432/").is_err());
-        assert!(parse_jdbc_url("jdbc:postgresql://h/db?sslmode=require").is_err());
+        let tls = parse_jdbc_url("jdbc:postgresql://h/db?sslmode=require").expect("valid");
+        assert_eq!(tls.ssl.mode, SslMode::Require);
+        let verified =
+            parse_jdbc_url("jdbc:postgresql://h/db?sslmode=verify-full&sslrootcert=/ca.pem")
+                .expect("valid");
+        assert_eq!(verified.ssl.mode, SslMode::VerifyFull);
+        assert_eq!(verified.ssl.root_cert, Some("/ca.pem".into()));
+        assert!(
+            parse_jdbc_url("jdbc:postgresql://h/db?sslmode=sometimes")
+                .unwrap_err()
+                .contains("verify-full")
+        );
         assert!(parse_jdbc_url("jdbc:postgresql://h/db?sslmode=disable").is_ok());
     }
 }

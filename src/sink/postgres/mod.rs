@@ -8,7 +8,10 @@
 
 pub(crate) mod avro;
 pub mod config;
+pub(crate) mod connection;
+pub mod definitions;
 mod dlq;
+mod offsets;
 pub mod record;
 pub mod task;
 pub mod types;
@@ -18,6 +21,9 @@ pub use config::{
     DeadLetterQueue, ErrorTolerance, FieldFilter, InsertMode, POSTGRES_SINK_CLASSES,
     PostgresSinkConfig, PrimaryKeyMode, SchemaChanges, TopicSelection,
 };
+pub use connection::validate_live;
+pub use definitions::postgres_sink_definitions;
+pub use offsets::{PartitionOffset, change_offsets, stored_offsets};
 pub use task::run;
 
 use record::RecordError;
@@ -49,6 +55,8 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("table {table}: {message}")]
     Table { table: String, message: String },
     #[error(
@@ -99,7 +107,7 @@ impl Error {
             },
             Self::Kafka(e) => e.is_transient(),
             Self::Consumer { .. } | Self::DeadLetter { .. } | Self::Registry(_) => true,
-            Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } => false,
+            Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } | Self::Tls(_) => false,
         }
     }
 }

@@ -460,6 +460,7 @@ mod tests {
     fn config(extra: &[(&str, &str)]) -> PostgresSinkConfig {
         let mut map: std::collections::BTreeMap<String, String> = [
             ("name", "s"),
+            ("connector.class", "postgres-sink"),
             ("topics", "t"),
             ("connection.url", "jdbc:postgresql://h/db"),
             ("connection.username", "u"),

@@ -16,8 +16,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::OwnedMessage,
 };
-use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -25,6 +24,7 @@ use super::{
     Error,
     avro::AvroReader,
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
+    connection::{connect, connect_as},
     dlq::DeadLetters,
     record::{
         Change, Decoded, Document, RecordError, RecordPosition, SchemaCache, decode_document,
@@ -316,62 +316,6 @@ async fn assign_new_partitions(
     info!(connector = %config.name, partitions = fresh.len(), "reading new partitions");
     assigned.extend(fresh);
     Ok(())
-}
-
-async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error> {
-    connect_as(config, "").await
-}
-
-/// Connects with `application_name` "tributary sink <connector><role>".
-async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
-    connect_to(
-        &TargetDatabase {
-            host: &config.host,
-            port: config.port,
-            dbname: &config.dbname,
-            user: &config.user,
-            password: config.password.as_ref(),
-        },
-        &format!("tributary sink {}{role}", config.name),
-    )
-    .await
-}
-
-/// Where a connector writes: the parts of its `connection.url` and credentials.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TargetDatabase<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub dbname: &'a str,
-    pub user: &'a str,
-    pub password: Option<&'a SecretString>,
-}
-
-/// A plain (no TLS) connection to `target`, its driver task spawned, named `application_name`.
-pub(crate) async fn connect_to(
-    target: &TargetDatabase<'_>,
-    application_name: &str,
-) -> Result<Client, Error> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(target.host)
-        .port(target.port)
-        .user(target.user)
-        .dbname(target.dbname)
-        .application_name(application_name)
-        .connect_timeout(Duration::from_secs(30));
-    if let Some(password) = target.password {
-        pg.password(password.expose_secret());
-    }
-    let (client, connection) = pg.connect(NoTls).await.map_err(Error::database(format!(
-        "connecting to {}:{}/{}",
-        target.host, target.port, target.dbname
-    )))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(error = %error, "SQL connection ended");
-        }
-    });
-    Ok(client)
 }
 
 /// Every partition of the selected topics that exist (internal topics never match a pattern).
