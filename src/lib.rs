@@ -12,3 +12,4 @@ pub mod registry;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod window;

@@ -25,3 +25,4 @@ mod source_snapshot;
 mod source_stream;
 mod source_types;
 mod source_validate;
+mod window_aggregate;

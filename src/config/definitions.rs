@@ -96,6 +96,8 @@ pub enum ConfigGroup {
     Writes,
     /// What a sink does with records it cannot apply.
     Errors,
+    /// Windows, aggregates, event time and emission of the window stage.
+    Window,
 }
 
 impl ConfigGroup {
@@ -108,6 +110,7 @@ impl ConfigGroup {
             Self::Connection => "Connection",
             Self::Writes => "Writes",
             Self::Errors => "Errors",
+            Self::Window => "Window",
         }
     }
 }

@@ -194,16 +194,16 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
 
 /// The parts of a `jdbc:postgresql://host[:port]/database[?user=…&password=…]` URL.
 #[derive(Debug, PartialEq, Eq)]
-struct JdbcUrl {
-    host: String,
-    port: u16,
-    dbname: String,
-    user: Option<String>,
-    password: Option<String>,
-    ssl: SslConfig,
+pub(crate) struct JdbcUrl {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) dbname: String,
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) ssl: SslConfig,
 }
 
-fn parse_jdbc_url(url: &str) -> Result<JdbcUrl, String> {
+pub(crate) fn parse_jdbc_url(url: &str) -> Result<JdbcUrl, String> {
     let Some(rest) = url.strip_prefix("jdbc:postgresql://") else {
         return Err(format!(
             "{url:?} is not a PostgreSQL JDBC URL; use jdbc:postgresql://host:port/database"

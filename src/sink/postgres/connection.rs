@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Client, NoTls};
 use tracing::debug;
 
 use super::{Error, PostgresSinkConfig};
 use crate::{
-    config::SslMode,
+    config::{SslConfig, SslMode},
     source::postgres::{tls, validate::Finding},
 };
 
@@ -23,23 +23,54 @@ pub(crate) async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error
 
 /// Connects with `application_name` "tributary sink <connector><role>".
 pub(crate) async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
+    connect_to(
+        &TargetDatabase {
+            host: &config.host,
+            port: config.port,
+            dbname: &config.dbname,
+            user: &config.user,
+            password: config.password.as_ref(),
+            ssl: &config.ssl,
+        },
+        &format!("tributary sink {}{role}", config.name),
+    )
+    .await
+}
+
+/// Where a connector writes: the parts of its `connection.url` and its credentials.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetDatabase<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub dbname: &'a str,
+    pub user: &'a str,
+    pub password: Option<&'a SecretString>,
+    pub ssl: &'a SslConfig,
+}
+
+/// A connection to `target` (plain or TLS as its `sslmode` asks), named `application_name`,
+/// its driver task spawned.
+pub(crate) async fn connect_to(
+    target: &TargetDatabase<'_>,
+    application_name: &str,
+) -> Result<Client, Error> {
     let mut pg = tokio_postgres::Config::new();
-    pg.host(&config.host)
-        .port(config.port)
-        .user(&config.user)
-        .dbname(&config.dbname)
-        .application_name(format!("tributary sink {}{role}", config.name))
+    pg.host(target.host)
+        .port(target.port)
+        .user(target.user)
+        .dbname(target.dbname)
+        .application_name(application_name)
         .connect_timeout(CONNECT_TIMEOUT);
-    if let Some(password) = &config.password {
+    if let Some(password) = target.password {
         pg.password(password.expose_secret());
     }
     let context = || {
         format!(
             "connecting to {}:{}/{} (sslmode={})",
-            config.host, config.port, config.dbname, config.ssl.mode
+            target.host, target.port, target.dbname, target.ssl.mode
         )
     };
-    let client = match config.ssl.mode {
+    let client = match target.ssl.mode {
         SslMode::Disable | SslMode::Allow => {
             let (client, connection) = pg
                 .connect(NoTls)
@@ -54,7 +85,7 @@ pub(crate) async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Resul
             } else {
                 tokio_postgres::config::SslMode::Require
             });
-            let tls_config = tls::client_config(&config.ssl)
+            let tls_config = tls::client_config(target.ssl)
                 .map_err(|e| Error::Tls(format!("{}: {e}", context())))?;
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
             let (client, connection) = pg.connect(tls).await.map_err(Error::database(context()))?;
@@ -71,7 +102,7 @@ where
 {
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            debug!(error = %error, "sink SQL connection ended");
+            debug!(error = %error, "target SQL connection ended");
         }
     });
 }

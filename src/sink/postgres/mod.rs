@@ -6,16 +6,16 @@
 //! the stored offsets. A task fences older instances of the same connector through a generation
 //! number (table `tributary_sink_generations`), so a stale task cannot commit over a newer one.
 
-mod avro;
+pub(crate) mod avro;
 pub mod config;
-mod connection;
+pub(crate) mod connection;
 pub mod definitions;
 mod dlq;
 mod offsets;
 pub mod record;
 pub mod task;
 pub mod types;
-mod writer;
+pub(crate) mod writer;
 
 pub use config::{
     DeadLetterQueue, ErrorTolerance, FieldFilter, InsertMode, POSTGRES_SINK_CLASSES,

@@ -319,7 +319,7 @@ async fn assign_new_partitions(
 }
 
 /// Every partition of the selected topics that exist (internal topics never match a pattern).
-async fn topic_partitions(
+pub(crate) async fn topic_partitions(
     consumer: &Arc<StreamConsumer>,
     topics: &TopicSelection,
 ) -> Result<Vec<(String, i32)>, Error> {
@@ -379,7 +379,7 @@ async fn topic_partitions(
 
 /// Up to `batch_size` records: waits for the first, then takes what arrives within a short
 /// linger. Empty when nothing arrived for a while; `None` when shutdown was asked for.
-async fn next_batch(
+pub(crate) async fn next_batch(
     consumer: &StreamConsumer,
     batch_size: usize,
     shutdown: &CancellationToken,
@@ -431,7 +431,7 @@ struct Readers {
     json_schemas: SchemaCache,
 }
 
-fn avro_reader(converter: &Converter) -> Option<AvroReader> {
+pub(crate) fn avro_reader(converter: &Converter) -> Option<AvroReader> {
     match converter {
         Converter::Avro(registry) => Some(AvroReader::new(registry)),
         Converter::Json { .. } => None,
@@ -441,7 +441,7 @@ fn avro_reader(converter: &Converter) -> Option<AvroReader> {
 /// A JSON key or value as a document: with `schemas.enable=false` the whole JSON is the payload
 /// (so a row with just the fields `schema` and `payload` is not taken for an envelope);
 /// otherwise `{"schema", "payload"}` is unwrapped when present and a bare payload read as one.
-fn json_document(
+pub(crate) fn json_document(
     bytes: &[u8],
     converter: &Converter,
     schemas: &mut SchemaCache,

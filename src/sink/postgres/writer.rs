@@ -120,6 +120,53 @@ pub(crate) async fn load_offsets(
         .collect())
 }
 
+/// Fails with `Fenced` unless `generation` is still the newest of `connector`; holds the
+/// generation row FOR SHARE until `transaction` ends, so a newer claim waits for this commit.
+pub(crate) async fn check_generation(
+    transaction: &Transaction<'_>,
+    connector: &str,
+    generation: i64,
+) -> Result<(), Error> {
+    let current: Option<i64> = transaction
+        .query_opt(
+            "SELECT generation FROM public.tributary_sink_generations WHERE connector = $1 FOR SHARE",
+            &[&connector],
+        )
+        .await
+        .map_err(Error::database("checking the generation"))?
+        .map(|row| row.get(0));
+    if current != Some(generation) {
+        return Err(Error::Fenced {
+            connector: connector.to_owned(),
+            ours: generation,
+            current: current.unwrap_or(0),
+        });
+    }
+    Ok(())
+}
+
+/// Stores the next offset of each topic-partition of `connector` in `tributary_offsets`.
+pub(crate) async fn store_offsets(
+    transaction: &Transaction<'_>,
+    connector: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<(), Error> {
+    let (topics, (partitions, next)): (Vec<&str>, (Vec<i32>, Vec<i64>)) = offsets
+        .iter()
+        .map(|((topic, partition), next)| (topic.as_str(), (*partition, *next)))
+        .unzip();
+    transaction
+        .execute(
+            "INSERT INTO public.tributary_offsets (connector, topic, partition, next_offset)
+             SELECT $1, t, p, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, o)
+             ON CONFLICT (connector, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            &[&connector, &topics, &partitions, &next],
+        )
+        .await
+        .map_err(Error::database("storing offsets in tributary_offsets"))?;
+    Ok(())
+}
+
 /// Applies batches; remembers table shapes between them.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -236,38 +283,12 @@ impl Writer {
             .transaction()
             .await
             .map_err(Error::database("beginning a transaction"))?;
-        let current: Option<i64> = transaction
-            .query_opt(
-                "SELECT generation FROM public.tributary_sink_generations WHERE connector = $1 FOR SHARE",
-                &[&self.connector],
-            )
-            .await
-            .map_err(Error::database("checking the generation"))?
-            .map(|row| row.get(0));
-        if current != Some(self.generation) {
-            return Err(Error::Fenced {
-                connector: self.connector.clone(),
-                ours: self.generation,
-                current: current.unwrap_or(0),
-            });
-        }
+        check_generation(&transaction, &self.connector, self.generation).await?;
         self.truncate(&transaction, truncates).await?;
         for (table, table_changes) in changes {
             self.apply(&transaction, table, table_changes).await?;
         }
-        let (topics, (partitions, next)): (Vec<&str>, (Vec<i32>, Vec<i64>)) = offsets
-            .iter()
-            .map(|((topic, partition), next)| (topic.as_str(), (*partition, *next)))
-            .unzip();
-        transaction
-            .execute(
-                "INSERT INTO public.tributary_offsets (connector, topic, partition, next_offset)
-                 SELECT $1, t, p, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, o)
-                 ON CONFLICT (connector, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                &[&self.connector, &topics, &partitions, &next],
-            )
-            .await
-            .map_err(Error::database("storing offsets in tributary_offsets"))?;
+        store_offsets(&transaction, &self.connector, offsets).await?;
         transaction
             .commit()
             .await

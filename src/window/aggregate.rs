@@ -1,0 +1,463 @@
+//! Retractable aggregates: each supports add, retract, merge and result, so that a CDC update
+//! (retract the old row, add the new one) and a delete leave exactly what a fresh computation
+//! over the surviving rows would give.
+//!
+//! `min`, `max` and `count_distinct` keep value → multiplicity maps: a retraction removes one
+//! occurrence, and the next smallest (largest, distinct) value is still known.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    str::FromStr,
+};
+
+use bigdecimal::{BigDecimal, Zero};
+use serde_json::{Value as Json, json};
+
+/// A cell value: a group key part or an aggregate input.
+///
+/// Integers stay `Int` (cheap to hash and add); decimals and floats are exact `Num`s of their
+/// decimal text. A column's values have one variant (its schema decides), so the derived order
+/// is the column's order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Num(BigDecimal),
+    Text(Box<str>),
+}
+
+impl Value {
+    /// PostgreSQL's text input for the value; `None` for NULL.
+    pub fn to_pg_text(&self) -> Option<String> {
+        match self {
+            Self::Null => None,
+            Self::Bool(b) => Some(b.to_string()),
+            Self::Int(i) => Some(i.to_string()),
+            Self::Num(n) => Some(n.to_plain_string()),
+            Self::Text(t) => Some(t.to_string()),
+        }
+    }
+
+    /// The state form: JSON that keeps the variant (`{"n": "1.5"}` for decimals).
+    pub fn to_state(&self) -> Json {
+        match self {
+            Self::Null => Json::Null,
+            Self::Bool(b) => Json::Bool(*b),
+            Self::Int(i) => json!(i),
+            Self::Num(n) => json!({ "n": n.to_string() }),
+            Self::Text(t) => Json::String(t.to_string()),
+        }
+    }
+
+    pub fn from_state(json: &Json) -> Option<Self> {
+        Some(match json {
+            Json::Null => Self::Null,
+            Json::Bool(b) => Self::Bool(*b),
+            Json::Number(n) => Self::Int(n.as_i64()?),
+            Json::String(t) => Self::Text(t.as_str().into()),
+            Json::Object(o) => Self::Num(BigDecimal::from_str(o.get("n")?.as_str()?).ok()?),
+            Json::Array(_) => return None,
+        })
+    }
+}
+
+/// An aggregate function of the `aggregates` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFn {
+    /// `count(*)`: live rows.
+    CountRows,
+    /// `count(col)`: non-null values.
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+}
+
+impl AggregateFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CountRows | Self::Count => "count",
+            Self::Sum => "sum",
+            Self::Avg => "avg",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::CountDistinct => "count_distinct",
+        }
+    }
+}
+
+/// One `name=fn(column)` of the `aggregates` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateSpec {
+    /// The result column.
+    pub name: String,
+    pub function: AggregateFn,
+    /// The input column (`None` for `count(*)`).
+    pub column: Option<String>,
+}
+
+impl fmt::Display for AggregateSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let column = self.column.as_deref().unwrap_or("*");
+        write!(f, "{}={}({column})", self.name, self.function.name())
+    }
+}
+
+/// Parses `revenue=sum(amount),orders=count(*)`; the error says which entry is wrong and why.
+pub fn parse_aggregates(text: &str) -> Result<Vec<AggregateSpec>, String> {
+    let mut specs: Vec<AggregateSpec> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, call) = entry
+            .split_once('=')
+            .map(|(n, c)| (n.trim(), c.trim()))
+            .ok_or_else(|| format!("{entry:?} is not name=function(column)"))?;
+        if name.is_empty() {
+            return Err(format!("{entry:?} has no result column name before ="));
+        }
+        let (function, argument) = call
+            .strip_suffix(')')
+            .and_then(|c| c.split_once('('))
+            .map(|(f, a)| (f.trim().to_ascii_lowercase(), a.trim()))
+            .ok_or_else(|| format!("{entry:?}: {call:?} is not function(column)"))?;
+        if argument.is_empty() {
+            return Err(format!(
+                "{entry:?} names no column; use count(*) to count rows"
+            ));
+        }
+        let star = argument == "*";
+        let function = match (function.as_str(), star) {
+            ("count", true) => AggregateFn::CountRows,
+            ("count", false) => AggregateFn::Count,
+            ("sum", false) => AggregateFn::Sum,
+            ("avg", false) => AggregateFn::Avg,
+            ("min", false) => AggregateFn::Min,
+            ("max", false) => AggregateFn::Max,
+            ("count_distinct", false) => AggregateFn::CountDistinct,
+            (_, true) => return Err(format!("{entry:?}: only count takes *")),
+            (other, false) => {
+                return Err(format!(
+                    "{entry:?}: {other:?} is not one of sum, count, avg, min, max, count_distinct"
+                ));
+            }
+        };
+        if specs.iter().any(|s| s.name == name) {
+            return Err(format!("result column {name:?} is named twice"));
+        }
+        specs.push(AggregateSpec {
+            name: name.to_owned(),
+            function,
+            column: (!star).then(|| argument.to_owned()),
+        });
+    }
+    if specs.is_empty() {
+        return Err(
+            "names no aggregate; use name=function(column), such as orders=count(*)".into(),
+        );
+    }
+    Ok(specs)
+}
+
+/// A retraction that would take a count below zero: the input has a removal without its add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NegativeCount;
+
+/// A running sum: integers in an `i128` (no allocation), decimals exactly.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SumState {
+    ints: i128,
+    decimals: BigDecimal,
+    non_null: i64,
+}
+
+impl SumState {
+    fn add(&mut self, value: &Value, sign: i64) {
+        match value {
+            Value::Int(i) => self.ints += i128::from(*i) * i128::from(sign),
+            Value::Num(n) => {
+                if sign > 0 {
+                    self.decimals += n;
+                } else {
+                    self.decimals -= n;
+                }
+            }
+            // Not summable: counted as NULL, as a cast failure would be reported upstream.
+            Value::Null | Value::Bool(_) | Value::Text(_) => return,
+        }
+        self.non_null += sign;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.ints += other.ints;
+        self.decimals += &other.decimals;
+        self.non_null += other.non_null;
+    }
+
+    fn total(&self) -> BigDecimal {
+        if self.decimals.is_zero() {
+            BigDecimal::from_str(&self.ints.to_string()).unwrap_or_default()
+        } else {
+            &self.decimals + BigDecimal::from_str(&self.ints.to_string()).unwrap_or_default()
+        }
+    }
+}
+
+/// The accumulator of one aggregate in one (group, window) cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accumulator {
+    /// `count(*)` reads the cell's live rows; nothing of its own.
+    Rows,
+    Count(i64),
+    Sum(SumState),
+    Avg(SumState),
+    Min(BTreeMap<Value, u64>),
+    Max(BTreeMap<Value, u64>),
+    Distinct(HashMap<Value, u64>),
+}
+
+impl Accumulator {
+    pub fn new(function: AggregateFn) -> Self {
+        match function {
+            AggregateFn::CountRows => Self::Rows,
+            AggregateFn::Count => Self::Count(0),
+            AggregateFn::Sum => Self::Sum(SumState::default()),
+            AggregateFn::Avg => Self::Avg(SumState::default()),
+            AggregateFn::Min => Self::Min(BTreeMap::new()),
+            AggregateFn::Max => Self::Max(BTreeMap::new()),
+            AggregateFn::CountDistinct => Self::Distinct(HashMap::new()),
+        }
+    }
+
+    pub fn add(&mut self, value: &Value) {
+        if value == &Value::Null {
+            return;
+        }
+        match self {
+            Self::Rows => {}
+            Self::Count(n) => *n += 1,
+            Self::Sum(s) | Self::Avg(s) => s.add(value, 1),
+            Self::Min(m) | Self::Max(m) => *m.entry(value.clone()).or_insert(0) += 1,
+            Self::Distinct(m) => *m.entry(value.clone()).or_insert(0) += 1,
+        }
+    }
+
+    /// Removes one earlier `add` of `value`.
+    pub fn retract(&mut self, value: &Value) -> Result<(), NegativeCount> {
+        if value == &Value::Null {
+            return Ok(());
+        }
+        match self {
+            Self::Rows => {}
+            Self::Count(n) if *n > 0 => *n -= 1,
+            Self::Count(_) => return Err(NegativeCount),
+            Self::Sum(s) | Self::Avg(s) => s.add(value, -1),
+            Self::Min(m) | Self::Max(m) => {
+                let count = m.get_mut(value).ok_or(NegativeCount)?;
+                *count -= 1;
+                if *count == 0 {
+                    m.remove(value);
+                }
+            }
+            Self::Distinct(m) => {
+                let count = m.get_mut(value).ok_or(NegativeCount)?;
+                *count -= 1;
+                if *count == 0 {
+                    m.remove(value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds everything `other` holds (session merges).
+    pub fn merge(&mut self, other: &Self) {
+        match (self, other) {
+            (Self::Count(a), Self::Count(b)) => *a += b,
+            (Self::Sum(a), Self::Sum(b)) | (Self::Avg(a), Self::Avg(b)) => a.merge(b),
+            (Self::Min(a), Self::Min(b)) | (Self::Max(a), Self::Max(b)) => {
+                for (value, count) in b {
+                    *a.entry(value.clone()).or_insert(0) += count;
+                }
+            }
+            (Self::Distinct(a), Self::Distinct(b)) => {
+                for (value, count) in b {
+                    *a.entry(value.clone()).or_insert(0) += count;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The result for a cell with `live_rows` rows.
+    pub fn result(&self, live_rows: i64) -> Value {
+        match self {
+            Self::Rows => Value::Int(live_rows),
+            Self::Count(n) => Value::Int(*n),
+            Self::Sum(s) if s.non_null == 0 => Value::Null,
+            Self::Sum(s) => Value::Num(s.total()),
+            Self::Avg(s) if s.non_null <= 0 => Value::Null,
+            Self::Avg(s) => Value::Num(s.total() / BigDecimal::from(s.non_null)),
+            Self::Min(m) => m.keys().next().cloned().unwrap_or(Value::Null),
+            Self::Max(m) => m.keys().next_back().cloned().unwrap_or(Value::Null),
+            Self::Distinct(m) => Value::Int(i64::try_from(m.len()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    pub fn to_state(&self) -> Json {
+        let pairs = |values: &mut dyn Iterator<Item = (&Value, &u64)>| -> Json {
+            Json::Array(values.map(|(v, c)| json!([v.to_state(), c])).collect())
+        };
+        let sum = |s: &SumState| json!([s.ints.to_string(), s.decimals.to_string(), s.non_null]);
+        match self {
+            Self::Rows => Json::Null,
+            Self::Count(n) => json!(n),
+            Self::Sum(s) | Self::Avg(s) => sum(s),
+            Self::Min(m) | Self::Max(m) => pairs(&mut m.iter()),
+            Self::Distinct(m) => pairs(&mut m.iter()),
+        }
+    }
+
+    /// The accumulator of `function` from its state form; `None` when the form does not fit.
+    pub fn from_state(function: AggregateFn, json: &Json) -> Option<Self> {
+        let pairs = || -> Option<Vec<(Value, u64)>> {
+            json.as_array()?
+                .iter()
+                .map(|pair| Some((Value::from_state(pair.get(0)?)?, pair.get(1)?.as_u64()?)))
+                .collect()
+        };
+        let sum = || -> Option<SumState> {
+            Some(SumState {
+                ints: json.get(0)?.as_str()?.parse().ok()?,
+                decimals: BigDecimal::from_str(json.get(1)?.as_str()?).ok()?,
+                non_null: json.get(2)?.as_i64()?,
+            })
+        };
+        Some(match function {
+            AggregateFn::CountRows => Self::Rows,
+            AggregateFn::Count => Self::Count(json.as_i64()?),
+            AggregateFn::Sum => Self::Sum(sum()?),
+            AggregateFn::Avg => Self::Avg(sum()?),
+            AggregateFn::Min => Self::Min(pairs()?.into_iter().collect()),
+            AggregateFn::Max => Self::Max(pairs()?.into_iter().collect()),
+            AggregateFn::CountDistinct => Self::Distinct(pairs()?.into_iter().collect()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn num(text: &str) -> Value {
+        Value::Num(BigDecimal::from_str(text).expect("decimal"))
+    }
+
+    #[test]
+    fn parses_aggregate_lists_and_names_bad_entries() {
+        let specs = parse_aggregates(
+            "revenue=sum(amount), orders=count(*),avg_amount=avg(amount),max_amount=max(amount),customers=count_distinct(customer_id)",
+        )
+        .expect("valid");
+        assert_eq!(specs.len(), 5);
+        assert_eq!(specs[1].function, AggregateFn::CountRows);
+        assert_eq!(specs[1].column, None);
+        assert_eq!(
+            specs[4].to_string(),
+            "customers=count_distinct(customer_id)"
+        );
+        for (bad, says) in [
+            ("x=median(a)", "not one of"),
+            ("sum(a)", "name=function"),
+            ("x=sum(*)", "only count"),
+            ("x=sum()", "count(*)"),
+            ("x=sum(a),x=count(*)", "twice"),
+            ("", "names no aggregate"),
+        ] {
+            let err = parse_aggregates(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn min_survives_retraction_of_the_minimum() {
+        let mut min = Accumulator::new(AggregateFn::Min);
+        for v in [5, 3, 7] {
+            min.add(&Value::Int(v));
+        }
+        assert_eq!(min.result(3), Value::Int(3));
+        min.retract(&Value::Int(3)).expect("present");
+        assert_eq!(min.result(2), Value::Int(5));
+        assert_eq!(min.retract(&Value::Int(3)), Err(NegativeCount));
+    }
+
+    #[test]
+    fn sums_are_exact_and_null_without_values() {
+        let mut sum = Accumulator::new(AggregateFn::Sum);
+        assert_eq!(sum.result(0), Value::Null);
+        sum.add(&num("0.1"));
+        sum.add(&num("0.2"));
+        sum.add(&Value::Null);
+        assert_eq!(sum.result(3), num("0.3"));
+        let mut avg = Accumulator::new(AggregateFn::Avg);
+        avg.add(&Value::Int(1));
+        avg.add(&Value::Int(2));
+        assert_eq!(avg.result(2), num("1.5"));
+        avg.retract(&Value::Int(1)).expect("present");
+        avg.retract(&Value::Int(2)).expect("present");
+        assert_eq!(avg.result(0), Value::Null);
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            (-20i64..20).prop_map(Value::Int),
+            (-2000i64..2000).prop_map(|c| Value::Num(BigDecimal::new(c.into(), 2))),
+        ]
+    }
+
+    proptest! {
+        /// Adding all, then retracting a subset, equals adding only the rest; merging two
+        /// halves equals adding everything into one; state round-trips.
+        #[test]
+        fn retraction_and_merge_equal_recomputation(
+            values in proptest::collection::vec((value(), any::<bool>()), 0..40),
+        ) {
+            let ints_only = |v: &Value| !matches!(v, Value::Num(_));
+            for function in [AggregateFn::Count, AggregateFn::Sum, AggregateFn::Avg,
+                             AggregateFn::Min, AggregateFn::Max, AggregateFn::CountDistinct] {
+                // min/max order one variant per column: keep that rule.
+                let column: Vec<&(Value, bool)> = match function {
+                    AggregateFn::Min | AggregateFn::Max =>
+                        values.iter().filter(|(v, _)| ints_only(v)).collect(),
+                    _ => values.iter().collect(),
+                };
+                let mut all = Accumulator::new(function);
+                let mut kept = Accumulator::new(function);
+                let (mut left, mut right) = (Accumulator::new(function), Accumulator::new(function));
+                for (value, keep) in &column {
+                    all.add(value);
+                    if *keep { kept.add(value); left.add(value); } else { right.add(value); }
+                }
+                let live = column.iter().filter(|(_, k)| *k).count() as i64;
+                for (value, keep) in &column {
+                    if !*keep {
+                        prop_assert!(all.retract(value).is_ok());
+                    }
+                }
+                prop_assert_eq!(all.result(live), kept.result(live));
+                left.merge(&right);
+                let mut everything = Accumulator::new(function);
+                for (value, _) in &column { everything.add(value); }
+                let total = column.len() as i64;
+                prop_assert_eq!(left.result(total), everything.result(total));
+                let restored = Accumulator::from_state(function, &everything.to_state());
+                prop_assert_eq!(restored.map(|r| r.result(total)), Some(everything.result(total)));
+            }
+        }
+    }
+}

@@ -1,0 +1,711 @@
+//! The pure core of the stage: changes in, cells `(window, group key) → accumulators` kept,
+//! result rows and state deltas out at each commit. No I/O: the task feeds it and stores what it
+//! returns, in one transaction.
+//!
+//! ```text
+//!   change ──► retract old image ──► add new image ──► cells (dirty) ──► take_commit():
+//!              (stored per row key,   (after)            │               upserts / deletes of
+//!               else `before`)                           │               result rows, state
+//!                                                        ▼               deltas, closed cells
+//!                                    watermark W ≥ end + lateness ⇒ final, purged
+//! ```
+//!
+//! `changelog.mode=retract`: the last image of each row (by record key) is kept, so an update
+//! or delete retracts exactly what was added, whether or not the event carries a full `before`.
+//! `append`: every insert or update is a fact counted once; deletes are ignored.
+//! Sessions merge when their spans `[t, t + gap)` touch or overlap; a retraction does not split a
+//! session.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use serde_json::{Value as Json, json};
+
+use super::{
+    aggregate::{Accumulator, AggregateFn, Value},
+    time::{Micros, Window, WindowKind},
+};
+
+/// A group key: one value per `group.by` column.
+pub type GroupKey = Arc<[Value]>;
+
+/// `emit.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    OnUpdate,
+    OnWindowClose,
+}
+
+/// `changelog.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangelogMode {
+    Retract,
+    Append,
+}
+
+/// What the engine computes: windows, aggregates (each with the index of its input among the
+/// image's inputs) and when rows are written.
+#[derive(Debug, Clone)]
+pub struct EngineSpec {
+    pub kind: WindowKind,
+    pub allowed_lateness: Micros,
+    pub aggregates: Vec<(AggregateFn, Option<usize>)>,
+    pub emit: EmitMode,
+    pub changelog: ChangelogMode,
+}
+
+/// What one row image adds to the aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub time: Micros,
+    pub group: GroupKey,
+    /// The aggregate input columns, in the order the spec's indexes refer to.
+    pub inputs: Box<[Value]>,
+}
+
+/// Why an image cannot contribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageProblem {
+    InvalidEventTime,
+    NullGroupKey,
+}
+
+/// The kind of a change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// `c` or `r`.
+    Insert,
+    Update,
+    Delete,
+}
+
+/// A decoded change event.
+#[derive(Debug, Clone)]
+pub struct ChangeInput {
+    pub kind: ChangeKind,
+    /// The record key's identity (the primary key); `None` for keyless tables.
+    pub row_key: Option<Box<str>>,
+    /// The `before` image when it has the fields (not a key-only image).
+    pub before: Option<Result<Contribution, ImageProblem>>,
+    pub after: Option<Result<Contribution, ImageProblem>>,
+    /// The source position `(last commit LSN, LSN)`, for dropping duplicates per row.
+    pub position: Option<(u64, u64)>,
+}
+
+/// Why (part of) a change was not applied; the record goes to the late-events topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LateReason {
+    /// A window it belongs to had closed (W ≥ end + allowed lateness).
+    TooLate,
+    /// The event-time field is missing, null or unreadable.
+    InvalidEventTime,
+    /// A group-by column is null (the result table's key cannot hold it).
+    NullGroupKey,
+    /// An update or delete of a row whose earlier image is not known (neither kept nor in
+    /// `before`).
+    UnknownBeforeImage,
+    /// A retraction from a cell without that value (it would go negative).
+    NegativeCount,
+}
+
+impl LateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLate => "window_closed",
+            Self::InvalidEventTime => "invalid_event_time",
+            Self::NullGroupKey => "null_group_key",
+            Self::UnknownBeforeImage => "unknown_before_image",
+            Self::NegativeCount => "negative_count",
+        }
+    }
+}
+
+/// What was not applied of one change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LateNotice {
+    pub reasons: Vec<LateReason>,
+    /// The windows the change missed (closed ones).
+    pub windows: Vec<Window>,
+}
+
+impl LateNotice {
+    fn note(&mut self, reason: LateReason) {
+        if !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+    }
+}
+
+/// The outcome of `apply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Applied in part or not at all; say so downstream.
+    Late(LateNotice),
+    /// Same source position as the row's last applied change: dropped.
+    Duplicate,
+}
+
+/// One result row to upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub group: GroupKey,
+    pub window: Window,
+    /// One per aggregate.
+    pub values: Vec<Value>,
+    pub is_final: bool,
+}
+
+/// Everything one commit writes.
+#[derive(Debug, Default)]
+pub struct CommitDelta {
+    pub upserts: Vec<ResultRow>,
+    pub deletes: Vec<(GroupKey, Window)>,
+    /// Cell state to store (`Some`) or remove (`None`).
+    pub cells: Vec<(Window, GroupKey, Option<Json>)>,
+    /// Row images to store or remove.
+    pub rows: Vec<(Box<str>, Option<Json>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Cell {
+    live_rows: i64,
+    accumulators: Box<[Accumulator]>,
+}
+
+#[derive(Debug, Clone)]
+struct RowImage {
+    contribution: Contribution,
+    position: Option<(u64, u64)>,
+}
+
+/// The stage's state and its changes since the last commit.
+#[derive(Debug)]
+pub struct Engine {
+    spec: EngineSpec,
+    cells: BTreeMap<Window, HashMap<GroupKey, Cell>>,
+    /// Sessions per group: start → end.
+    sessions: HashMap<GroupKey, BTreeMap<Micros, Micros>>,
+    rows: HashMap<Box<str>, RowImage>,
+    watermark: Option<Micros>,
+    /// The watermark up to which row images were purged.
+    purged_at: Option<Micros>,
+    dirty_cells: HashSet<(Window, GroupKey)>,
+    dirty_rows: HashSet<Box<str>>,
+    /// Reused for window assignment.
+    scratch: Vec<Window>,
+}
+
+impl Engine {
+    pub fn new(spec: EngineSpec) -> Self {
+        Self {
+            spec,
+            cells: BTreeMap::new(),
+            sessions: HashMap::new(),
+            rows: HashMap::new(),
+            watermark: None,
+            purged_at: None,
+            dirty_cells: HashSet::new(),
+            dirty_rows: HashSet::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The watermark changes are classified against (set after each batch).
+    pub fn set_watermark(&mut self, watermark: Option<Micros>) {
+        self.watermark = watermark;
+    }
+
+    pub fn watermark(&self) -> Option<Micros> {
+        self.watermark
+    }
+
+    /// How many cells and row images are held.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.cells.values().map(HashMap::len).sum(), self.rows.len())
+    }
+
+    fn closed(&self, window: &Window) -> bool {
+        self.watermark
+            .is_some_and(|w| w >= window.end.saturating_add(self.spec.allowed_lateness))
+    }
+
+    fn new_cell(&self) -> Cell {
+        Cell {
+            live_rows: 0,
+            accumulators: self
+                .spec
+                .aggregates
+                .iter()
+                .map(|(function, _)| Accumulator::new(*function))
+                .collect(),
+        }
+    }
+
+    /// Applies one change.
+    pub fn apply(&mut self, change: ChangeInput) -> Applied {
+        let mut notice = LateNotice::default();
+        match self.spec.changelog {
+            ChangelogMode::Append => {
+                if change.kind != ChangeKind::Delete {
+                    self.add_image(change.after, &mut notice);
+                }
+            }
+            ChangelogMode::Retract => {
+                let stored = change.row_key.as_ref().and_then(|k| self.rows.get(k));
+                if let (Some(position), Some(image)) = (change.position, stored)
+                    && image.position.is_some_and(|last| position <= last)
+                {
+                    return Applied::Duplicate;
+                }
+                let old = match (stored, change.kind) {
+                    (Some(image), _) => Some(Ok(image.contribution.clone())),
+                    (None, ChangeKind::Insert) => None,
+                    (None, _) => Some(change.before.unwrap_or(Err(ImageProblem::InvalidEventTime))),
+                };
+                match old {
+                    Some(Ok(old)) => self.retract(&old, &mut notice),
+                    Some(Err(_)) => notice.note(LateReason::UnknownBeforeImage),
+                    None => {}
+                }
+                let added = if change.kind == ChangeKind::Delete {
+                    None
+                } else {
+                    self.add_image(change.after, &mut notice)
+                };
+                if let Some(key) = change.row_key {
+                    match added {
+                        Some(contribution) => {
+                            self.rows.insert(
+                                key.clone(),
+                                RowImage {
+                                    contribution,
+                                    position: change.position,
+                                },
+                            );
+                        }
+                        None => {
+                            self.rows.remove(&key);
+                        }
+                    }
+                    self.dirty_rows.insert(key);
+                }
+            }
+        }
+        if notice.reasons.is_empty() {
+            Applied::Done
+        } else {
+            notice.windows.sort_unstable_by_key(|w| (w.start, w.end));
+            notice.windows.dedup();
+            Applied::Late(notice)
+        }
+    }
+
+    /// Adds an image; returns it when it is valid (even if its windows had closed: it is the
+    /// row's image all the same).
+    fn add_image(
+        &mut self,
+        image: Option<Result<Contribution, ImageProblem>>,
+        notice: &mut LateNotice,
+    ) -> Option<Contribution> {
+        match image {
+            Some(Ok(contribution)) => {
+                self.add(&contribution, notice);
+                Some(contribution)
+            }
+            Some(Err(ImageProblem::InvalidEventTime)) | None => {
+                notice.note(LateReason::InvalidEventTime);
+                None
+            }
+            Some(Err(ImageProblem::NullGroupKey)) => {
+                notice.note(LateReason::NullGroupKey);
+                None
+            }
+        }
+    }
+
+    fn add(&mut self, contribution: &Contribution, notice: &mut LateNotice) {
+        if let WindowKind::Session { gap } = self.spec.kind {
+            self.add_to_session(contribution, gap, notice);
+            return;
+        }
+        let mut windows = std::mem::take(&mut self.scratch);
+        self.spec.kind.assign(contribution.time, &mut windows);
+        for window in &windows {
+            if self.closed(window) {
+                notice.note(LateReason::TooLate);
+                notice.windows.push(*window);
+                continue;
+            }
+            self.add_to_cell(*window, contribution);
+        }
+        self.scratch = windows;
+    }
+
+    fn add_to_cell(&mut self, window: Window, contribution: &Contribution) {
+        let fresh = self.new_cell();
+        let cell = self
+            .cells
+            .entry(window)
+            .or_default()
+            .entry(Arc::clone(&contribution.group))
+            .or_insert(fresh);
+        cell.live_rows += 1;
+        for (accumulator, (_, input)) in cell.accumulators.iter_mut().zip(&self.spec.aggregates) {
+            if let Some(index) = input {
+                accumulator.add(contribution.inputs.get(*index).unwrap_or(&Value::Null));
+            }
+        }
+        self.dirty_cells
+            .insert((window, Arc::clone(&contribution.group)));
+    }
+
+    fn add_to_session(
+        &mut self,
+        contribution: &Contribution,
+        gap: Micros,
+        notice: &mut LateNotice,
+    ) {
+        let group = &contribution.group;
+        let mut merged = Window::new(contribution.time, contribution.time.saturating_add(gap));
+        // Sessions that overlap or touch [t, t + gap): start ≤ t + gap and end ≥ t.
+        let touching: Vec<Window> = self
+            .sessions
+            .get(group)
+            .map(|sessions| {
+                sessions
+                    .range(..=merged.end)
+                    .rev()
+                    .take_while(|(_, end)| **end >= merged.start)
+                    .map(|(start, end)| Window::new(*start, *end))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for window in &touching {
+            merged = Window::new(merged.start.min(window.start), merged.end.max(window.end));
+        }
+        if self.closed(&merged) {
+            notice.note(LateReason::TooLate);
+            notice.windows.push(merged);
+            return;
+        }
+        let mut cell = self.new_cell();
+        for window in &touching {
+            if let Some(old) = self.remove_cell(window, group) {
+                cell.live_rows += old.live_rows;
+                for (into, from) in cell.accumulators.iter_mut().zip(old.accumulators.iter()) {
+                    into.merge(from);
+                }
+            }
+            if let Some(sessions) = self.sessions.get_mut(group) {
+                sessions.remove(&window.start);
+            }
+            self.dirty_cells.insert((*window, Arc::clone(group)));
+        }
+        self.cells
+            .entry(merged)
+            .or_default()
+            .insert(Arc::clone(group), cell);
+        self.sessions
+            .entry(Arc::clone(group))
+            .or_default()
+            .insert(merged.start, merged.end);
+        self.add_to_cell(merged, contribution);
+    }
+
+    fn remove_cell(&mut self, window: &Window, group: &GroupKey) -> Option<Cell> {
+        let groups = self.cells.get_mut(window)?;
+        let cell = groups.remove(group);
+        if groups.is_empty() {
+            self.cells.remove(window);
+        }
+        cell
+    }
+
+    /// The session of `group` holding `time`.
+    fn session_of(&self, group: &GroupKey, time: Micros) -> Option<Window> {
+        let (start, end) = self.sessions.get(group)?.range(..=time).next_back()?;
+        (time < *end).then(|| Window::new(*start, *end))
+    }
+
+    fn retract(&mut self, contribution: &Contribution, notice: &mut LateNotice) {
+        let mut windows = std::mem::take(&mut self.scratch);
+        windows.clear();
+        match self.spec.kind {
+            WindowKind::Session { gap } => {
+                match self.session_of(&contribution.group, contribution.time) {
+                    Some(session) => windows.push(session),
+                    // Its session closed and was purged.
+                    None => windows.push(Window::new(
+                        contribution.time,
+                        contribution.time.saturating_add(gap),
+                    )),
+                }
+            }
+            kind => kind.assign(contribution.time, &mut windows),
+        }
+        for window in &windows {
+            if self.closed(window) {
+                notice.note(LateReason::TooLate);
+                notice.windows.push(*window);
+                continue;
+            }
+            self.retract_from_cell(*window, contribution, notice);
+        }
+        self.scratch = windows;
+    }
+
+    fn retract_from_cell(
+        &mut self,
+        window: Window,
+        contribution: &Contribution,
+        notice: &mut LateNotice,
+    ) {
+        let group = &contribution.group;
+        let Some(cell) = self.cells.get_mut(&window).and_then(|g| g.get_mut(group)) else {
+            notice.note(LateReason::NegativeCount);
+            return;
+        };
+        // Check every accumulator first: a retraction is applied whole or not at all.
+        let mut trial = cell.clone();
+        let mut ok = trial.live_rows > 0;
+        for (accumulator, (_, input)) in trial.accumulators.iter_mut().zip(&self.spec.aggregates) {
+            if let Some(index) = input {
+                let value = contribution.inputs.get(*index).unwrap_or(&Value::Null);
+                ok &= accumulator.retract(value).is_ok();
+            }
+        }
+        if !ok {
+            notice.note(LateReason::NegativeCount);
+            return;
+        }
+        trial.live_rows -= 1;
+        let empty = trial.live_rows == 0;
+        *cell = trial;
+        if empty {
+            self.remove_cell(&window, group);
+            if matches!(self.spec.kind, WindowKind::Session { .. })
+                && let Some(sessions) = self.sessions.get_mut(group)
+            {
+                sessions.remove(&window.start);
+                if sessions.is_empty() {
+                    self.sessions.remove(group);
+                }
+            }
+        }
+        self.dirty_cells.insert((window, Arc::clone(group)));
+    }
+
+    fn row(&self, group: &GroupKey, window: Window, cell: &Cell, is_final: bool) -> ResultRow {
+        ResultRow {
+            group: Arc::clone(group),
+            window,
+            values: cell
+                .accumulators
+                .iter()
+                .map(|a| a.result(cell.live_rows))
+                .collect(),
+            is_final,
+        }
+    }
+
+    /// What the next commit writes: closed windows (final, then purged from state), changed
+    /// cells (on_update), emptied cells, and the state deltas. Clears the change tracking.
+    pub fn take_commit(&mut self) -> CommitDelta {
+        let mut delta = CommitDelta::default();
+        let emit_updates = self.spec.emit == EmitMode::OnUpdate;
+        // Closed windows: end + lateness ≤ W. Cells are ordered by end.
+        let closed: Vec<Window> = self
+            .cells
+            .keys()
+            .take_while(|w| self.closed(w))
+            .copied()
+            .collect();
+        for window in closed {
+            let Some(groups) = self.cells.remove(&window) else {
+                continue;
+            };
+            for (group, cell) in groups {
+                delta.upserts.push(self.row(&group, window, &cell, true));
+                delta.cells.push((window, Arc::clone(&group), None));
+                self.dirty_cells.remove(&(window, Arc::clone(&group)));
+                if let Some(sessions) = self.sessions.get_mut(&group) {
+                    sessions.remove(&window.start);
+                    if sessions.is_empty() {
+                        self.sessions.remove(&group);
+                    }
+                }
+            }
+        }
+        for (window, group) in std::mem::take(&mut self.dirty_cells) {
+            match self.cells.get(&window).and_then(|g| g.get(&group)) {
+                Some(cell) => {
+                    if emit_updates {
+                        delta.upserts.push(self.row(&group, window, cell, false));
+                    }
+                    delta
+                        .cells
+                        .push((window, Arc::clone(&group), Some(cell_state(cell))));
+                }
+                None => {
+                    if emit_updates {
+                        delta.deletes.push((Arc::clone(&group), window));
+                    }
+                    delta.cells.push((window, group, None));
+                }
+            }
+        }
+        self.purge_rows();
+        for key in std::mem::take(&mut self.dirty_rows) {
+            let state = self.rows.get(&key).map(row_state);
+            delta.rows.push((key, state));
+        }
+        delta
+    }
+
+    /// Drops row images whose every window has closed: nothing can be retracted from them.
+    fn purge_rows(&mut self) {
+        let Some(watermark) = self.watermark else {
+            return;
+        };
+        if self.purged_at == Some(watermark) || self.rows.is_empty() {
+            return;
+        }
+        self.purged_at = Some(watermark);
+        let lateness = self.spec.allowed_lateness;
+        let span = self.spec.kind.span();
+        let expired: Vec<Box<str>> = self
+            .rows
+            .iter()
+            .filter(|(_, image)| {
+                let c = &image.contribution;
+                let horizon = c.time.saturating_add(span).saturating_add(lateness);
+                horizon <= watermark
+                    && (!matches!(self.spec.kind, WindowKind::Session { .. })
+                        || self.session_of(&c.group, c.time).is_none())
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.rows.remove(&key);
+            self.dirty_rows.insert(key);
+        }
+    }
+
+    /// Puts back a stored cell.
+    pub fn restore_cell(
+        &mut self,
+        window: Window,
+        group: GroupKey,
+        state: &Json,
+    ) -> Result<(), String> {
+        let live_rows = state
+            .get("rows")
+            .and_then(Json::as_i64)
+            .ok_or("no row count")?;
+        let stored = state
+            .get("accs")
+            .and_then(Json::as_array)
+            .ok_or("no accumulators")?;
+        if stored.len() != self.spec.aggregates.len() {
+            return Err(format!(
+                "{} accumulators stored, {} aggregates configured; the aggregates changed since \
+                 the state was written",
+                stored.len(),
+                self.spec.aggregates.len()
+            ));
+        }
+        let accumulators = self
+            .spec
+            .aggregates
+            .iter()
+            .zip(stored)
+            .map(|((function, _), json)| {
+                Accumulator::from_state(*function, json)
+                    .ok_or_else(|| format!("an accumulator of {} cannot be read", function.name()))
+            })
+            .collect::<Result<Box<[_]>, _>>()?;
+        if matches!(self.spec.kind, WindowKind::Session { .. }) {
+            self.sessions
+                .entry(Arc::clone(&group))
+                .or_default()
+                .insert(window.start, window.end);
+        }
+        self.cells.entry(window).or_default().insert(
+            group,
+            Cell {
+                live_rows,
+                accumulators,
+            },
+        );
+        Ok(())
+    }
+
+    /// Puts back a stored row image.
+    pub fn restore_row(&mut self, key: Box<str>, state: &Json) -> Result<(), String> {
+        let values = |name: &str| -> Result<Vec<Value>, String> {
+            state
+                .get(name)
+                .and_then(Json::as_array)
+                .ok_or_else(|| format!("no {name}"))?
+                .iter()
+                .map(|v| Value::from_state(v).ok_or_else(|| "a value cannot be read".to_owned()))
+                .collect()
+        };
+        let position = state.get("p").and_then(|p| {
+            Some((
+                p.get(0)?.as_str()?.parse().ok()?,
+                p.get(1)?.as_str()?.parse().ok()?,
+            ))
+        });
+        let contribution = Contribution {
+            time: state.get("t").and_then(Json::as_i64).ok_or("no time")?,
+            group: values("g")?.into(),
+            inputs: values("i")?.into(),
+        };
+        self.rows.insert(
+            key,
+            RowImage {
+                contribution,
+                position,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// A group key as stored (JSON array text): the state table's key column.
+pub fn group_key_text(group: &GroupKey) -> String {
+    Json::Array(group.iter().map(Value::to_state).collect()).to_string()
+}
+
+pub fn group_key_from_text(text: &str) -> Option<GroupKey> {
+    let json: Json = serde_json::from_str(text).ok()?;
+    json.as_array()?
+        .iter()
+        .map(Value::from_state)
+        .collect::<Option<Vec<_>>>()
+        .map(Into::into)
+}
+
+fn cell_state(cell: &Cell) -> Json {
+    json!({
+        "rows": cell.live_rows,
+        "accs": cell.accumulators.iter().map(Accumulator::to_state).collect::<Vec<_>>(),
+    })
+}
+
+fn row_state(image: &RowImage) -> Json {
+    let c = &image.contribution;
+    json!({
+        "t": c.time,
+        "g": c.group.iter().map(Value::to_state).collect::<Vec<_>>(),
+        "i": c.inputs.iter().map(Value::to_state).collect::<Vec<_>>(),
+        "p": image.position.map(|(a, b)| [a.to_string(), b.to_string()]),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,361 @@
+//! The acceptance scenarios of the windowing semantics, and a property: after any sequence of
+//! inserts, updates (moving rows between groups and windows) and deletes, the cells equal a
+//! fresh aggregation of the surviving rows.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const S: Micros = 1_000_000;
+
+fn spec(kind: WindowKind, lateness: Micros, emit: EmitMode) -> EngineSpec {
+    EngineSpec {
+        kind,
+        allowed_lateness: lateness,
+        // count(*), sum(input 0), min(input 0), count_distinct(input 0)
+        aggregates: vec![
+            (AggregateFn::CountRows, None),
+            (AggregateFn::Sum, Some(0)),
+            (AggregateFn::Min, Some(0)),
+            (AggregateFn::CountDistinct, Some(0)),
+        ],
+        emit,
+        changelog: ChangelogMode::Retract,
+    }
+}
+
+fn tumbling(size: Micros) -> WindowKind {
+    WindowKind::Tumbling { size, offset: 0 }
+}
+
+fn image(time: Micros, group: i64, amount: i64) -> Contribution {
+    Contribution {
+        time,
+        group: vec![Value::Int(group)].into(),
+        inputs: vec![Value::Int(amount)].into(),
+    }
+}
+
+fn insert(key: &str, c: Contribution) -> ChangeInput {
+    ChangeInput {
+        kind: ChangeKind::Insert,
+        row_key: Some(key.into()),
+        before: None,
+        after: Some(Ok(c)),
+        position: None,
+    }
+}
+
+fn update(key: &str, c: Contribution) -> ChangeInput {
+    ChangeInput {
+        kind: ChangeKind::Update,
+        row_key: Some(key.into()),
+        before: None,
+        after: Some(Ok(c)),
+        position: None,
+    }
+}
+
+fn delete(key: &str) -> ChangeInput {
+    ChangeInput {
+        kind: ChangeKind::Delete,
+        row_key: Some(key.into()),
+        before: None,
+        after: None,
+        position: None,
+    }
+}
+
+/// The result rows the table holds after applying `deltas`.
+#[derive(Default)]
+struct Table(BTreeMap<RowKey, (Vec<Value>, bool)>);
+
+/// Group values, window start, window end.
+type RowKey = (Vec<Value>, Micros, Micros);
+
+impl Table {
+    fn apply(&mut self, delta: &CommitDelta) {
+        for (group, window) in &delta.deletes {
+            self.0.remove(&(group.to_vec(), window.start, window.end));
+        }
+        for row in &delta.upserts {
+            self.0.insert(
+                (row.group.to_vec(), row.window.start, row.window.end),
+                (row.values.clone(), row.is_final),
+            );
+        }
+    }
+
+    fn rows(&self) -> Vec<(i64, Micros, Micros, Vec<Value>)> {
+        self.0
+            .iter()
+            .map(|((g, s, e), (v, _))| {
+                let Value::Int(g) = g[0] else {
+                    panic!("int group")
+                };
+                (g, *s, *e, v.clone())
+            })
+            .collect()
+    }
+}
+
+fn results(count: i64, sum: i64, min: i64, distinct: i64) -> Vec<Value> {
+    vec![
+        Value::Int(count),
+        Value::Num(bigdecimal::BigDecimal::from(sum)),
+        Value::Int(min),
+        Value::Int(distinct),
+    ]
+}
+
+#[test]
+fn lateness_scenario() {
+    // D = 0, L = 5 s: t=1, t=16 → W = 16 ≥ 15 → [0,10) final; then t=9 is too late.
+    let mut engine = Engine::new(spec(tumbling(10 * S), 5 * S, EmitMode::OnWindowClose));
+    let mut table = Table::default();
+    assert_eq!(engine.apply(insert("a", image(S, 1, 1))), Applied::Done);
+    assert_eq!(
+        engine.apply(insert("b", image(16 * S, 1, 1))),
+        Applied::Done
+    );
+    table.apply(&engine.take_commit());
+    assert!(
+        table.0.is_empty(),
+        "on_window_close writes nothing before W passes"
+    );
+    engine.set_watermark(Some(16 * S));
+    let delta = engine.take_commit();
+    assert_eq!(delta.upserts.len(), 1);
+    assert!(delta.upserts[0].is_final);
+    assert_eq!(delta.upserts[0].window, Window::new(0, 10 * S));
+    table.apply(&delta);
+    let Applied::Late(notice) = engine.apply(insert("c", image(9 * S, 1, 1))) else {
+        panic!("t=9 is too late");
+    };
+    assert_eq!(notice.reasons, [LateReason::TooLate]);
+    assert_eq!(notice.windows, [Window::new(0, 10 * S)]);
+    assert!(
+        engine.take_commit().upserts.is_empty(),
+        "a closed window is never written again"
+    );
+
+    // With t=14 instead of t=16, t=9 is accepted.
+    let mut engine = Engine::new(spec(tumbling(10 * S), 5 * S, EmitMode::OnWindowClose));
+    engine.apply(insert("a", image(S, 1, 1)));
+    engine.apply(insert("b", image(14 * S, 1, 1)));
+    engine.set_watermark(Some(14 * S));
+    assert!(engine.take_commit().upserts.is_empty());
+    assert_eq!(engine.apply(insert("c", image(9 * S, 1, 1))), Applied::Done);
+    engine.set_watermark(Some(15 * S));
+    let delta = engine.take_commit();
+    assert_eq!(delta.upserts.len(), 1);
+    assert_eq!(delta.upserts[0].values[0], Value::Int(2));
+}
+
+#[test]
+fn session_merge_deletes_replaced_rows() {
+    // gap 5: t = 10, 12, 20 → [10,17) and [20,25); t = 16 → DELETE both, UPSERT [10,25).
+    let mut engine = Engine::new(spec(
+        WindowKind::Session { gap: 5 },
+        100,
+        EmitMode::OnUpdate,
+    ));
+    let mut table = Table::default();
+    for (key, t) in [("a", 10), ("b", 12), ("c", 20)] {
+        engine.apply(insert(key, image(t, 1, 1)));
+    }
+    table.apply(&engine.take_commit());
+    let windows: Vec<(Micros, Micros)> = table.rows().iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(windows, [(10, 17), (20, 25)]);
+    engine.apply(insert("d", image(16, 1, 1)));
+    let delta = engine.take_commit();
+    let mut deleted: Vec<Window> = delta.deletes.iter().map(|(_, w)| *w).collect();
+    deleted.sort_unstable_by_key(|w| w.start);
+    assert_eq!(deleted, [Window::new(10, 17), Window::new(20, 25)]);
+    table.apply(&delta);
+    assert_eq!(table.rows(), [(1, 10, 25, results(4, 4, 1, 1))]);
+    // A retraction does not split the session.
+    engine.apply(delete("d"));
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows(), [(1, 10, 25, results(3, 3, 1, 1))]);
+}
+
+#[test]
+fn cdc_updates_deletes_and_duplicates() {
+    let mut engine = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
+    let mut table = Table::default();
+    // Update in place: amount 10 → 15.
+    engine.apply(insert("k", image(3, 1, 10)));
+    engine.apply(update("k", image(3, 1, 15)));
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows(), [(1, 0, 10, results(1, 15, 15, 1))]);
+    // Update moving the window: t 3 → 13.
+    engine.apply(update("k", image(13, 1, 15)));
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows(), [(1, 10, 20, results(1, 15, 15, 1))]);
+    // Moving the group.
+    engine.apply(update("k", image(13, 2, 15)));
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows(), [(2, 10, 20, results(1, 15, 15, 1))]);
+    // A duplicate (same source position) is ignored.
+    let mut positioned = update("k", image(13, 2, 99));
+    positioned.position = Some((5, 6));
+    assert_eq!(engine.apply(positioned.clone()), Applied::Done);
+    assert_eq!(engine.apply(positioned), Applied::Duplicate);
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows(), [(2, 10, 20, results(1, 99, 99, 1))]);
+    // Delete of the last row: the result row goes.
+    engine.apply(delete("k"));
+    table.apply(&engine.take_commit());
+    assert!(table.rows().is_empty());
+    // An update of a row never seen, without a before image: reported, not guessed.
+    let Applied::Late(notice) = engine.apply(update("ghost", image(1, 1, 1))) else {
+        panic!("unknown before image");
+    };
+    assert_eq!(notice.reasons, [LateReason::UnknownBeforeImage]);
+}
+
+#[test]
+fn min_is_exact_under_retraction() {
+    let mut engine = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
+    let mut table = Table::default();
+    for (key, amount) in [("a", 5), ("b", 3), ("c", 7)] {
+        engine.apply(insert(key, image(1, 1, amount)));
+    }
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows()[0].3[2], Value::Int(3));
+    engine.apply(delete("b"));
+    table.apply(&engine.take_commit());
+    assert_eq!(table.rows(), [(1, 0, 10, results(2, 12, 5, 2))]);
+}
+
+#[test]
+fn state_round_trips_through_restore() {
+    let spec = spec(WindowKind::Session { gap: 5 }, 0, EmitMode::OnUpdate);
+    let mut engine = Engine::new(spec.clone());
+    for (key, t, g) in [("a", 10, 1), ("b", 12, 1), ("c", 30, 2)] {
+        engine.apply(insert(key, image(t, g, t)));
+    }
+    let delta = engine.take_commit();
+    let mut restored = Engine::new(spec);
+    // Merged-away sessions appear as removals.
+    for (window, group, state) in &delta.cells {
+        let Some(state) = state else { continue };
+        let group = group_key_from_text(&group_key_text(group)).expect("key");
+        restored
+            .restore_cell(*window, group, state)
+            .expect("restores");
+    }
+    for (key, state) in &delta.rows {
+        restored
+            .restore_row(key.clone(), state.as_ref().expect("stored"))
+            .expect("restores");
+    }
+    // The same change on both gives the same result.
+    for engine in [&mut engine, &mut restored] {
+        engine.apply(update("b", image(13, 1, 100)));
+    }
+    let (mut a, mut b) = (Table::default(), Table::default());
+    a.apply(&engine.take_commit());
+    b.apply(&restored.take_commit());
+    assert_eq!(a.rows(), b.rows());
+    // No split on retraction: the session grows to the new span.
+    assert_eq!(a.rows(), [(1, 10, 18, results(2, 110, 10, 2))]);
+}
+
+/// A fresh aggregation of the surviving rows: what the table must equal.
+fn recompute(
+    kind: WindowKind,
+    rows: &BTreeMap<u8, (Micros, i64, i64)>,
+) -> Vec<(i64, Micros, Micros, Vec<Value>)> {
+    let mut cells: BTreeMap<(i64, Micros, Micros), Vec<i64>> = BTreeMap::new();
+    let mut windows = Vec::new();
+    for (time, group, amount) in rows.values() {
+        kind.assign(*time, &mut windows);
+        for w in &windows {
+            cells
+                .entry((*group, w.start, w.end))
+                .or_default()
+                .push(*amount);
+        }
+    }
+    cells
+        .into_iter()
+        .map(|((g, s, e), amounts)| {
+            let mut distinct = amounts.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let values = results(
+                amounts.len() as i64,
+                amounts.iter().sum(),
+                *amounts.iter().min().expect("non-empty"),
+                distinct.len() as i64,
+            );
+            (g, s, e, values)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert {
+        key: u8,
+        time: Micros,
+        group: i64,
+        amount: i64,
+    },
+    Delete {
+        key: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..12, -30i64..30, 0i64..3, -5i64..5)
+            .prop_map(|(key, time, group, amount)| Op::Upsert { key, time, group, amount }),
+        1 => (0u8..12).prop_map(|key| Op::Delete { key }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn table_equals_recomputation(
+        ops in proptest::collection::vec(op(), 1..80),
+        commit_every in 1usize..10,
+        hopping in any::<bool>(),
+    ) {
+        let kind = if hopping {
+            WindowKind::Hopping { size: 10, advance: 5, offset: 0 }
+        } else {
+            tumbling(10)
+        };
+        let mut engine = Engine::new(spec(kind, 0, EmitMode::OnUpdate));
+        let mut table = Table::default();
+        let mut rows: BTreeMap<u8, (Micros, i64, i64)> = BTreeMap::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let applied = match op {
+                Op::Upsert { key, time, group, amount } => {
+                    let c = image(time, group, amount);
+                    let change = if rows.insert(key, (time, group, amount)).is_some() {
+                        update(&key.to_string(), c)
+                    } else {
+                        insert(&key.to_string(), c)
+                    };
+                    engine.apply(change)
+                }
+                Op::Delete { key } if rows.remove(&key).is_some() => {
+                    engine.apply(delete(&key.to_string()))
+                }
+                Op::Delete { .. } => Applied::Done,
+            };
+            prop_assert_eq!(applied, Applied::Done);
+            if i % commit_every == 0 {
+                table.apply(&engine.take_commit());
+            }
+        }
+        table.apply(&engine.take_commit());
+        prop_assert_eq!(table.rows(), recompute(kind, &rows));
+    }
+}

@@ -1,0 +1,467 @@
+//! The window task: read the change topics (read_committed, every partition assigned at the
+//! offsets stored in the target database), feed the engine, and every `commit.interval.ms`
+//! write results, state, the watermark and the offsets in one transaction.
+//!
+//! Late changes are sent to `late.events.topic` before the transaction that moves past them
+//! commits, so none is lost; after a crash between the two they are sent again (the late topic
+//! is at-least-once, the result table exactly-once).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{Header, OwnedHeaders, OwnedMessage},
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio::time::Instant;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    Error,
+    config::WindowAggregateConfig,
+    decode::{DecodeError, Decoded, Decoder},
+    engine::{Applied, Engine, EngineSpec, LateNotice},
+    store::{self, Progress, ResultTable},
+    watermark::{PartitionId, WatermarkTracker},
+};
+use crate::{
+    config::Converter,
+    kafka::{ClientSettings, idempotent_producer, read_committed_consumer},
+    sink::postgres::{
+        self as sink,
+        avro::AvroReader,
+        config::TopicSelection,
+        connection::{TargetDatabase, connect_to},
+        record::{Document, SchemaCache},
+        task::{avro_reader, json_document, next_batch, topic_partitions},
+        writer::claim_generation,
+    },
+};
+
+/// How often the task looks for new partitions of its topics.
+const TOPIC_REFRESH: Duration = Duration::from_secs(2);
+/// Transient commit failures are retried this often, with doubling backoff.
+const MAX_COMMIT_RETRIES: u32 = 6;
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+const LATE_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the stage until `shutdown` is cancelled (then what was read is committed and `Ok`
+/// returned) or an error stops it.
+///
+/// Contract: result rows, the stage's state, the watermark and the next offsets are committed in
+/// one target transaction, and reading resumes from the stored offsets with the stored state,
+/// so every change is aggregated exactly once across restarts and crashes.
+pub async fn run(
+    config: WindowAggregateConfig,
+    kafka: &ClientSettings,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let target = TargetDatabase {
+        host: &config.host,
+        port: config.port,
+        dbname: &config.dbname,
+        user: &config.user,
+        password: config.password.as_ref(),
+        ssl: &config.ssl,
+    };
+    let application_name = format!("tributary window {}", config.name);
+    let mut client = connect_to(&target, &application_name).await?;
+    store::ensure_state_tables(&client).await?;
+    let generation = claim_generation(&client, &config.name).await?;
+
+    let inputs = config.input_columns();
+    let mut engine = Engine::new(EngineSpec {
+        kind: config.window,
+        allowed_lateness: config.allowed_lateness,
+        aggregates: config
+            .aggregates
+            .iter()
+            .map(|a| {
+                let input = a
+                    .column
+                    .as_deref()
+                    .and_then(|c| inputs.iter().position(|i| *i == c));
+                (a.function, input)
+            })
+            .collect(),
+        emit: config.emit_mode,
+        changelog: config.changelog_mode,
+    });
+    let mut tracker = WatermarkTracker::new(config.max_out_of_orderness, config.idle_timeout);
+    let stored_offsets = store::load(&client, &config.name, &mut engine, &mut tracker).await?;
+    let (cells, rows) = engine.sizes();
+
+    let consumer = Arc::new(
+        read_committed_consumer(kafka, &format!("tributary-window-{}", config.name))
+            .map_err(sink::Error::from)?,
+    );
+    let topics = TopicSelection::Names(config.topics.clone());
+    let mut assigned = HashSet::new();
+    assign_new_partitions(
+        &consumer,
+        &topics,
+        &stored_offsets,
+        &mut assigned,
+        &mut tracker,
+    )
+    .await?;
+    let late_events = match &config.late_events_topic {
+        Some(topic) => Some(LateEvents {
+            producer: idempotent_producer(kafka, LATE_DELIVERY_TIMEOUT)
+                .map_err(sink::Error::from)?,
+            topic: topic.clone(),
+        }),
+        None => None,
+    };
+    info!(
+        connector = %config.name, generation, partitions = assigned.len(), cells, rows,
+        watermark = ?tracker.current(), "window stage started"
+    );
+
+    let mut task = Task {
+        config: &config,
+        consumer: &consumer,
+        decoder: Decoder::new(&config),
+        readers: Readers {
+            key: avro_reader(&config.key_converter),
+            value: avro_reader(&config.value_converter),
+            json_schemas: SchemaCache::default(),
+        },
+        engine,
+        tracker,
+        table: ResultTable::new(&config),
+        late_events,
+        offsets: BTreeMap::new(),
+        late: Vec::new(),
+        committed_watermark: None,
+        generation,
+    };
+    task.committed_watermark = task.tracker.current();
+    let mut last_commit = Instant::now();
+    let mut last_refresh = Instant::now();
+    loop {
+        if last_refresh.elapsed() >= TOPIC_REFRESH {
+            assign_new_partitions(
+                &consumer,
+                &topics,
+                &stored_offsets,
+                &mut assigned,
+                &mut task.tracker,
+            )
+            .await?;
+            last_refresh = Instant::now();
+        }
+        let Some(batch) = next_batch(&consumer, config.batch_size, &shutdown).await? else {
+            task.commit(&mut client, &target, &application_name).await?;
+            info!(connector = %config.name, "window stage stopped");
+            return Ok(());
+        };
+        for message in &batch {
+            task.process(message).await?;
+        }
+        let watermark = task.tracker.advance(Instant::now());
+        task.engine.set_watermark(watermark);
+        if last_commit.elapsed() >= config.commit_interval {
+            task.commit(&mut client, &target, &application_name).await?;
+            last_commit = Instant::now();
+        }
+    }
+}
+
+/// Avro readers for keys and values written with the AvroConverter, and the JSON schemas seen.
+struct Readers {
+    key: Option<AvroReader>,
+    value: Option<AvroReader>,
+    json_schemas: SchemaCache,
+}
+
+struct LateEvents {
+    producer: FutureProducer,
+    topic: String,
+}
+
+/// The task's working state between commits.
+struct Task<'a> {
+    config: &'a WindowAggregateConfig,
+    consumer: &'a Arc<StreamConsumer>,
+    decoder: Decoder,
+    readers: Readers,
+    engine: Engine,
+    tracker: WatermarkTracker,
+    table: ResultTable,
+    late_events: Option<LateEvents>,
+    /// Next offsets read since the last commit.
+    offsets: BTreeMap<PartitionId, i64>,
+    /// Records not (fully) applied since the last commit, and why.
+    late: Vec<(OwnedMessage, LateNotice)>,
+    committed_watermark: Option<i64>,
+    generation: i64,
+}
+
+impl Task<'_> {
+    async fn process(&mut self, message: &OwnedMessage) -> Result<(), Error> {
+        let id: PartitionId = (message.topic().to_owned(), message.partition());
+        let position = || {
+            format!(
+                "{}/{}@{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            )
+        };
+        self.offsets.insert(id.clone(), message.offset() + 1);
+        let value = message.payload().filter(|v| !v.is_empty());
+        let key = message.key().filter(|k| !k.is_empty());
+        let value = read_document(
+            value,
+            self.readers.value.as_mut(),
+            &self.config.value_converter,
+            &mut self.readers.json_schemas,
+            "value",
+            &position,
+        )
+        .await?;
+        let key = read_document(
+            key,
+            self.readers.key.as_mut(),
+            &self.config.key_converter,
+            &mut self.readers.json_schemas,
+            "key",
+            &position,
+        )
+        .await?;
+        let now = Instant::now();
+        match self.decoder.decode(key, value) {
+            Ok(Decoded::Ignored) => self.tracker.touch(&id, false, now),
+            Ok(Decoded::Change {
+                change,
+                time,
+                in_snapshot,
+            }) => {
+                self.tracker.touch(&id, in_snapshot, now);
+                if let Some(time) = time {
+                    self.tracker.observe(&id, time);
+                }
+                match self.engine.apply(change) {
+                    Applied::Done => {}
+                    Applied::Duplicate => {
+                        debug!(connector = %self.config.name, record = %position(), "duplicate change dropped");
+                    }
+                    Applied::Late(notice) => self.late.push((message.clone(), notice)),
+                }
+            }
+            Err(DecodeError::Truncate) => {
+                return Err(Error::Record {
+                    position: position(),
+                    message: DecodeError::Truncate.to_string(),
+                });
+            }
+            Err(DecodeError::Shape(message)) => {
+                return Err(Error::Record {
+                    position: position(),
+                    message,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what was read since the last commit (nothing when nothing changed).
+    async fn commit(
+        &mut self,
+        client: &mut Client,
+        target: &TargetDatabase<'_>,
+        application_name: &str,
+    ) -> Result<(), Error> {
+        if self.offsets.is_empty()
+            && self.late.is_empty()
+            && self.tracker.current() == self.committed_watermark
+        {
+            return Ok(());
+        }
+        let delta = self.engine.take_commit();
+        self.send_late().await?;
+        let mut attempt = 0;
+        loop {
+            let progress = Progress {
+                connector: &self.config.name,
+                generation: self.generation,
+                tracker: &self.tracker,
+                offsets: &self.offsets,
+                column_types: self.decoder.column_types(),
+            };
+            match store::commit(client, &mut self.table, &delta, &progress).await {
+                Ok(()) => break,
+                Err(err) if err.is_transient() && attempt < MAX_COMMIT_RETRIES => {
+                    attempt += 1;
+                    warn!(connector = %self.config.name, attempt, error = %err, "commit failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF.saturating_mul(1 << attempt)).await;
+                    if client.is_closed() {
+                        *client = connect_to(target, application_name).await?;
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        debug!(
+            connector = %self.config.name, upserts = delta.upserts.len(), deletes = delta.deletes.len(),
+            watermark = ?self.tracker.current(), "window results committed"
+        );
+        // Group offsets are for lag monitoring only: the stored offsets are the truth.
+        let mut committed = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.offsets {
+            let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(error) = self.consumer.commit(&committed, CommitMode::Async) {
+            debug!(connector = %self.config.name, error = %error, "group offsets not committed");
+        }
+        self.offsets.clear();
+        self.committed_watermark = self.tracker.current();
+        Ok(())
+    }
+
+    /// Sends the late records (awaiting delivery) or, without a late topic, reports them.
+    async fn send_late(&mut self) -> Result<(), Error> {
+        if self.late.is_empty() {
+            return Ok(());
+        }
+        let count = self.late.len();
+        let watermark = self
+            .engine
+            .watermark()
+            .map_or_else(|| "none".to_owned(), |w| w.to_string());
+        let Some(late_events) = &self.late_events else {
+            warn!(
+                connector = %self.config.name, late = count, watermark = %watermark,
+                "changes not applied (late or without usable event time); set late.events.topic to keep them"
+            );
+            self.late.clear();
+            return Ok(());
+        };
+        for (message, notice) in self.late.drain(..) {
+            let reasons: Vec<&str> = notice.reasons.iter().map(|r| r.as_str()).collect();
+            let reasons = reasons.join(",");
+            let windows: Vec<String> = notice.windows.iter().map(ToString::to_string).collect();
+            let windows = windows.join(",");
+            let partition = message.partition().to_string();
+            let offset = message.offset().to_string();
+            let headers = OwnedHeaders::new()
+                .insert(header("tributary.late.reason", &reasons))
+                .insert(header("tributary.late.windows", &windows))
+                .insert(header("tributary.late.watermark", &watermark))
+                .insert(header("tributary.source.topic", message.topic()))
+                .insert(header("tributary.source.partition", &partition))
+                .insert(header("tributary.source.offset", &offset));
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&late_events.topic).headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            late_events
+                .producer
+                .send(record, LATE_DELIVERY_TIMEOUT)
+                .await
+                .map_err(|(source, _)| Error::LateEvents {
+                    topic: late_events.topic.clone(),
+                    source,
+                })?;
+        }
+        info!(
+            connector = %self.config.name, late = count, topic = %late_events.topic, watermark = %watermark,
+            "changes not applied sent to the late-events topic"
+        );
+        Ok(())
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// A key or value as a Connect document (`None`: absent or empty).
+async fn read_document(
+    bytes: Option<&[u8]>,
+    reader: Option<&mut AvroReader>,
+    converter: &Converter,
+    schemas: &mut SchemaCache,
+    part: &str,
+    position: &impl Fn() -> String,
+) -> Result<Option<Document>, Error> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    match reader {
+        None => json_document(bytes, converter, schemas)
+            .map(Some)
+            .map_err(|_| Error::Record {
+                position: position(),
+                message: format!("the {part} is not JSON; the stage reads Connect JSON or Avro"),
+            }),
+        Some(reader) => match reader.document(bytes).await {
+            Ok(document) => Ok(Some(document)),
+            Err(error) if error.is_transient() => {
+                Err(sink::Error::Registry(error.to_string()).into())
+            }
+            Err(error) => Err(Error::Record {
+                position: position(),
+                message: format!("the {part} cannot be read: {error}"),
+            }),
+        },
+    }
+}
+
+/// Assigns the partitions of `topics` not assigned yet, each at its stored offset (the
+/// beginning when none is stored), and starts their watermark clocks.
+async fn assign_new_partitions(
+    consumer: &Arc<StreamConsumer>,
+    topics: &TopicSelection,
+    stored: &HashMap<PartitionId, i64>,
+    assigned: &mut HashSet<PartitionId>,
+    tracker: &mut WatermarkTracker,
+) -> Result<(), Error> {
+    let fresh: Vec<PartitionId> = topic_partitions(consumer, topics)
+        .await?
+        .into_iter()
+        .filter(|p| !assigned.contains(p))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let mut assignment = TopicPartitionList::new();
+    for id in &fresh {
+        let offset = stored
+            .get(id)
+            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+        assignment
+            .add_partition_offset(&id.0, id.1, offset)
+            .map_err(|source| sink::Error::Consumer {
+                context: format!("assigning {}/{}", id.0, id.1),
+                source,
+            })?;
+    }
+    consumer
+        .incremental_assign(&assignment)
+        .map_err(|source| sink::Error::Consumer {
+            context: "assigning partitions".to_owned(),
+            source,
+        })?;
+    let now = Instant::now();
+    for id in fresh {
+        tracker.assign(id.clone(), now);
+        assigned.insert(id);
+    }
+    Ok(())
+}
