@@ -19,6 +19,7 @@ use crate::{
         self,
         stream::{self, Destination},
     },
+    window::{self, WindowAggregateConfig},
 };
 
 /// First and longest wait between restarts after a transient failure.
@@ -34,6 +35,12 @@ pub trait TaskError: std::fmt::Display {
 impl TaskError for postgres::Error {
     fn is_transient(&self) -> bool {
         postgres::Error::is_transient(self)
+    }
+}
+
+impl TaskError for window::Error {
+    fn is_transient(&self) -> bool {
+        window::Error::is_transient(self)
     }
 }
 
@@ -66,6 +73,19 @@ pub async fn supervise_postgres_sink(
     let metrics = destination.metrics.clone();
     supervise(&config.name.clone(), &metrics, shutdown.clone(), || {
         sink::postgres::run(config.clone(), &destination.kafka, shutdown.clone())
+    })
+    .await
+}
+
+/// Runs the window stage until `shutdown`, restarting it after transient errors.
+pub async fn supervise_window_aggregate(
+    config: WindowAggregateConfig,
+    destination: Destination,
+    shutdown: CancellationToken,
+) -> Result<(), window::Error> {
+    let metrics = destination.metrics.clone();
+    supervise(&config.name.clone(), &metrics, shutdown.clone(), || {
+        window::run(config.clone(), &destination.kafka, shutdown.clone())
     })
     .await
 }

@@ -11,6 +11,7 @@ use crate::{
     },
     sink::postgres::{POSTGRES_SINK_CLASSES, PostgresSinkConfig, postgres_sink_definitions},
     source::postgres::validate::{self, Finding},
+    window::{WINDOW_AGGREGATE_CLASSES, WindowAggregateConfig, window_aggregate_definitions},
 };
 
 /// A connector's validated config: what its task runs with.
@@ -18,6 +19,7 @@ use crate::{
 pub enum TaskConfig {
     PostgresSource(Box<PostgresSourceConfig>),
     PostgresSink(Box<PostgresSinkConfig>),
+    WindowAggregate(Box<WindowAggregateConfig>),
 }
 
 /// What `PUT /connector-plugins/{plugin}/config/validate` finds, checks that connect included.
@@ -102,8 +104,27 @@ pub const POSTGRES_SINK: Plugin = Plugin {
     },
 };
 
+pub const WINDOW_AGGREGATE: Plugin = Plugin {
+    class: WINDOW_AGGREGATE_CLASSES[0],
+    aliases: &["window-aggregate"],
+    kind: PluginKind::Sink,
+    definitions: window_aggregate_definitions,
+    parse: |connector| {
+        WindowAggregateConfig::from_connector(connector)
+            .map(|config| TaskConfig::WindowAggregate(Box::new(config)))
+    },
+    validate: |connector| {
+        Box::pin(async move {
+            match WindowAggregateConfig::from_connector(&connector) {
+                Ok(config) => crate::window::validate_live(&config).await,
+                Err(errors) => errors.0.into_iter().map(Finding::from).collect(),
+            }
+        })
+    },
+};
+
 /// Every plugin, in the order `GET /connector-plugins` lists them.
-pub const PLUGINS: &[Plugin] = &[POSTGRES_SOURCE, POSTGRES_SINK];
+pub const PLUGINS: &[Plugin] = &[POSTGRES_SOURCE, POSTGRES_SINK, WINDOW_AGGREGATE];
 
 /// The plugin `name` refers to (see [`Plugin::answers_to`]).
 pub fn find(name: &str) -> Option<&'static Plugin> {
@@ -172,6 +193,13 @@ mod tests {
         for alias in POSTGRES_SINK.aliases {
             assert!(POSTGRES_SINK_CLASSES.contains(alias), "{alias}");
         }
+        for alias in WINDOW_AGGREGATE.aliases {
+            assert!(WINDOW_AGGREGATE_CLASSES.contains(alias), "{alias}");
+        }
+        assert_eq!(
+            find("WindowAggregate").map(|p| p.class),
+            Some("tributary.WindowAggregate")
+        );
         assert!(unknown_class_message("x.Y").contains(POSTGRES_SOURCE.class));
         assert!(unknown_class_message("x.Y").contains(POSTGRES_SINK.class));
     }

@@ -20,7 +20,10 @@ use super::store::{ConfigStore, ConnectorRecord, StatusRecord, StatusStore, Stor
 use crate::{
     config::{ConnectorConfig, ValidationErrors},
     kafka::{OffsetStore, SourceOffset},
-    sink::postgres as sink,
+    sink::postgres::{
+        self as sink,
+        offsets::{change_offsets, stored_offsets},
+    },
     source::postgres::stream::Destination,
 };
 
@@ -77,6 +80,7 @@ pub enum OffsetChange {
 enum OffsetOwner {
     Source { store: OffsetStore, server: String },
     Sink(Box<sink::PostgresSinkConfig>),
+    Window(Box<crate::window::WindowAggregateConfig>),
 }
 
 /// The status of one connector and its task, as `GET /connectors/{name}/status` shows it.
@@ -449,7 +453,11 @@ impl Worker {
                     .map_err(|e| WorkerError::Store(StoreError::Kafka(e)))?;
                 Ok(ConnectorOffsets::Source { server, offset })
             }
-            OffsetOwner::Sink(config) => sink::stored_offsets(&config)
+            OffsetOwner::Sink(config) => stored_offsets(&config.target(), name)
+                .await
+                .map(ConnectorOffsets::Sink)
+                .map_err(|e| WorkerError::Target(e.to_string())),
+            OffsetOwner::Window(config) => stored_offsets(&config.target(), name)
                 .await
                 .map(ConnectorOffsets::Sink)
                 .map_err(|e| WorkerError::Target(e.to_string())),
@@ -503,9 +511,21 @@ impl Worker {
                         ));
                     }
                 };
-                sink::change_offsets(&config, partitions.as_deref())
+                change_offsets(&config.target(), name, partitions.as_deref())
                     .await
                     .map_err(|e| WorkerError::Target(e.to_string()))?;
+            }
+            // A window stage's offsets and its state go together: moving one without the other
+            // would count changes twice or never, so only a reset (of both) is allowed.
+            (OffsetOwner::Window(config), None) => {
+                crate::window::reset(&config)
+                    .await
+                    .map_err(|e| WorkerError::Target(e.to_string()))?;
+            }
+            (OffsetOwner::Window(_), Some(_)) => {
+                return Err(WorkerError::Invalid(
+                    "The offsets of a window aggregate cannot be altered: its window state holds what it has read. Reset them (DELETE /connectors/{name}/offsets) to recompute every window from the beginning of the topics".to_owned(),
+                ));
             }
         }
         info!(connector = %name, reset, "offsets changed");
@@ -520,6 +540,7 @@ impl Worker {
                 server: source.topic_prefix,
             },
             TaskConfig::PostgresSink(config) => OffsetOwner::Sink(config),
+            TaskConfig::WindowAggregate(config) => OffsetOwner::Window(config),
         })
     }
 
@@ -633,6 +654,12 @@ async fn run_task(worker: Worker, name: String, config: TaskConfig, shutdown: Ca
         }
         TaskConfig::PostgresSink(config) => {
             super::supervise_postgres_sink(*config, destination, shutdown)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        }
+        TaskConfig::WindowAggregate(config) => {
+            super::supervise_window_aggregate(*config, destination, shutdown)
                 .await
                 .err()
                 .map(|e| e.to_string())

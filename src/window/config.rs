@@ -450,6 +450,20 @@ const WINDOW_AGGREGATE: &[Key] = &[
     key("late.events.topic", Text, Window, Medium, "Late events topic", "Where changes that arrive after their window closed are sent, with headers saying why."),
 ];
 
+impl WindowAggregateConfig {
+    /// The database the stage writes its results, state and offsets to.
+    pub(crate) fn target(&self) -> crate::sink::postgres::connection::TargetDatabase<'_> {
+        crate::sink::postgres::connection::TargetDatabase {
+            host: &self.host,
+            port: self.port,
+            dbname: &self.dbname,
+            user: &self.user,
+            password: self.password.as_ref(),
+            ssl: &self.ssl,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -29,6 +29,7 @@ mod watermark;
 pub use aggregate::{AggregateFn, AggregateSpec, Value};
 pub use config::{EventTimeField, WINDOW_AGGREGATE_CLASSES, WindowAggregateConfig};
 pub use engine::{ChangelogMode, EmitMode};
+pub use store::reset;
 pub use task::run;
 pub use time::{Window, WindowKind, parse_duration};
 
@@ -36,6 +37,13 @@ pub use time::{Window, WindowKind, parse_duration};
 pub fn window_aggregate_definitions() -> &'static [crate::config::definitions::ConfigKeyDefinition]
 {
     config::window_aggregate_definitions()
+}
+
+/// Connects to the stage's target database and checks what it needs there (validate).
+pub async fn validate_live(
+    config: &WindowAggregateConfig,
+) -> Vec<crate::source::postgres::validate::Finding> {
+    crate::sink::postgres::connection::validate_target(&config.target(), &config.name).await
 }
 
 /// What can stop the window stage.

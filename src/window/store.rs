@@ -26,7 +26,10 @@ use super::{
     watermark::{PartitionId, WatermarkTracker},
 };
 use crate::{
-    sink::postgres::writer::{check_generation, load_offsets, store_offsets},
+    sink::postgres::{
+        connection::connect_to,
+        writer::{check_generation, load_offsets, store_offsets},
+    },
     source::postgres::database::quote_identifier,
 };
 
@@ -599,4 +602,52 @@ async fn commit_transaction(
         .commit()
         .await
         .map_err(Error::database("committing window results"))
+}
+
+/// Forgets everything `config`'s stage has read and written: its offsets, its state and the rows
+/// of its result table, in one transaction, so that the next start recomputes every window from
+/// the beginning of the topics (`DELETE /connectors/{name}/offsets`; the connector is stopped).
+pub async fn reset(config: &WindowAggregateConfig) -> Result<(), Error> {
+    let application_name = format!("tributary window {} (reset)", config.name);
+    let mut client = connect_to(&config.target(), &application_name).await?;
+    ensure_state_tables(&client).await?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(Error::database("resetting the window stage"))?;
+    for table in [
+        "tributary_offsets",
+        "tributary_window_cells",
+        "tributary_window_rows",
+        "tributary_window_partitions",
+        "tributary_window_watermarks",
+    ] {
+        transaction
+            .execute(
+                &format!("DELETE FROM public.{table} WHERE connector = $1"),
+                &[&config.name],
+            )
+            .await
+            .map_err(Error::database(format!("resetting {table}")))?;
+    }
+    let result_table = format!(
+        "{}.{}",
+        quote_identifier(&config.table_schema),
+        quote_identifier(&config.table_name)
+    );
+    let exists: bool = transaction
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&result_table])
+        .await
+        .map_err(Error::database("looking up the result table"))?
+        .get(0);
+    if exists {
+        transaction
+            .execute(&format!("DELETE FROM {result_table}"), &[])
+            .await
+            .map_err(Error::database(format!("emptying {result_table}")))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(Error::database("resetting the window stage"))
 }

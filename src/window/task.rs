@@ -63,14 +63,7 @@ pub async fn run(
     kafka: &ClientSettings,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let target = TargetDatabase {
-        host: &config.host,
-        port: config.port,
-        dbname: &config.dbname,
-        user: &config.user,
-        password: config.password.as_ref(),
-        ssl: &config.ssl,
-    };
+    let target = config.target();
     let application_name = format!("tributary window {}", config.name);
     let mut client = connect_to(&target, &application_name).await?;
     store::ensure_state_tables(&client).await?;

@@ -24,14 +24,7 @@ pub(crate) async fn connect(config: &PostgresSinkConfig) -> Result<Client, Error
 /// Connects with `application_name` "tributary sink <connector><role>".
 pub(crate) async fn connect_as(config: &PostgresSinkConfig, role: &str) -> Result<Client, Error> {
     connect_to(
-        &TargetDatabase {
-            host: &config.host,
-            port: config.port,
-            dbname: &config.dbname,
-            user: &config.user,
-            password: config.password.as_ref(),
-            ssl: &config.ssl,
-        },
+        &config.target(),
         &format!("tributary sink {}{role}", config.name),
     )
     .await
@@ -107,12 +100,13 @@ where
     });
 }
 
-/// Connects to the target and checks what the sink will need there: that it can create its
-/// offsets and generation tables in `public` (or they exist), and, for `schema.evolution=none`,
-/// nothing more (tables are found per record). Each problem is reported on its config key.
-pub async fn validate_live(config: &PostgresSinkConfig) -> Vec<Finding> {
+/// Connects to `target` as `connector` would and checks what it needs there: that it can create
+/// the offsets and generation tables in `public` (or they exist). Each problem is reported on its
+/// config key (`connection.url`, `connection.username`).
+pub(crate) async fn validate_target(target: &TargetDatabase<'_>, connector: &str) -> Vec<Finding> {
+    let application_name = format!("tributary {connector} (validate)");
     let client =
-        match tokio::time::timeout(VALIDATE_TIMEOUT, connect_as(config, " (validate)")).await {
+        match tokio::time::timeout(VALIDATE_TIMEOUT, connect_to(target, &application_name)).await {
             Ok(Ok(client)) => client,
             Ok(Err(error)) => return vec![Finding::error("connection.url", error.to_string())],
             Err(_) => {
@@ -120,7 +114,7 @@ pub async fn validate_live(config: &PostgresSinkConfig) -> Vec<Finding> {
                     "connection.url",
                     format!(
                         "no answer from {}:{} within {VALIDATE_TIMEOUT:?}; check host and port",
-                        config.host, config.port
+                        target.host, target.port
                     ),
                 )];
             }
@@ -133,14 +127,33 @@ pub async fn validate_live(config: &PostgresSinkConfig) -> Vec<Finding> {
         Ok(_) => vec![Finding::error(
             "connection.username",
             format!(
-                "user {} cannot create the sink's tables tributary_offsets and \
+                "user {} cannot create the tables tributary_offsets and \
                  tributary_sink_generations in schema public; GRANT CREATE ON SCHEMA public TO {}",
-                config.user, config.user
+                target.user, target.user
             ),
         )],
         Err(error) => vec![Finding::error(
             "connection.url",
             format!("checking privileges: {error}"),
         )],
+    }
+}
+
+/// The sink's checks against its target (see [`validate_target`]).
+pub async fn validate_live(config: &PostgresSinkConfig) -> Vec<Finding> {
+    validate_target(&config.target(), &config.name).await
+}
+
+impl PostgresSinkConfig {
+    /// The database this sink writes to.
+    pub(crate) fn target(&self) -> TargetDatabase<'_> {
+        TargetDatabase {
+            host: &self.host,
+            port: self.port,
+            dbname: &self.dbname,
+            user: &self.user,
+            password: self.password.as_ref(),
+            ssl: &self.ssl,
+        }
     }
 }

@@ -11,7 +11,7 @@ pub mod config;
 pub(crate) mod connection;
 pub mod definitions;
 mod dlq;
-mod offsets;
+pub(crate) mod offsets;
 pub mod record;
 pub mod task;
 pub mod types;
@@ -23,7 +23,7 @@ pub use config::{
 };
 pub use connection::validate_live;
 pub use definitions::postgres_sink_definitions;
-pub use offsets::{PartitionOffset, change_offsets, stored_offsets};
+pub use offsets::PartitionOffset;
 pub use task::run;
 
 use record::RecordError;

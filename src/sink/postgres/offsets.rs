@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Error, PostgresSinkConfig,
-    connection::connect_as,
+    Error,
+    connection::{TargetDatabase, connect_to},
     writer::{ensure_state_tables, load_offsets},
 };
 
@@ -18,11 +18,15 @@ pub struct PartitionOffset {
     pub next_offset: Option<i64>,
 }
 
-/// The stored next offsets of every partition the sink has applied, by topic and partition.
-pub async fn stored_offsets(config: &PostgresSinkConfig) -> Result<Vec<PartitionOffset>, Error> {
-    let client = connect_as(config, " (offsets)").await?;
+/// The stored next offsets of every partition `connector` has applied (a sink or a window
+/// stage writing to `target`), by topic and partition.
+pub(crate) async fn stored_offsets(
+    target: &TargetDatabase<'_>,
+    connector: &str,
+) -> Result<Vec<PartitionOffset>, Error> {
+    let client = connect_to(target, &format!("tributary {connector} (offsets)")).await?;
     ensure_state_tables(&client).await?;
-    let sorted: BTreeMap<(String, i32), i64> = load_offsets(&client, &config.name)
+    let sorted: BTreeMap<(String, i32), i64> = load_offsets(&client, connector)
         .await?
         .into_iter()
         .collect();
@@ -38,11 +42,12 @@ pub async fn stored_offsets(config: &PostgresSinkConfig) -> Result<Vec<Partition
 
 /// Sets (`Some` offset) or forgets (`None`) the given partitions' offsets, or all of them when
 /// `changes` is `None`, in one transaction. The connector must be stopped: the caller checks.
-pub async fn change_offsets(
-    config: &PostgresSinkConfig,
+pub(crate) async fn change_offsets(
+    target: &TargetDatabase<'_>,
+    connector: &str,
     changes: Option<&[PartitionOffset]>,
 ) -> Result<(), Error> {
-    let mut client = connect_as(config, " (offsets)").await?;
+    let mut client = connect_to(target, &format!("tributary {connector} (offsets)")).await?;
     ensure_state_tables(&client).await?;
     let context = "changing tributary_offsets";
     let transaction = client
@@ -54,7 +59,7 @@ pub async fn change_offsets(
             transaction
                 .execute(
                     "DELETE FROM public.tributary_offsets WHERE connector = $1",
-                    &[&config.name],
+                    &[&connector],
                 )
                 .await
                 .map_err(Error::database(context))?;
@@ -62,7 +67,7 @@ pub async fn change_offsets(
         Some(changes) => {
             for change in changes {
                 let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                    [&config.name, &change.topic, &change.partition];
+                    [&connector, &change.topic, &change.partition];
                 match change.next_offset {
                     Some(next) => transaction
                         .execute(
