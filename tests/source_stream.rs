@@ -364,4 +364,33 @@ async fn kill_9_three_times_under_load_loses_and_duplicates_nothing() {
     };
     assert_exactly(&seen, &expected, &process);
     collector.expect_no_more(Duration::from_secs(2)).await;
+
+    // `source.sequence` goes on across the restarts: only the very first transaction (no
+    // transaction before it) lacks a last commit LSN, and positions only ever grow.
+    let positions: Vec<(Option<u64>, u64)> = seen
+        .iter()
+        .map(|record| {
+            let text = record.payload()["source"]["sequence"]
+                .as_str()
+                .expect("a sequence")
+                .to_owned();
+            let parts: Vec<Option<String>> = serde_json::from_str(&text).expect("a JSON array");
+            let lsn =
+                |part: &Option<String>| part.as_ref().map(|p| p.parse::<u64>().expect("an LSN"));
+            (lsn(&parts[0]), lsn(&parts[1]).expect("the change's LSN"))
+        })
+        .collect();
+    let without_last_commit = positions.iter().take_while(|p| p.0.is_none()).count();
+    assert!(
+        positions[without_last_commit..]
+            .iter()
+            .all(|p| p.0.is_some()),
+        "a transaction after a restart has no last commit LSN"
+    );
+    assert!(
+        positions[without_last_commit..]
+            .windows(2)
+            .all(|w| w[0] < w[1]),
+        "source.sequence went back"
+    );
 }

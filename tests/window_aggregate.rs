@@ -537,3 +537,177 @@ async fn on_window_close_writes_each_window_once_late_events_go_to_their_topic()
     assert_eq!(still, written, "window [0,10) was written again");
     stage.stop().await;
 }
+
+/// What `query` gives, as text (empty when it fails, e.g. before the table exists).
+async fn query_text(client: &Client, query: &str) -> String {
+    let text = format!("SELECT coalesce(string_agg(r::text, E'\\n'), '') FROM ({query}) r");
+    match client.query_one(&text, &[]).await {
+        Ok(row) => row.get(0),
+        Err(error) => format!("(query failed: {})", with_causes(&error)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_every_window() {
+    use crate::support::serve::{ServeProcess, free_port};
+
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount numeric(10,2),
+                                  created_at timestamp NOT NULL)",
+        )
+        .await
+        .expect("schema");
+    let topic = fixture.table_topic("orders");
+    fixture.topic(&topic).await;
+    let _state_topics = [
+        TestTopic::delete_on_drop(format!("{}-configs", fixture.offsets_topic), 1),
+        TestTopic::delete_on_drop(format!("{}-status", fixture.offsets_topic), 1),
+    ];
+    let target = TestDatabase::create().await;
+    let dir = std::env::temp_dir().join(unique_name("tributary-window-serve"));
+    let rest_port = free_port();
+    let worker_config = ServeProcess::config(&fixture, rest_port);
+    let mut serve = ServeProcess::start(&dir, &worker_config, rest_port).await;
+    let http = reqwest::Client::new();
+    let call =
+        |method: reqwest::Method, base: String, path: String, body: Option<serde_json::Value>| {
+            let mut request = http.request(method, format!("{base}{path}"));
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move {
+                let response = request.send().await.expect("HTTP");
+                (
+                    response.status().as_u16(),
+                    response.text().await.unwrap_or_default(),
+                )
+            }
+        };
+    let source: serde_json::Value =
+        serde_json::from_str(&fixture.connector_json("public.orders", &[])).expect("JSON");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        serve.base.clone(),
+        "/connectors".into(),
+        Some(source),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let name = unique_name("window");
+    let mut config = serde_json::json!({
+        "connector.class": "window-aggregate",
+        "topics": topic,
+        "connection.url": format!("jdbc:postgresql://127.0.0.1:{}/{}", port(), target.name),
+        "connection.username": "postgres",
+        "table.name": "analytics.results",
+        "commit.interval.ms": "200",
+        "window.type": "tumbling",
+        "window.size": "5m",
+    });
+    for (key, value) in aggregate_keys(&[]) {
+        config[key] = serde_json::Value::String(value.to_owned());
+    }
+    let (status, body) = call(
+        reqwest::Method::POST,
+        serve.base.clone(),
+        "/connectors".into(),
+        Some(serde_json::json!({"name": name, "config": config})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    fixture.wait_until_streaming().await;
+
+    let client = fixture.db.client();
+    let mut rng = Lcg(11);
+    for (round, transaction) in workload(99, 36, true).into_iter().enumerate() {
+        client.batch_execute(&transaction).await.expect("workload");
+        if round % 12 == 11 {
+            tokio::time::sleep(Duration::from_millis(150 + rng.next(500))).await;
+            serve.child.kill().await.expect("kill -9");
+            serve = ServeProcess::start(&dir, &worker_config, rest_port).await;
+        }
+    }
+    let expected = query_text(client, &fixed_windows_query(300, 300)).await;
+    assert!(!expected.is_empty());
+    let wait_equal = |serve: &ServeProcess| {
+        let expected = expected.clone();
+        let target = target.client();
+        let log_path = serve.log_path();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+            loop {
+                let got = query_text(target, RESULT_QUERY).await;
+                if got == expected {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the result table did not become equal\nexpected:\n{expected}\n\ngot:\n{got}\n\nlog:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    wait_equal(&serve).await;
+
+    let base = serve.base.clone();
+    let offsets_path = format!("/connectors/{name}/offsets");
+    let (status, body) = call(
+        reqwest::Method::GET,
+        base.clone(),
+        offsets_path.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!(r#""kafka_topic":"{topic}""#)),
+        "{body}"
+    );
+    // Offsets and window state move together: altering is refused, a reset empties both.
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        base.clone(),
+        format!("/connectors/{name}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        base.clone(),
+        offsets_path.clone(),
+        Some(serde_json::json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cannot be altered"), "{body}");
+    let (status, body) = call(
+        reqwest::Method::DELETE,
+        base.clone(),
+        offsets_path.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        query_text(target.client(), RESULT_QUERY).await,
+        "",
+        "the reset empties the results"
+    );
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        base.clone(),
+        format!("/connectors/{name}/resume"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_equal(&serve).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

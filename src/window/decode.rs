@@ -268,12 +268,13 @@ fn source_time(source: &Json) -> Option<Micros> {
     })
 }
 
-/// Debezium's `source.sequence`: `["<last commit LSN>","<LSN>"]`, either possibly null.
+/// Debezium's `source.sequence`: `["<last commit LSN>","<LSN>"]`. A null part (the first
+/// transaction after a connector restart may have no last commit LSN) makes the position
+/// unknown: such a change is never taken for a repeat, since comparing it could drop a real one.
 fn parse_sequence(text: &str) -> Option<(u64, u64)> {
     let parsed: Json = serde_json::from_str(text).ok()?;
     let lsn = |i: usize| -> Option<u64> {
         match parsed.get(i)? {
-            Json::Null => Some(0),
             Json::String(s) => s.parse().ok(),
             other => other.as_u64(),
         }
@@ -286,6 +287,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_sequence_with_a_null_part_is_no_position() {
+        assert_eq!(parse_sequence(r#"["10","20"]"#), Some((10, 20)));
+        // The first transaction after a source restart: comparing it with (10, 20) as (0, 30)
+        // would take it for an older change and drop it.
+        assert_eq!(parse_sequence(r#"[null,"30"]"#), None);
+        assert_eq!(parse_sequence("not json"), None);
+    }
     use crate::config::ConnectorConfig;
 
     fn decoder(event_time: &str) -> Decoder {

@@ -58,6 +58,10 @@ impl ServeProcess {
         }
     }
 
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.dir.join("tributary.log")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("tributary.log")).unwrap_or_default()
     }

@@ -551,8 +551,10 @@ impl<'a> StreamTask<'a> {
             metrics: destination.metrics.task(&config.name, 0),
             catch_up: None,
             server_wal_end: Lsn::ZERO,
-            delivered: stored.map(|s| Lsn(s.lsn)).unwrap_or(start),
-            last_commit_lsn: None,
+            delivered: stored.as_ref().map(|s| Lsn(s.lsn)).unwrap_or(start),
+            // `source.sequence` goes on from the last delivered transaction after a restart, so
+            // consumers that order changes by it (or drop repeats) see no step back.
+            last_commit_lsn: stored.as_ref().and_then(|s| s.lsn_commit).map(Lsn),
             transaction: None,
             kafka_txn: None,
             producer_txn_open: false,
