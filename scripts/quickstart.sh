@@ -38,7 +38,20 @@ sql_table() { # sql_table <database> <query>: a readable table
 
 serve_running() { curl -fsS -o /dev/null "$REST/" 2>/dev/null; }
 
+connector_name() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$ROOT/connectors/$1.json"; }
+
 stop_all() {
+  if serve_running; then
+    # Stopped, offsets forgotten, deleted: a later run starts the demo connectors afresh on new
+    # databases instead of resuming from positions that no longer exist.
+    step "removing the demo connectors"
+    for file in "${CONNECTORS[@]}"; do
+      name=$(connector_name "$file")
+      curl -fsS -o /dev/null -X PUT "$REST/connectors/$name/stop" 2>/dev/null || continue
+      curl -fsS -o /dev/null -X DELETE "$REST/connectors/$name/offsets" || note "could not reset the offsets of $name"
+      curl -fsS -o /dev/null -X DELETE "$REST/connectors/$name" && note "deleted $name"
+    done
+  fi
   step "stopping tributary serve"
   if [ -f "$STATE/tributary.pid" ] && kill -0 "$(cat "$STATE/tributary.pid")" 2>/dev/null; then
     kill "$(cat "$STATE/tributary.pid")"
@@ -55,8 +68,6 @@ stop_all() {
   fi
   step "stopping PostgreSQL and Kafka"
   "$ROOT/scripts/services.sh" down
-  # The connector topics go with Kafka's data only when .dev/kafka is removed; a later run
-  # starts its connectors over on fresh databases either way.
   rm -rf "$STATE"
   echo "stopped."
 }
@@ -109,7 +120,7 @@ fi
 step "5/7 registering the connectors over REST"
 for file in "${CONNECTORS[@]}"; do
   json="$ROOT/connectors/$file.json"
-  name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$json")
+  name=$(connector_name "$file")
   # PUT .../config creates or updates: running this twice changes nothing.
   config=$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["config"]))' "$json")
   code=$(curl -sS -o "$STATE/response.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
@@ -120,7 +131,7 @@ for file in "${CONNECTORS[@]}"; do
   esac
 done
 for file in "${CONNECTORS[@]}"; do
-  name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$ROOT/connectors/$file.json")
+  name=$(connector_name "$file")
   state=""
   for _ in $(seq 1 100); do
     state=$(curl -fsS "$REST/connectors/$name/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print((s["tasks"] or [{"state":"?"}])[0]["state"])')
@@ -189,7 +200,7 @@ printf '    %-28s %s\n' "rows that differ:" "$(diff <(customers_of shop) <(custo
 echo
 echo "--- connectors:"
 for file in "${CONNECTORS[@]}"; do
-  name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$ROOT/connectors/$file.json")
+  name=$(connector_name "$file")
   curl -fsS "$REST/connectors/$name/status" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
