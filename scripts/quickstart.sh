@@ -170,28 +170,40 @@ sleep 8
 
 step "7/7 what came out"
 echo
-echo "--- the last 3 change events on topic shop.public.orders (Debezium JSON, payload only):"
-kcat -b "$KAFKA" -C -t shop.public.orders -o -3 -e -q -X isolation.level=read_committed 2>/dev/null |
+echo "--- change events on topic shop.public.orders, the newest of each kind (Debezium JSON payload):"
+kcat -b "$KAFKA" -C -t shop.public.orders -o -300 -e -q -X isolation.level=read_committed 2>/dev/null |
   python3 -c '
 import json, sys
+newest = {}
 for line in sys.stdin:
     line = line.strip()
-    if not line:
-        continue
-    payload = json.loads(line).get("payload") or {}
-    source = payload.get("source") or {}
-    print(json.dumps({"op": payload.get("op"), "before": payload.get("before"),
-                      "after": payload.get("after"),
-                      "source": {k: source.get(k) for k in ("table", "txId", "lsn")}}))
+    if line:
+        payload = json.loads(line).get("payload") or {}
+        newest[payload.get("op")] = payload
+for op in ("c", "u", "d"):
+    payload = newest.get(op)
+    if payload:
+        source = payload.get("source") or {}
+        shown = {"op": op, "before": payload.get("before"), "after": payload.get("after"),
+                 "source": {k: source.get(k) for k in ("table", "txId", "lsn")}}
+        print(json.dumps(shown))
 '
 echo
 echo "--- analytics.orders_revenue_1m in shop_analytics (revenue per customer per minute, top 10 by revenue):"
-sql_table shop_analytics "SELECT * FROM analytics.orders_revenue_1m ORDER BY revenue DESC, window_start LIMIT 10" ||
+sql_table shop_analytics "SELECT customer_id, window_start, window_end, revenue, orders, avg_amount, max_amount
+                            FROM analytics.orders_revenue_1m ORDER BY revenue DESC, window_start LIMIT 10" ||
   note "(the table is not there yet; see $STATE/tributary.log)"
-echo "--- the same from one GROUP BY over the source, for the same top rows:"
-sql_table shop "SELECT customer_id, to_timestamp(floor(extract(epoch FROM created_at) / 60) * 60) AS window_start,
-                       sum(amount) AS revenue, count(*) AS orders
-                  FROM orders GROUP BY 1, 2 ORDER BY revenue DESC, window_start LIMIT 10"
+revenue_in_analytics() {
+  sql shop_analytics "SELECT customer_id || ' ' || extract(epoch FROM window_start)::bigint || ' ' || revenue || ' ' || orders
+                        FROM analytics.orders_revenue_1m ORDER BY 1" 2>/dev/null
+}
+revenue_by_group_by() {
+  sql shop "SELECT customer_id || ' ' || (floor(extract(epoch FROM created_at) / 60) * 60)::bigint || ' ' || sum(amount) || ' ' || count(*)
+              FROM orders GROUP BY customer_id, floor(extract(epoch FROM created_at) / 60) ORDER BY 1"
+}
+printf '    %-44s %s\n' "windows in the analytics table:" "$(sql shop_analytics "SELECT count(*) FROM analytics.orders_revenue_1m" 2>/dev/null || echo 'not there yet')"
+printf '    %-44s %s\n' "windows differing from GROUP BY over orders:" "$(diff <(revenue_in_analytics) <(revenue_by_group_by) | grep -c '^[<>]' || true)"
+echo
 echo "--- replica (shop_replica.public.customers) beside its source (shop.public.customers):"
 printf '    %-28s %s\n' "source rows:" "$(sql shop "SELECT count(*) FROM customers")"
 printf '    %-28s %s\n' "replica rows:" "$(sql shop_replica "SELECT count(*) FROM customers" 2>/dev/null || echo 'not there yet')"
@@ -204,8 +216,8 @@ for file in "${CONNECTORS[@]}"; do
   curl -fsS "$REST/connectors/$name/status" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-task = (s["tasks"] or [{"state": "-"}])[0]
-print(f"    {s[\"name\"]:<28} {s[\"type\"]:<7} connector {s[\"connector\"][\"state\"]:<8} task {task[\"state\"]}")'
+task = (s["tasks"] or [{"state": "-"}])[0]["state"]
+print("    %-28s %-7s connector %-8s task %s" % (s["name"], s["type"], s["connector"]["state"], task))'
 done
 cat <<EOF
 

@@ -11,6 +11,9 @@ use std::{
     str::FromStr,
 };
 
+/// Decimal places of `avg` results.
+pub const AVG_SCALE: i64 = 6;
+
 use bigdecimal::{BigDecimal, Zero};
 use serde_json::{Value as Json, json};
 
@@ -212,6 +215,7 @@ pub enum Accumulator {
     Rows,
     Count(i64),
     Sum(SumState),
+    /// Results have [`AVG_SCALE`] decimal places.
     Avg(SumState),
     Min(BTreeMap<Value, u64>),
     Max(BTreeMap<Value, u64>),
@@ -299,7 +303,11 @@ impl Accumulator {
             Self::Sum(s) if s.non_null == 0 => Value::Null,
             Self::Sum(s) => Value::Num(s.total()),
             Self::Avg(s) if s.non_null <= 0 => Value::Null,
-            Self::Avg(s) => Value::Num(s.total() / BigDecimal::from(s.non_null)),
+            // Rounded as PostgreSQL's round(avg, 6): an exact quotient can have 100 digits.
+            Self::Avg(s) => Value::Num(
+                (s.total() / BigDecimal::from(s.non_null))
+                    .with_scale_round(AVG_SCALE, bigdecimal::RoundingMode::HalfUp),
+            ),
             Self::Min(m) => m.keys().next().cloned().unwrap_or(Value::Null),
             Self::Max(m) => m.keys().next_back().cloned().unwrap_or(Value::Null),
             Self::Distinct(m) => Value::Int(i64::try_from(m.len()).unwrap_or(i64::MAX)),
@@ -407,6 +415,13 @@ mod tests {
         avg.add(&Value::Int(1));
         avg.add(&Value::Int(2));
         assert_eq!(avg.result(2), num("1.5"));
+        avg.add(&Value::Int(2));
+        assert_eq!(
+            avg.result(3),
+            num("1.666667"),
+            "rounded to six places, half up"
+        );
+        avg.retract(&Value::Int(2)).expect("present");
         avg.retract(&Value::Int(1)).expect("present");
         avg.retract(&Value::Int(2)).expect("present");
         assert_eq!(avg.result(0), Value::Null);
