@@ -121,7 +121,7 @@ step "5/7 registering the connectors over REST"
 for file in "${CONNECTORS[@]}"; do
   json="$ROOT/connectors/$file.json"
   name=$(connector_name "$file")
-  # PUT .../config creates or updates: running this twice changes nothing.
+  # PUT .../config creates, updates, or (the same config again) leaves a connector running.
   config=$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["config"]))' "$json")
   code=$(curl -sS -o "$STATE/response.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
               --data "$config" "$REST/connectors/$name/config")
@@ -155,8 +155,11 @@ while [ $SECONDS -lt $end ]; do
              now() - (random() * 20) * interval '1 second'
         FROM generate_series(1, 40);
     UPDATE orders SET status = 'paid', amount = amount + 1
-     WHERE id IN (SELECT id FROM orders WHERE status = 'new' ORDER BY random() LIMIT 10);
-    DELETE FROM orders WHERE id IN (SELECT id FROM orders WHERE status = 'new' ORDER BY random() LIMIT 2);
+     WHERE id IN (SELECT id FROM orders WHERE status = 'new' AND created_at > now() - interval '1 minute'
+                   ORDER BY random() LIMIT 10);
+    DELETE FROM orders
+     WHERE id IN (SELECT id FROM orders WHERE status = 'new' AND created_at > now() - interval '1 minute'
+                   ORDER BY random() LIMIT 2);
     UPDATE customers SET email = 'moved' || $round || '@example.com'
      WHERE id = 1 + floor(random() * 2000)::int;
     COMMIT;" >/dev/null

@@ -445,7 +445,7 @@ async fn bad_requests_get_connects_answers() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["message"],
-        "Failed to find any class that implements Connector and which name matches com.example.NoSuchConnector, available connectors are: io.debezium.connector.postgresql.PostgresConnector, io.debezium.connector.jdbc.JdbcSinkConnector"
+        "Failed to find any class that implements Connector and which name matches com.example.NoSuchConnector, available connectors are: io.debezium.connector.postgresql.PostgresConnector, io.debezium.connector.jdbc.JdbcSinkConnector, tributary.WindowAggregate"
     );
 
     for (method, path) in [

@@ -598,6 +598,7 @@ async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_eve
     .await;
     assert_eq!(status, 201, "{body}");
     let name = unique_name("window");
+    let late_topic = TestTopic::delete_on_drop(unique_name("late"), 1);
     let mut config = serde_json::json!({
         "connector.class": "window-aggregate",
         "topics": topic,
@@ -607,6 +608,8 @@ async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_eve
         "commit.interval.ms": "200",
         "window.type": "tumbling",
         "window.size": "5m",
+        // Not created beforehand: the stage creates it.
+        "late.events.topic": late_topic.name,
     });
     for (key, value) in aggregate_keys(&[]) {
         config[key] = serde_json::Value::String(value.to_owned());
@@ -615,7 +618,7 @@ async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_eve
         reqwest::Method::POST,
         serve.base.clone(),
         "/connectors".into(),
-        Some(serde_json::json!({"name": name, "config": config})),
+        Some(serde_json::json!({"name": name, "config": config.clone()})),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -656,6 +659,43 @@ async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_eve
     wait_equal(&serve).await;
 
     let base = serve.base.clone();
+    // The same config PUT again leaves the running stage alone.
+    let starts = || serve.log().matches("window stage started").count();
+    let started_before = starts();
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        base.clone(),
+        format!("/connectors/{name}/config"),
+        Some(config.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        starts(),
+        started_before,
+        "an unchanged config restarted the stage"
+    );
+    // What the stage committed is in the worker's metrics.
+    let (_, metrics) = call(reqwest::Method::GET, base.clone(), "/metrics".into(), None).await;
+    let series = |family: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with(family) && line.contains(&format!("connector=\"{name}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {family} for {name} in:\n{metrics}"))
+    };
+    assert!(series("tributary_consumed_records_total") > 0.0);
+    assert_eq!(
+        kafka::end_offset(&late_topic.name),
+        0,
+        "the late topic exists, and nothing was late"
+    );
+    // 2024-03-01, the workload's day, in milliseconds.
+    assert!(series("tributary_window_watermark_milliseconds") >= 1_709_251_200_000.0);
     let offsets_path = format!("/connectors/{name}/offsets");
     let (status, body) = call(
         reqwest::Method::GET,

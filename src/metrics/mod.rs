@@ -89,6 +89,10 @@ struct Families {
     snapshot_rows_estimated: Family<TableLabels, Gauge>,
     snapshot_chunks: Family<TableLabels, Gauge>,
     snapshot_chunks_total: Family<TableLabels, Gauge>,
+    consumed: Family<TaskLabels, Counter>,
+    target_commit_seconds: Family<TaskLabels, Histogram, CommitBuckets>,
+    late_events: Family<TaskLabels, Counter>,
+    watermark_ms: Family<TaskLabels, Gauge>,
 }
 
 #[derive(Default)]
@@ -135,6 +139,10 @@ impl Metrics {
             snapshot_rows_estimated: Family::default(),
             snapshot_chunks: Family::default(),
             snapshot_chunks_total: Family::default(),
+            consumed: Family::default(),
+            target_commit_seconds: Family::new_with_constructor(CommitBuckets),
+            late_events: Family::default(),
+            watermark_ms: Family::default(),
         };
         let mut registry = Registry::with_prefix("tributary");
         registry.register(
@@ -182,6 +190,26 @@ impl Metrics {
             "ctid-range chunks the table is split into for the snapshot",
             families.snapshot_chunks_total.clone(),
         );
+        registry.register(
+            "consumed_records",
+            "Kafka records a sink or window stage has committed to its target database",
+            families.consumed.clone(),
+        );
+        registry.register(
+            "target_commit_seconds",
+            "Duration of the target database transactions of sinks and window stages",
+            families.target_commit_seconds.clone(),
+        );
+        registry.register(
+            "window_late_events",
+            "Changes a window stage did not apply to a closed window (sent to late.events.topic)",
+            families.late_events.clone(),
+        );
+        registry.register(
+            "window_watermark_milliseconds",
+            "A window stage's event-time watermark, milliseconds since the Unix epoch",
+            families.watermark_ms.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -220,6 +248,21 @@ impl Metrics {
         }
     }
 
+    /// The handles a sink or window task of `connector` records with.
+    pub fn consumer(&self, connector: &str, task: u32) -> ConsumerMetrics {
+        let labels = TaskLabels {
+            connector: connector.to_owned(),
+            task,
+        };
+        let families = &self.inner.families;
+        ConsumerMetrics {
+            consumed: families.consumed.get_or_create_owned(&labels),
+            commit_seconds: families.target_commit_seconds.get_or_create_owned(&labels),
+            late_events: families.late_events.get_or_create_owned(&labels),
+            watermark_ms: families.watermark_ms.get_or_create_owned(&labels),
+        }
+    }
+
     /// Counts a failure of the task.
     pub fn task_error(&self, connector: &str, task: u32) {
         self.inner
@@ -250,6 +293,10 @@ impl Metrics {
         families.lag_bytes.remove(&labels);
         families.commit_seconds.remove(&labels);
         families.errors.remove(&labels);
+        families.consumed.remove(&labels);
+        families.target_commit_seconds.remove(&labels);
+        families.late_events.remove(&labels);
+        families.watermark_ms.remove(&labels);
         let tables = self
             .lock_snapshot_tables()
             .remove(connector)
@@ -338,6 +385,43 @@ impl Metrics {
         if new && let Some(listener) = &topics.listener {
             let _ = listener.send((connector.to_owned(), topic.to_owned()));
         }
+    }
+}
+
+/// What a sink or window task reports: records committed to the target, commit durations, and
+/// for window stages late changes and the watermark.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    consumed: Counter,
+    commit_seconds: Histogram,
+    late_events: Counter,
+    watermark_ms: Gauge,
+}
+
+impl std::fmt::Debug for ConsumerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsumerMetrics")
+    }
+}
+
+impl ConsumerMetrics {
+    /// Handles that record into a registry of their own (for a task run outside a worker).
+    pub fn detached() -> Self {
+        Metrics::new().consumer("detached", 0)
+    }
+
+    /// A target transaction with `records` Kafka records committed, taking `took`.
+    pub fn committed(&self, records: u64, took: Duration) {
+        self.consumed.inc_by(records);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn late(&self, events: u64) {
+        self.late_events.inc_by(events);
+    }
+
+    pub fn watermark(&self, micros: i64) {
+        self.watermark_ms.set(micros / 1000);
     }
 }
 

@@ -84,8 +84,14 @@ pub async fn supervise_window_aggregate(
     shutdown: CancellationToken,
 ) -> Result<(), window::Error> {
     let metrics = destination.metrics.clone();
+    let consumer_metrics = metrics.consumer(&config.name, 0);
     supervise(&config.name.clone(), &metrics, shutdown.clone(), || {
-        window::run(config.clone(), &destination.kafka, shutdown.clone())
+        window::run_with_metrics(
+            config.clone(),
+            &destination.kafka,
+            consumer_metrics.clone(),
+            shutdown.clone(),
+        )
     })
     .await
 }

@@ -377,6 +377,10 @@ impl Worker {
             self.create(name, config, TargetState::Running).await?;
             return Ok(true);
         }
+        // The same config again changes nothing: the running task keeps running.
+        if self.config(name)? == config {
+            return Ok(false);
+        }
         let target = self.target_state(name)?;
         self.persist(name, &config, target).await?;
         self.halt(name).await;

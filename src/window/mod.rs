@@ -30,7 +30,7 @@ pub use aggregate::{AggregateFn, AggregateSpec, Value};
 pub use config::{EventTimeField, WINDOW_AGGREGATE_CLASSES, WindowAggregateConfig};
 pub use engine::{ChangelogMode, EmitMode};
 pub use store::reset;
-pub use task::run;
+pub use task::{run, run_with_metrics};
 pub use time::{Window, WindowKind, parse_duration};
 
 /// Every config key of the window stage (`GET /connector-plugins/…/config`).

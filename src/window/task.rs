@@ -33,7 +33,8 @@ use super::{
 };
 use crate::{
     config::Converter,
-    kafka::{ClientSettings, idempotent_producer, read_committed_consumer},
+    kafka::{ClientSettings, TopicAdmin, TopicSpec, idempotent_producer, read_committed_consumer},
+    metrics::ConsumerMetrics,
     sink::postgres::{
         self as sink,
         avro::AvroReader,
@@ -61,6 +62,17 @@ const LATE_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(
     config: WindowAggregateConfig,
     kafka: &ClientSettings,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    run_with_metrics(config, kafka, ConsumerMetrics::detached(), shutdown).await
+}
+
+/// [`run`], reporting records committed, commit times, late changes and the watermark to
+/// `metrics`.
+pub async fn run_with_metrics(
+    config: WindowAggregateConfig,
+    kafka: &ClientSettings,
+    metrics: ConsumerMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let target = config.target();
@@ -106,10 +118,19 @@ pub async fn run(
     )
     .await?;
     let late_events = match &config.late_events_topic {
-        Some(topic) => Some(LateEvents {
-            producer: idempotent_producer(kafka, LATE_DELIVERY_TIMEOUT)
-                .map_err(sink::Error::from)?,
-            topic: topic.clone(),
+        Some(topic) => Some({
+            // Created when missing, as the dead-letter topic: a broker that does not create
+            // topics on its own would time every late record out.
+            TopicAdmin::new(kafka, Duration::from_secs(30))
+                .map_err(sink::Error::from)?
+                .ensure_topic(&TopicSpec::new(topic, 1))
+                .await
+                .map_err(sink::Error::from)?;
+            LateEvents {
+                producer: idempotent_producer(kafka, LATE_DELIVERY_TIMEOUT)
+                    .map_err(sink::Error::from)?,
+                topic: topic.clone(),
+            }
         }),
         None => None,
     };
@@ -135,6 +156,8 @@ pub async fn run(
         late: Vec::new(),
         committed_watermark: None,
         generation,
+        metrics,
+        read_since_commit: 0,
     };
     task.committed_watermark = task.tracker.current();
     let mut last_commit = Instant::now();
@@ -196,6 +219,9 @@ struct Task<'a> {
     late: Vec<(OwnedMessage, LateNotice)>,
     committed_watermark: Option<i64>,
     generation: i64,
+    metrics: ConsumerMetrics,
+    /// Records read since the last commit.
+    read_since_commit: u64,
 }
 
 impl Task<'_> {
@@ -210,6 +236,7 @@ impl Task<'_> {
             )
         };
         self.offsets.insert(id.clone(), message.offset() + 1);
+        self.read_since_commit += 1;
         let value = message.payload().filter(|v| !v.is_empty());
         let key = message.key().filter(|k| !k.is_empty());
         let value = read_document(
@@ -280,7 +307,9 @@ impl Task<'_> {
             return Ok(());
         }
         let delta = self.engine.take_commit();
+        self.metrics.late(self.late.len() as u64);
         self.send_late().await?;
+        let started = Instant::now();
         let mut attempt = 0;
         loop {
             let progress = Progress {
@@ -315,6 +344,12 @@ impl Task<'_> {
         if let Err(error) = self.consumer.commit(&committed, CommitMode::Async) {
             debug!(connector = %self.config.name, error = %error, "group offsets not committed");
         }
+        self.metrics
+            .committed(self.read_since_commit, started.elapsed());
+        if let Some(watermark) = self.tracker.current() {
+            self.metrics.watermark(watermark);
+        }
+        self.read_since_commit = 0;
         self.offsets.clear();
         self.committed_watermark = self.tracker.current();
         Ok(())
