@@ -52,6 +52,12 @@ stop_all() {
       curl -fsS -o /dev/null -X DELETE "$REST/connectors/$name" && note "deleted $name"
     done
   fi
+  if [ -d "$ROOT/.dev/kafka/libs" ] && "$ROOT/scripts/services.sh" status 2>/dev/null | grep -q '^kafka: *running'; then
+    # The demo's change topics go too: a later run must not replay events of rows that are gone.
+    step "deleting the demo topics (shop.*)"
+    java -cp "$ROOT/.dev/kafka/libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA" \
+      --delete --if-exists --topic 'shop\..*' 2>/dev/null || note "could not delete the shop.* topics"
+  fi
   step "stopping tributary serve"
   if [ -f "$STATE/tributary.pid" ] && kill -0 "$(cat "$STATE/tributary.pid")" 2>/dev/null; then
     kill "$(cat "$STATE/tributary.pid")"
