@@ -1071,5 +1071,17 @@ async fn sinks_registered_over_rest_survive_kill_9_of_their_worker_mid_batch() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // Everything re-applied after the reset was counted by this worker process.
+    let (_, metrics) = call(reqwest::Method::GET, "/metrics".to_owned()).await;
+    let consumed: f64 = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("tributary_consumed_records_total")
+                && line.contains(&format!("connector=\"{insert_name}\""))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no consumed records for {insert_name} in:\n{metrics}"));
+    assert!(consumed >= next_event as f64, "{consumed} < {next_event}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,8 +71,14 @@ pub async fn supervise_postgres_sink(
     shutdown: CancellationToken,
 ) -> Result<(), sink::postgres::Error> {
     let metrics = destination.metrics.clone();
+    let consumer_metrics = metrics.consumer(&config.name, 0);
     supervise(&config.name.clone(), &metrics, shutdown.clone(), || {
-        sink::postgres::run(config.clone(), &destination.kafka, shutdown.clone())
+        sink::postgres::run_with_metrics(
+            config.clone(),
+            &destination.kafka,
+            consumer_metrics.clone(),
+            shutdown.clone(),
+        )
     })
     .await
 }

@@ -24,7 +24,7 @@ pub use config::{
 pub use connection::validate_live;
 pub use definitions::postgres_sink_definitions;
 pub use offsets::PartitionOffset;
-pub use task::run;
+pub use task::{run, run_with_metrics};
 
 use record::RecordError;
 

@@ -38,6 +38,7 @@ use super::{
 use crate::{
     config::Converter,
     kafka::{ClientSettings, read_committed_consumer},
+    metrics::ConsumerMetrics,
 };
 
 /// How long a batch waits for more records once it has one.
@@ -59,6 +60,16 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
 pub async fn run(
     config: PostgresSinkConfig,
     kafka: &ClientSettings,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    run_with_metrics(config, kafka, ConsumerMetrics::detached(), shutdown).await
+}
+
+/// [`run`], reporting records committed and commit times to `metrics`.
+pub async fn run_with_metrics(
+    config: PostgresSinkConfig,
+    kafka: &ClientSettings,
+    metrics: ConsumerMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     if !config.ignored_keys.is_empty() {
@@ -109,6 +120,7 @@ pub async fn run(
             config.schema_changes,
         ),
         dead_letters,
+        metrics,
     };
     // Batch n+1 is read and decoded while batch n is written: the database works on one while
     // this task decodes the other. Batches are still written one after the other, in order.
@@ -182,6 +194,7 @@ struct Writing<'a> {
     client: Client,
     writer: Writer,
     dead_letters: Option<DeadLetters>,
+    metrics: ConsumerMetrics,
 }
 
 impl Writing<'_> {
@@ -201,6 +214,7 @@ impl Writing<'_> {
                 dead_letters.send(message, error).await?;
             }
         }
+        let started = Instant::now();
         let mut attempt = 0;
         loop {
             let result = match self
@@ -272,6 +286,8 @@ impl Writing<'_> {
         if let Err(error) = self.consumer.commit(&committed, CommitMode::Async) {
             debug!(connector = %config.name, error = %error, "group offsets not committed");
         }
+        self.metrics
+            .committed(batch.len() as u64, started.elapsed());
         debug!(connector = %config.name, records = batch.len(), "batch committed");
         Ok(true)
     }
