@@ -153,6 +153,51 @@ impl<'a> KeyReader<'a> {
         &self.read
     }
 
+    /// Refuses `transforms`: applying none of them silently would deliver other data than the
+    /// user asked for. `advice` says what to do instead.
+    pub(crate) fn refuse_transforms(&mut self, advice: &str) {
+        if let Some(transforms) = self.raw("transforms") {
+            self.error(
+                "transforms",
+                format!("single message transforms ({transforms}) are not supported; {advice}"),
+            );
+        }
+    }
+
+    /// Ends reading: every key present, never read and not `accepted` is an error naming
+    /// `connector` and the closest of `known` ("did you mean"), except the `ignored` ones
+    /// (accepted for compatibility, no effect), which are returned.
+    pub(crate) fn finish(
+        &mut self,
+        connector: &str,
+        known: &[&str],
+        ignored: &[&str],
+        accepted: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let unread: Vec<String> = self
+            .unread(|key| {
+                key.starts_with("transforms.") || key.starts_with("predicates") || accepted(key)
+            })
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut ignored_keys = Vec::new();
+        for key in unread {
+            if ignored.contains(&key.as_str()) {
+                ignored_keys.push(key);
+            } else {
+                let hint = closest(&key, known)
+                    .map(|k| format!("; did you mean {k}?"))
+                    .unwrap_or_default();
+                self.error(
+                    &key,
+                    format!("is not a configuration key of the {connector}{hint}"),
+                );
+            }
+        }
+        ignored_keys
+    }
+
     /// Keys present but never read and not accepted by `accepted`.
     pub(crate) fn unread(&self, accepted: impl Fn(&str) -> bool) -> Vec<&'a str> {
         self.map

@@ -4,9 +4,7 @@ use regex::{Regex, RegexBuilder};
 use secrecy::SecretString;
 
 use super::{
-    ConnectorConfig, ValidationErrors,
-    definitions::postgres_source_definitions,
-    keys::{KeyReader, closest},
+    ConnectorConfig, ValidationErrors, definitions::postgres_source_definitions, keys::KeyReader,
 };
 use super::{
     SslConfig, SslMode,
@@ -536,44 +534,18 @@ impl PostgresSourceConfig {
         if transaction_ms == 0 {
             keys.error("transaction.boundary.interval.ms", "must be greater than 0");
         }
-        if let Some(transforms) = keys.raw("transforms") {
-            keys.error(
-                "transforms",
-                format!("single message transforms ({transforms}) are not supported yet; remove the transforms keys"),
-            );
-        }
-
-        let mut ignored_keys = Vec::new();
-        let unread: Vec<String> = keys
-            .unread(|key| {
-                key.starts_with("transforms.")
-                    || key.starts_with("predicates")
-                    || key.starts_with("errors.")
-                    || key.starts_with("topic.creation.")
-                    || key.starts_with("key.converter.")
-                    || key.starts_with("value.converter.")
-                    || key.starts_with(SELECT_OVERRIDES_PREFIX)
-            })
-            .into_iter()
-            .map(str::to_owned)
+        keys.refuse_transforms("remove the transforms keys");
+        let known: Vec<&str> = postgres_source_definitions()
+            .iter()
+            .map(|definition| definition.name)
             .collect();
-        for key in unread {
-            if IGNORED_KEYS.contains(&key.as_str()) {
-                ignored_keys.push(key);
-            } else {
-                let known: Vec<&str> = postgres_source_definitions()
-                    .iter()
-                    .map(|definition| definition.name)
-                    .collect();
-                let hint = closest(&key, &known)
-                    .map(|k| format!("; did you mean {k}?"))
-                    .unwrap_or_default();
-                keys.error(
-                    &key,
-                    format!("is not a configuration key of the PostgreSQL source{hint}"),
-                );
-            }
-        }
+        let ignored_keys = keys.finish("PostgreSQL source", &known, IGNORED_KEYS, |key| {
+            key.starts_with("errors.")
+                || key.starts_with("topic.creation.")
+                || key.starts_with("key.converter.")
+                || key.starts_with("value.converter.")
+                || key.starts_with(SELECT_OVERRIDES_PREFIX)
+        });
 
         let topic = |suffix: &str| format!("{topic_prefix}{delimiter}{suffix}");
         Self {

@@ -20,7 +20,7 @@ use crate::{
             ConfigGroup::{Common, Postgres, Window},
             ConfigKeyDefinition as Key, ConfigKind, Importance, Width,
         },
-        keys::{KeyReader, closest},
+        keys::KeyReader,
         resolve_providers,
     },
     sink::postgres::config::parse_jdbc_url,
@@ -329,21 +329,9 @@ impl WindowAggregateConfig {
         let key_converter = converter::read(keys, "key.converter", KEY_CONVERTER_KEYS);
         let value_converter = converter::read(keys, "value.converter", VALUE_CONVERTER_KEYS);
 
+        keys.refuse_transforms("remove the transforms keys (the stage reads Debezium envelopes)");
         let known: Vec<&str> = WINDOW_AGGREGATE.iter().map(|d| d.name).collect();
-        let unread: Vec<String> = keys
-            .unread(|key| key.starts_with("transforms") || key.starts_with("predicates"))
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        for key in unread {
-            let hint = closest(&key, &known)
-                .map(|k| format!("; did you mean {k}?"))
-                .unwrap_or_default();
-            keys.error(
-                &key,
-                format!("is not a configuration key of the window stage{hint}"),
-            );
-        }
+        keys.finish("window stage", &known, &[], |_| false);
 
         let (host, port, dbname, ssl) = parsed
             .map(|p| (p.host, p.port, p.dbname, p.ssl))
@@ -384,8 +372,18 @@ impl WindowAggregateConfig {
 
 /// Every key of the window stage, grouped, in display order.
 pub fn window_aggregate_definitions() -> &'static [Key] {
-    WINDOW_AGGREGATE
+    &WINDOW_AGGREGATE
 }
+
+/// The keys: Connect's own, the converters (as every connector has them), then the stage's.
+static WINDOW_AGGREGATE: std::sync::LazyLock<Vec<Key>> = std::sync::LazyLock::new(|| {
+    [
+        WINDOW_AGGREGATE_COMMON,
+        crate::config::definitions::CONVERTER_DEFINITIONS,
+        WINDOW_AGGREGATE_REST,
+    ]
+    .concat()
+});
 
 const fn key(
     name: &'static str,
@@ -413,21 +411,54 @@ const fn key(
 use ConfigKind::{Class, Int, List, Long, Password, String as Text};
 use Importance::{High, Low, Medium};
 
-const WINDOW_AGGREGATE: &[Key] = &[
-    key("name", Text, Common, High, "Connector name", "Unique name of the connector in this service.").required(),
-    key("connector.class", Class, Common, High, "Connector class", "tributary.WindowAggregate (or window-aggregate).").required(),
-    key("tasks.max", Int, Common, Low, "Tasks", "Must be 1: one task reads every partition so that the watermark sees them all.").default("1"),
-    key("topics", List, Common, High, "Topics", "The Debezium change topics to aggregate, comma-separated.").required(),
-    key("key.converter", Class, Common, Low, "Key converter class", "How record keys are read: the JSON converter or the Avro converter.").default("org.apache.kafka.connect.json.JsonConverter"),
-    key("key.converter.schemas.enable", ConfigKind::Boolean, Common, Low, "Key schemas", "With the JSON converter, whether each record key is an envelope with schema and payload.").default("true"),
-    key("key.converter.schema.registry.url", Text, Common, Low, "Key schema registry URL", "With the Avro converter, the schema registry's URL."),
-    key("key.converter.basic.auth.user.info", Password, Common, Low, "Key registry credentials", "With the Avro converter, user:password for the schema registry."),
-    key("key.converter.basic.auth.credentials.source", Text, Common, Low, "Key registry credentials source", "With the Avro converter, USER_INFO (the only source supported)."),
-    key("value.converter", Class, Common, Low, "Value converter class", "How record values are read: the JSON converter or the Avro converter.").default("org.apache.kafka.connect.json.JsonConverter"),
-    key("value.converter.schemas.enable", ConfigKind::Boolean, Common, Low, "Value schemas", "With the JSON converter, whether each record value is an envelope with schema and payload.").default("true"),
-    key("value.converter.schema.registry.url", Text, Common, Low, "Value schema registry URL", "With the Avro converter, the schema registry's URL."),
-    key("value.converter.basic.auth.user.info", Password, Common, Low, "Value registry credentials", "With the Avro converter, user:password for the schema registry."),
-    key("value.converter.basic.auth.credentials.source", Text, Common, Low, "Value registry credentials source", "With the Avro converter, USER_INFO (the only source supported)."),
+const WINDOW_AGGREGATE_COMMON: &[Key] = &[
+    key(
+        "name",
+        Text,
+        Common,
+        High,
+        "Connector name",
+        "Unique name of the connector in this service.",
+    )
+    .required(),
+    key(
+        "connector.class",
+        Class,
+        Common,
+        High,
+        "Connector class",
+        "tributary.WindowAggregate (or window-aggregate).",
+    )
+    .required(),
+    key(
+        "tasks.max",
+        Int,
+        Common,
+        Low,
+        "Tasks",
+        "Must be 1: one task reads every partition so that the watermark sees them all.",
+    )
+    .default("1"),
+    key(
+        "topics",
+        List,
+        Common,
+        High,
+        "Topics",
+        "The Debezium change topics to aggregate, comma-separated.",
+    )
+    .required(),
+    key(
+        "transforms",
+        List,
+        Common,
+        Low,
+        "Transforms",
+        "Single message transforms are not supported, so any value is rejected; the stage reads Debezium envelopes itself.",
+    ),
+];
+
+const WINDOW_AGGREGATE_REST: &[Key] = &[
     key("connection.url", Text, Postgres, High, "JDBC URL", "The target database as jdbc:postgresql://host:port/database.").required(),
     key("connection.username", Text, Postgres, High, "User", "The target database user (or user=… in the URL)."),
     key("connection.password", Password, Postgres, High, "Password", "The target database user's password."),
@@ -576,6 +607,11 @@ mod tests {
                 ("tasks.max", "2"),
                 ("windwo.gap", "1m"),
                 ("group.by", "window_start"),
+                ("transforms", "unwrap"),
+                (
+                    "transforms.unwrap.type",
+                    "io.debezium.transforms.ExtractNewRecordState",
+                ),
             ],
             &["topics", "event.time.field"],
         )
@@ -589,6 +625,7 @@ mod tests {
             "tasks.max",
             "windwo.gap",
             "group.by",
+            "transforms",
             "topics",
             "event.time.field",
         ] {
@@ -631,7 +668,7 @@ mod tests {
                 "{key} is read but has no definition"
             );
         }
-        for definition in WINDOW_AGGREGATE {
+        for definition in WINDOW_AGGREGATE.iter() {
             assert!(
                 read.contains(&definition.name),
                 "{} is defined but never read",
@@ -662,7 +699,7 @@ mod tests {
         }
         // Written defaults are the parser's.
         let absent = format!("{:?}", parse(&[], &[]).expect("valid"));
-        for definition in WINDOW_AGGREGATE {
+        for definition in WINDOW_AGGREGATE.iter() {
             if let Some(default) = definition.default {
                 let explicit = parse(&[(definition.name, default)], &[]).expect(definition.name);
                 assert_eq!(format!("{explicit:?}"), absent, "{}", definition.name);

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use crate::config::{
     ConnectorConfig, Converter, SslConfig, SslMode, ValidationErrors,
     converter::{self, KEY_CONVERTER_KEYS, VALUE_CONVERTER_KEYS},
-    keys::{KeyReader, closest},
+    keys::KeyReader,
     resolve_providers,
 };
 
@@ -532,43 +532,16 @@ impl PostgresSinkConfig {
             );
         }
 
-        // Silently skipping a transform would write other data than the user asked for.
-        if let Some(transforms) = keys.raw("transforms") {
-            keys.error(
-                "transforms",
-                format!(
-                    "single message transforms ({transforms}) are not supported; remove the \
-                     transforms keys (the sink reads Debezium envelopes itself, so \
-                     ExtractNewRecordState is not needed)"
-                ),
-            );
-        }
-        let mut ignored_keys = Vec::new();
-        let unread: Vec<String> = keys
-            .unread(|key| {
-                key.starts_with("transforms.")
-                    || key.starts_with("predicates")
-                    || key.starts_with("consumer.override.")
-                    || key.starts_with("key.converter.")
-                    || key.starts_with("value.converter.")
-            })
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        for key in unread {
-            if IGNORED_KEYS.contains(&key.as_str()) {
-                ignored_keys.push(key);
-            } else {
-                let known: Vec<&str> = postgres_sink_definitions().iter().map(|d| d.name).collect();
-                let hint = closest(&key, &known)
-                    .map(|k| format!("; did you mean {k}?"))
-                    .unwrap_or_default();
-                keys.error(
-                    &key,
-                    format!("is not a configuration key of the PostgreSQL sink{hint}"),
-                );
-            }
-        }
+        keys.refuse_transforms(
+            "remove the transforms keys (the sink reads Debezium envelopes itself, so \
+             ExtractNewRecordState is not needed)",
+        );
+        let known: Vec<&str> = postgres_sink_definitions().iter().map(|d| d.name).collect();
+        let ignored_keys = keys.finish("PostgreSQL sink", &known, IGNORED_KEYS, |key| {
+            key.starts_with("consumer.override.")
+                || key.starts_with("key.converter.")
+                || key.starts_with("value.converter.")
+        });
 
         let (host, port, dbname, ssl) = parsed
             .map(|p| (p.host, p.port, p.dbname, p.ssl))
@@ -876,12 +849,18 @@ mod tests {
             ("errors.tolerance", "some"),
             ("errors.deadletterqueue.topic.replication.factor", "0"),
             ("errors.tolerence", "all"),
+            ("transforms", "unwrap"),
+            (
+                "transforms.unwrap.type",
+                "io.debezium.transforms.ExtractNewRecordState",
+            ),
         ]))
         .expect_err("invalid");
         for key in [
             "errors.tolerance",
             "errors.deadletterqueue.topic.replication.factor",
             "errors.tolerence",
+            "transforms",
         ] {
             assert!(err.for_key(key).next().is_some(), "{key}: {err}");
         }
