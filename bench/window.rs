@@ -158,7 +158,8 @@ fn record(
         "snapshot": "false", "db": "shop", "sequence": format!("[\"{}\",\"{lsn}\"]", lsn - 50),
         "schema": "public", "table": "orders", "txId": lsn / 100, "lsn": lsn,
     });
-    let payload = json!({"before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms});
+    let payload =
+        json!({"before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms});
     (key, format!(r#"{{"schema":{schema},"payload":{payload}}}"#))
 }
 
@@ -228,7 +229,14 @@ impl Generator {
                 self.live.insert(id, order);
                 self.inserted.push((id, order.created_us));
                 self.counts[0] += 1;
-                record(schema, "c", id, serde_json::Value::Null, image(id, &order), lsn)
+                record(
+                    schema,
+                    "c",
+                    id,
+                    serde_json::Value::Null,
+                    image(id, &order),
+                    lsn,
+                )
             }
             Some(id) if roll < 95 => {
                 let mut order = self.live[&id];
@@ -239,7 +247,14 @@ impl Generator {
                 }
                 self.live.insert(id, order);
                 self.counts[1] += 1;
-                record(schema, "u", id, serde_json::Value::Null, image(id, &order), lsn)
+                record(
+                    schema,
+                    "u",
+                    id,
+                    serde_json::Value::Null,
+                    image(id, &order),
+                    lsn,
+                )
             }
             Some(id) => {
                 self.live.remove(&id);
@@ -289,7 +304,11 @@ async fn produce(args: &Args, topic: &str) -> anyhow::Result<(HashMap<u64, Order
     Ok((generator.live, generator.counts))
 }
 
-fn stage_config(args: &Args, postgres: &Postgres, topic: &str) -> anyhow::Result<WindowAggregateConfig> {
+fn stage_config(
+    args: &Args,
+    postgres: &Postgres,
+    topic: &str,
+) -> anyhow::Result<WindowAggregateConfig> {
     let connector = ConnectorConfig::from_json(
         &json!({"name": CONNECTOR, "config": {
             "connector.class": "tributary.WindowAggregate",
@@ -343,7 +362,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         args.events, args.groups, args.span_seconds
     );
     let (live, [inserts, updates, deletes]) = produce(&args, &topic).await?;
-    println!("  {inserts} inserts, {updates} updates, {deletes} deletes; {} rows survive", live.len());
+    println!(
+        "  {inserts} inserts, {updates} updates, {deletes} deletes; {} rows survive",
+        live.len()
+    );
 
     let admin_db = postgres.connect("postgres").await?;
     admin_db
@@ -363,11 +385,16 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     {
         let mut text = Vec::with_capacity(live.len() * 40);
         for (id, order) in &live {
-            let amount = order
-                .cents
-                .map_or_else(|| "\\N".to_owned(), |c| format!("{}.{:02}", c / 100, c % 100));
+            let amount = order.cents.map_or_else(
+                || "\\N".to_owned(),
+                |c| format!("{}.{:02}", c / 100, c % 100),
+            );
             text.extend_from_slice(
-                format!("{id}\t{}\t{amount}\t{}\n", order.customer_id, order.created_us).as_bytes(),
+                format!(
+                    "{id}\t{}\t{amount}\t{}\n",
+                    order.customer_id, order.created_us
+                )
+                .as_bytes(),
             );
         }
         let copy = target
@@ -388,7 +415,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let ticks = clock_ticks_per_second();
     let own = read_usage(std::process::id(), ticks).unwrap_or_default();
     let busy_before = machine_busy_seconds(ticks);
-    println!("draining with the window stage (commit.interval.ms {})", args.commit_interval_ms);
+    println!(
+        "draining with the window stage (commit.interval.ms {})",
+        args.commit_interval_ms
+    );
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let stage = {
@@ -445,8 +475,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss = peak_rss_bytes().unwrap_or(0);
-    let stage_cpu = read_usage(std::process::id(), ticks)
-        .map_or(0.0, |u| u.cpu_seconds - own.cpu_seconds);
+    let stage_cpu =
+        read_usage(std::process::id(), ticks).map_or(0.0, |u| u.cpu_seconds - own.cpu_seconds);
     let machine_busy = busy_before
         .zip(machine_busy_seconds(ticks))
         .map(|(before, after)| after - before);
