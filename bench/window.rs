@@ -183,7 +183,7 @@ impl Generator {
     fn new(args: &Args) -> anyhow::Result<Self> {
         Ok(Self {
             schema: value_schema().to_string(),
-            rng: Rng(0x5eed_0f0d_d5),
+            rng: Rng(0x005e_ed0f_0dd5),
             groups: args.groups,
             span: i64::try_from(args.span_seconds)? * 1_000_000,
             events: i64::try_from(args.events)?,
