@@ -4,6 +4,7 @@
 //! `cargo bench --bench tributary-bench -- source [--rows N] [--variants small,large] [--formats json,avro]`
 //! `cargo bench --bench tributary-bench -- snapshot [--rows N] [--threads 1,2,4]`
 //! `cargo bench --bench tributary-bench -- sink [--rows N] [--batch-size N]`
+//! `cargo bench --bench tributary-bench -- window [--events N] [--groups N]`
 //!
 //! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.
 
@@ -12,6 +13,7 @@ mod measure;
 mod sink;
 mod snapshot;
 mod source;
+mod window;
 mod workload;
 
 use std::path::PathBuf;
@@ -53,6 +55,10 @@ enum Workload {
     /// from a topic, in this process, as a ratio of one COPY of the same rows into an unlogged
     /// table; with the drain's peak RSS.
     Sink(sink::Args),
+    /// The window stage aggregating Debezium JSON change events (tumbling 1-minute windows,
+    /// 10k groups, sum/count/max) from a topic into PostgreSQL, in this process: events/s and
+    /// the drain's peak RSS; the result must equal one SQL GROUP BY over the surviving rows.
+    Window(window::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Workload::Source(args) => source::run(args, &cli.out_dir).await,
             Workload::Snapshot(args) => snapshot::run(args, &cli.out_dir).await,
             Workload::Sink(args) => sink::run(args).await,
+            Workload::Window(args) => window::run(args).await,
         }
     })?;
     let path = report.save(&cli.out_dir)?;

@@ -69,7 +69,7 @@ fn value_schema() -> serde_json::Value {
 }
 
 /// The two's-complement big-endian bytes of `unscaled` (Connect's Decimal).
-fn decimal_bytes(unscaled: i64) -> Vec<u8> {
+pub fn decimal_bytes(unscaled: i64) -> Vec<u8> {
     let bytes = unscaled.to_be_bytes();
     let mut start = 0;
     while start < 7
@@ -107,7 +107,7 @@ fn row(i: u64, schema: &str) -> (String, String, String) {
     (key, value, line)
 }
 
-fn peak_rss_bytes() -> Option<u64> {
+pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

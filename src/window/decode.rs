@@ -2,10 +2,15 @@
 //! changes: the kind, the row key, and for each image its event time, group key and aggregate
 //! inputs, typed by the record's Connect schema.
 
-use std::{collections::HashMap, str::FromStr};
+use std::{collections::HashMap, str::FromStr, sync::Arc};
 
-use bigdecimal::BigDecimal;
-use serde_json::{Map, Value as Json};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bigdecimal::{BigDecimal, num_bigint::BigInt};
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor},
+};
+use serde_json::{Map, Value as Json, value::RawValue};
 
 use super::{
     aggregate::Value,
@@ -53,20 +58,30 @@ pub struct Decoder {
     unchanged: Unchanged,
     /// PostgreSQL types of the group and input columns, from the first schema naming them.
     types: HashMap<String, String>,
+    /// The columns an image is read for: group, inputs and the event time.
+    columns: Vec<String>,
+    schemas: RecentSchemas,
 }
 
 impl Decoder {
     pub fn new(config: &WindowAggregateConfig) -> Self {
+        let inputs: Vec<String> = config
+            .input_columns()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut columns: Vec<String> = config.group_by.iter().chain(&inputs).cloned().collect();
+        if let EventTimeField::Column(column) = &config.event_time {
+            columns.push(column.clone());
+        }
         Self {
             event_time: config.event_time.clone(),
             group_by: config.group_by.clone(),
-            inputs: config
-                .input_columns()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            inputs,
             unchanged: Unchanged::default(),
             types: HashMap::new(),
+            columns,
+            schemas: RecentSchemas::default(),
         }
     }
 
@@ -109,84 +124,182 @@ impl Decoder {
                 ))
             };
         };
+        let row_key = key.and_then(|k| row_key_text(&k.payload));
         let op = payload.get("op").and_then(Json::as_str).map(str::to_owned);
-        let source = payload.remove("source").unwrap_or(Json::Null);
-        let (kind, before, after, before_schema, after_schema) = match op.as_deref() {
-            Some(op) => {
-                let kind = match op {
-                    "c" | "r" => ChangeKind::Insert,
-                    "u" => ChangeKind::Update,
-                    "d" => ChangeKind::Delete,
-                    "m" => return Ok(Decoded::Ignored),
-                    "t" => return Err(DecodeError::Truncate),
-                    other => {
-                        return Err(DecodeError::Shape(format!(
-                            "op {other:?} is not a Debezium operation"
-                        )));
-                    }
-                };
-                let field = |name: &str| schema.as_ref().and_then(|s| s.field(name)).cloned();
-                (
-                    kind,
-                    payload.remove("before"),
-                    payload.remove("after"),
-                    field("before"),
-                    field("after"),
-                )
-            }
+        let Some(op) = op else {
             // A flattened record (ExtractNewRecordState): the value is the row.
-            None => (
-                ChangeKind::Insert,
-                None,
-                Some(Json::Object(payload)),
-                None,
+            let image = Image {
+                row: Some(payload),
                 schema,
-            ),
+            };
+            return Ok(self.change(
+                ChangeKind::Insert,
+                false,
+                SourceInfo::default(),
+                row_key,
+                Image::default(),
+                image,
+            ));
         };
-        let source_time = source_time(&source);
-        let in_snapshot = op.as_deref() == Some("r")
-            && source.get("snapshot").and_then(Json::as_str) != Some("last");
-        let position = source
-            .get("sequence")
-            .and_then(Json::as_str)
-            .and_then(parse_sequence);
-        let row_key = key.and_then(|k| match k.payload {
-            Json::Null => None,
-            payload => Some(payload.to_string().into_boxed_str()),
-        });
-
-        self.note_types(after_schema.as_deref());
-        let after = match after {
-            Some(Json::Object(row)) => Some(self.image(&row, after_schema.as_deref(), source_time)),
+        let kind = change_kind(&op)?;
+        let Some(kind) = kind else {
+            return Ok(Decoded::Ignored);
+        };
+        let source = SourceInfo::of(&payload.remove("source").unwrap_or(Json::Null));
+        let field = |name: &str| schema.as_ref().and_then(|s| s.field(name)).cloned();
+        let object = |json: Option<Json>| match json {
+            Some(Json::Object(row)) => Some(row),
             _ => None,
         };
+        let before = Image {
+            row: object(payload.remove("before")),
+            schema: field("before"),
+        };
+        let after = Image {
+            row: object(payload.remove("after")),
+            schema: field("after"),
+        };
+        Ok(self.change(kind, op == "r", source, row_key, before, after))
+    }
+
+    /// Decodes a record whose key and value are Connect JSON (`*_schemas`: written with
+    /// `schemas.enable=true`) without building the whole document: only the envelope fields,
+    /// the source position and the columns the config names are read, and a schema is parsed
+    /// once per distinct text. `None` when the record has a shape only `decode` handles
+    /// (flattened rows, escaped names, anything unexpected); `decode` then gives the same
+    /// outcome as it would have.
+    pub fn decode_json(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        key_schemas: bool,
+        value_schemas: bool,
+    ) -> Option<Result<Decoded, DecodeError>> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            schema: &'a RawValue,
+            #[serde(borrow)]
+            payload: &'a RawValue,
+        }
+        #[derive(Deserialize)]
+        struct Payload<'a> {
+            #[serde(borrow)]
+            op: Option<&'a str>,
+            #[serde(borrow)]
+            before: Option<&'a RawValue>,
+            #[serde(borrow)]
+            after: Option<&'a RawValue>,
+            #[serde(borrow)]
+            source: Option<&'a RawValue>,
+        }
+        let known = if value_schemas {
+            self.schemas.split_known(value)
+        } else {
+            None
+        };
+        let (schema, payload) = if let Some(known) = known {
+            known
+        } else if value_schemas {
+            let envelope: Envelope<'_> = serde_json::from_slice(value).ok()?;
+            (
+                self.schemas.get(envelope.schema.get()),
+                envelope.payload.get(),
+            )
+        } else {
+            (None, serde_json::from_slice::<&RawValue>(value).ok()?.get())
+        };
+        if payload == "null" {
+            return Some(Ok(Decoded::Ignored));
+        }
+        let payload: Payload<'_> = serde_json::from_str(payload).ok()?;
+        let op = payload.op?;
+        let row_key = match key {
+            None => None,
+            Some(key) => row_key_text(&key_payload(key, key_schemas)?),
+        };
+        let kind = match change_kind(op) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => return Some(Ok(Decoded::Ignored)),
+            Err(error) => return Some(Err(error)),
+        };
+        let source = match payload.source {
+            Some(source) => SourceInfo::of_raw(source)?,
+            None => SourceInfo::default(),
+        };
+        let columns = WantedColumns(&self.columns);
+        let row = |raw: Option<&RawValue>| -> Option<Option<Map<String, Json>>> {
+            match raw {
+                None => Some(None),
+                Some(raw) => {
+                    let mut reader = serde_json::Deserializer::from_str(raw.get());
+                    columns.deserialize(&mut reader).ok().map(Some)
+                }
+            }
+        };
+        let field = |name: &str| schema.as_ref().and_then(|s| s.field(name)).cloned();
+        let before = Image {
+            row: row(payload.before)?,
+            schema: field("before"),
+        };
+        let after = Image {
+            row: row(payload.after)?,
+            schema: field("after"),
+        };
+        Some(Ok(self.change(
+            kind,
+            op == "r",
+            source,
+            row_key,
+            before,
+            after,
+        )))
+    }
+
+    /// The change of one record, from its parts.
+    fn change(
+        &mut self,
+        kind: ChangeKind,
+        snapshot_record: bool,
+        source: SourceInfo,
+        row_key: Option<Box<str>>,
+        before: Image,
+        after: Image,
+    ) -> Decoded {
+        let in_snapshot = snapshot_record && !source.last_of_snapshot;
+        self.note_types(after.schema.as_deref());
+        let after_image = after
+            .row
+            .as_ref()
+            .map(|row| self.image(row, after.schema.as_deref(), source.time));
         // A `before` image is usable only with the event time in it (a key-only image of
         // REPLICA IDENTITY DEFAULT has none), and never for source.ts_ms, whose value belongs
         // to this event, not to the image's own.
-        let before = match (before, &self.event_time) {
-            (Some(Json::Object(row)), EventTimeField::Column(column))
+        let before_image = match (&before.row, &self.event_time) {
+            (Some(row), EventTimeField::Column(column))
                 if row.get(column).is_some_and(|v| !v.is_null()) =>
             {
-                Some(self.image(&row, before_schema.as_deref(), source_time))
+                Some(self.image(row, before.schema.as_deref(), source.time))
             }
             _ => None,
         };
-        let time = after
+        let time = after_image
             .as_ref()
-            .or(before.as_ref())
+            .or(before_image.as_ref())
             .and_then(|image| image.as_ref().ok())
             .map(|c| c.time);
-        Ok(Decoded::Change {
+        Decoded::Change {
             change: ChangeInput {
                 kind,
                 row_key,
-                before,
-                after,
-                position,
+                before: before_image,
+                after: after_image,
+                position: source.position,
             },
             time,
             in_snapshot,
-        })
+        }
     }
 
     fn image(
@@ -221,6 +334,12 @@ impl Decoder {
         };
         let semantic = schema.and_then(|s| s.name.as_deref());
         let kind = schema.map(|s| s.kind.as_str());
+        if semantic == Some("org.apache.kafka.connect.data.Decimal")
+            && kind == Some("bytes")
+            && let Some(decimal) = schema.and_then(|s| connect_decimal(json, s))
+        {
+            return Value::Num(decimal);
+        }
         let text = || match cell(name, json, schema, &self.unchanged) {
             Ok(Cell::Text(text)) => Some(text),
             // An unchanged TOASTed value or one that cannot be read counts as NULL.
@@ -258,14 +377,196 @@ impl Decoder {
     }
 }
 
-/// `source.ts_us`, else `source.ts_ms`, in microseconds.
-fn source_time(source: &Json) -> Option<Micros> {
-    source.get("ts_us").and_then(Json::as_i64).or_else(|| {
-        source
-            .get("ts_ms")
-            .and_then(Json::as_i64)
-            .map(|ms| ms * 1000)
-    })
+/// A row image as read: the row's fields (or none) and its Connect schema.
+#[derive(Debug, Default)]
+struct Image {
+    row: Option<Map<String, Json>>,
+    schema: Option<Arc<FieldSchema>>,
+}
+
+/// What the stage reads of `source`.
+#[derive(Debug, Default)]
+struct SourceInfo {
+    /// `source.ts_us`, else `source.ts_ms`, in microseconds.
+    time: Option<Micros>,
+    /// `source.snapshot` is `last`.
+    last_of_snapshot: bool,
+    position: Option<(u64, u64)>,
+}
+
+impl SourceInfo {
+    fn of(source: &Json) -> Self {
+        Self::from_fields(
+            source.get("ts_us"),
+            source.get("ts_ms"),
+            source.get("snapshot"),
+            source.get("sequence"),
+        )
+    }
+
+    /// From the raw `source` object; `None` when it is not one.
+    fn of_raw(source: &RawValue) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Fields<'a> {
+            #[serde(borrow)]
+            ts_us: Option<&'a RawValue>,
+            #[serde(borrow)]
+            ts_ms: Option<&'a RawValue>,
+            #[serde(borrow)]
+            snapshot: Option<&'a RawValue>,
+            #[serde(borrow)]
+            sequence: Option<&'a RawValue>,
+        }
+        if source.get() == "null" {
+            return Some(Self::default());
+        }
+        let fields: Fields<'_> = serde_json::from_str(source.get()).ok()?;
+        let json = |raw: Option<&RawValue>| -> Option<Option<Json>> {
+            raw.map(|raw| serde_json::from_str(raw.get()).ok())
+                .map_or(Some(None), |parsed| parsed.map(Some))
+        };
+        Some(Self::from_fields(
+            json(fields.ts_us)?.as_ref(),
+            json(fields.ts_ms)?.as_ref(),
+            json(fields.snapshot)?.as_ref(),
+            json(fields.sequence)?.as_ref(),
+        ))
+    }
+
+    fn from_fields(
+        ts_us: Option<&Json>,
+        ts_ms: Option<&Json>,
+        snapshot: Option<&Json>,
+        sequence: Option<&Json>,
+    ) -> Self {
+        Self {
+            time: ts_us
+                .and_then(Json::as_i64)
+                .or_else(|| ts_ms.and_then(Json::as_i64).map(|ms| ms * 1000)),
+            last_of_snapshot: snapshot.and_then(Json::as_str) == Some("last"),
+            position: sequence.and_then(Json::as_str).and_then(parse_sequence),
+        }
+    }
+}
+
+/// The kind of a Debezium `op`; `None` for records with nothing to aggregate.
+fn change_kind(op: &str) -> Result<Option<ChangeKind>, DecodeError> {
+    Ok(Some(match op {
+        "c" | "r" => ChangeKind::Insert,
+        "u" => ChangeKind::Update,
+        "d" => ChangeKind::Delete,
+        "m" => return Ok(None),
+        "t" => return Err(DecodeError::Truncate),
+        other => {
+            return Err(DecodeError::Shape(format!(
+                "op {other:?} is not a Debezium operation"
+            )));
+        }
+    }))
+}
+
+/// The row key: the record key's payload as compact JSON text (`None` for a null key).
+fn row_key_text(payload: &Json) -> Option<Box<str>> {
+    (!payload.is_null()).then(|| payload.to_string().into_boxed_str())
+}
+
+/// A Connect JSON key's payload; `None` when the key is not the JSON `decode` expects.
+fn key_payload(key: &[u8], schemas: bool) -> Option<Json> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope {
+        #[allow(dead_code)]
+        schema: IgnoredAny,
+        payload: Json,
+    }
+    if schemas {
+        serde_json::from_slice::<Envelope>(key)
+            .ok()
+            .map(|e| e.payload)
+    } else {
+        serde_json::from_slice(key).ok()
+    }
+}
+
+/// Reads the named fields of a JSON object, skipping the others unparsed.
+#[derive(Clone, Copy)]
+struct WantedColumns<'c>(&'c [String]);
+
+impl<'de> DeserializeSeed<'de> for WantedColumns<'_> {
+    type Value = Map<String, Json>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for WantedColumns<'_> {
+    type Value = Map<String, Json>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a row object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut row = Map::new();
+        // Borrowed names only: an escaped name makes the record take the general path.
+        while let Some(name) = map.next_key::<&'de str>()? {
+            if self.0.iter().any(|wanted| wanted == name) {
+                row.insert(name.to_owned(), map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// Parsed value schemas by their text: a topic repeats a few schemas, and comparing texts is
+/// much cheaper than hashing or parsing them.
+#[derive(Debug, Default)]
+struct RecentSchemas {
+    schemas: Vec<(Box<str>, Option<Arc<FieldSchema>>)>,
+}
+
+/// A bound on remembered schemas (most recently seen first).
+const RECENT_SCHEMAS: usize = 16;
+
+impl RecentSchemas {
+    /// `{"schema":<the last schema seen>,"payload":<JSON>}`, as the JsonConverter writes it,
+    /// split without reading the schema again: its text is compared, the payload checked.
+    fn split_known<'v>(&self, value: &'v [u8]) -> Option<(Option<Arc<FieldSchema>>, &'v str)> {
+        let (text, schema) = self.schemas.first()?;
+        let rest = value.strip_prefix(br#"{"schema":"#)?;
+        let rest = rest.strip_prefix(text.as_bytes())?;
+        let payload = rest.strip_prefix(br#","payload":"#)?.strip_suffix(b"}")?;
+        let payload: &RawValue = serde_json::from_slice(payload).ok()?;
+        Some((schema.clone(), payload.get()))
+    }
+
+    fn get(&mut self, text: &str) -> Option<Arc<FieldSchema>> {
+        if let Some(index) = self.schemas.iter().position(|(t, _)| &**t == text) {
+            if index > 0 {
+                let entry = self.schemas.remove(index);
+                self.schemas.insert(0, entry);
+            }
+            return self.schemas[0].1.clone();
+        }
+        let parsed = serde_json::from_str::<Json>(text)
+            .ok()
+            .and_then(|json| FieldSchema::from_json(&json))
+            .map(Arc::new);
+        self.schemas.truncate(RECENT_SCHEMAS - 1);
+        self.schemas.insert(0, (text.into(), parsed.clone()));
+        parsed
+    }
+}
+
+/// Connect's Decimal (base64 of the two's-complement big-endian unscaled value) straight into
+/// a decimal, without the text `cell` would make of it; `None` leaves it to `cell`.
+fn connect_decimal(json: &Json, schema: &FieldSchema) -> Option<BigDecimal> {
+    let scale: i64 = schema.parameters.get("scale")?.as_str()?.parse().ok()?;
+    let bytes = STANDARD.decode(json.as_str()?).ok()?;
+    Some(BigDecimal::new(BigInt::from_signed_bytes_be(&bytes), scale))
 }
 
 /// Debezium's `source.sequence`: `["<last commit LSN>","<LSN>"]`. A null part (the first
@@ -426,5 +727,77 @@ mod tests {
             .decode(None, document(json!({"op": "t", "source": {}})))
             .expect_err("truncate");
         assert_eq!(err, DecodeError::Truncate);
+    }
+
+    /// The fast path reads every record it accepts exactly as the general path does, and
+    /// leaves the shapes it does not handle to it.
+    #[test]
+    fn the_json_fast_path_agrees_with_the_general_path() {
+        let after = json!({"id": 1, "customer": 7, "amount": "BNI=", "created_at": 90_000_000});
+        let before = json!({"id": 1, "customer": 3, "amount": "/y4=", "created_at": 30_000_000});
+        let key_only = json!({"id": 1, "customer": null, "amount": null, "created_at": null});
+        let key = json!({"schema": {"type": "struct", "fields": [{"field": "id", "type": "int32"}]},
+                         "payload": {"id": 1}});
+        let mut snapshot = envelope("r", Json::Null, after.clone());
+        snapshot["payload"]["source"]["snapshot"] = json!("last");
+        let mut escaped = envelope("c", Json::Null, json!({"id": 1, "cust\\u006fmer": 7}));
+        escaped["payload"]["after"]["customer"] = json!(7);
+        let records = [
+            (Some(key.clone()), envelope("c", Json::Null, after.clone())),
+            (
+                Some(key.clone()),
+                envelope("u", before.clone(), after.clone()),
+            ),
+            (Some(key.clone()), envelope("d", key_only, Json::Null)),
+            (None, envelope("d", before, Json::Null)),
+            (Some(key.clone()), snapshot),
+            (Some(key.clone()), envelope("t", Json::Null, Json::Null)),
+            (Some(key.clone()), envelope("m", Json::Null, Json::Null)),
+            (Some(key.clone()), envelope("x", Json::Null, Json::Null)),
+            (Some(key.clone()), json!({"schema": null, "payload": null})),
+        ];
+        // One decoder throughout: from the second record on, the schema is known by its text.
+        let mut fast_decoder = decoder("created_at");
+        for (key, value) in records {
+            let key_bytes = key.as_ref().map(|k| k.to_string().into_bytes());
+            let value_bytes = value.to_string().into_bytes();
+            let fast = fast_decoder
+                .decode_json(key_bytes.as_deref(), &value_bytes, true, true)
+                .expect("the fast path reads an envelope");
+            let general =
+                decoder("created_at").decode(key.map(Document::from_json), document(value));
+            assert_eq!(format!("{fast:?}"), format!("{general:?}"));
+        }
+        // A decimal straight from its bytes equals the one read through its text.
+        let Ok(Decoded::Change { change, .. }) = decoder("created_at")
+            .decode_json(
+                None,
+                envelope("c", Json::Null, after).to_string().as_bytes(),
+                true,
+                true,
+            )
+            .expect("read")
+        else {
+            panic!("a change");
+        };
+        assert_eq!(
+            change.after.expect("after").expect("valid").inputs[0],
+            Value::Num(BigDecimal::from_str("12.34").expect("decimal"))
+        );
+        // Flattened rows and values that are not JSON are the general path's.
+        let flat = json!({"id": 1, "customer": 7, "amount": null, "created_at": 5});
+        let mut decoder = decoder("created_at");
+        assert!(
+            decoder
+                .decode_json(None, flat.to_string().as_bytes(), false, false)
+                .is_none()
+        );
+        assert!(decoder.decode_json(None, b"not json", true, true).is_none());
+        // An escaped field name takes the general path too.
+        assert!(
+            decoder
+                .decode_json(None, escaped.to_string().as_bytes(), true, true)
+                .is_none()
+        );
     }
 }

@@ -17,7 +17,7 @@
 //! session.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::Arc,
 };
 
@@ -192,8 +192,12 @@ pub struct Engine {
     watermark: Option<Micros>,
     /// The watermark up to which row images were purged.
     purged_at: Option<Micros>,
-    dirty_cells: HashSet<(Window, GroupKey)>,
-    dirty_rows: HashSet<Box<str>>,
+    /// Cells changed since the last commit, each with whether the stored state held it then
+    /// (the state mirrors memory at each commit): one created and removed in between was
+    /// never written, so there is nothing to delete.
+    dirty_cells: HashMap<(Window, GroupKey), bool>,
+    /// Row images changed since the last commit, with whether the stored state held one then.
+    dirty_rows: HashMap<Box<str>, bool>,
     /// Reused for window assignment.
     scratch: Vec<Window>,
 }
@@ -207,8 +211,8 @@ impl Engine {
             rows: HashMap::new(),
             watermark: None,
             purged_at: None,
-            dirty_cells: HashSet::new(),
-            dirty_rows: HashSet::new(),
+            dirty_cells: HashMap::new(),
+            dirty_rows: HashMap::new(),
             scratch: Vec::new(),
         }
     }
@@ -276,6 +280,10 @@ impl Engine {
                     self.add_image(change.after, &mut notice)
                 };
                 if let Some(key) = change.row_key {
+                    if !self.dirty_rows.contains_key(&key) {
+                        let stored = self.rows.contains_key(&key);
+                        self.dirty_rows.insert(key.clone(), stored);
+                    }
                     match added {
                         Some(contribution) => {
                             self.rows.insert(
@@ -290,7 +298,6 @@ impl Engine {
                             self.rows.remove(&key);
                         }
                     }
-                    self.dirty_rows.insert(key);
                 }
             }
         }
@@ -345,13 +352,23 @@ impl Engine {
     }
 
     fn add_to_cell(&mut self, window: Window, contribution: &Contribution) {
-        let fresh = self.new_cell();
-        let cell = self
-            .cells
-            .entry(window)
-            .or_default()
-            .entry(Arc::clone(&contribution.group))
-            .or_insert(fresh);
+        let groups = self.cells.entry(window).or_default();
+        let existed = groups.contains_key(&contribution.group);
+        if !existed {
+            let fresh = Cell {
+                live_rows: 0,
+                accumulators: self
+                    .spec
+                    .aggregates
+                    .iter()
+                    .map(|(function, _)| Accumulator::new(*function))
+                    .collect(),
+            };
+            groups.insert(Arc::clone(&contribution.group), fresh);
+        }
+        let Some(cell) = groups.get_mut(&contribution.group) else {
+            return;
+        };
         cell.live_rows += 1;
         for (accumulator, (_, input)) in cell.accumulators.iter_mut().zip(&self.spec.aggregates) {
             if let Some(index) = input {
@@ -359,7 +376,8 @@ impl Engine {
             }
         }
         self.dirty_cells
-            .insert((window, Arc::clone(&contribution.group)));
+            .entry((window, Arc::clone(&contribution.group)))
+            .or_insert(existed);
     }
 
     fn add_to_session(
@@ -393,7 +411,9 @@ impl Engine {
         }
         let mut cell = self.new_cell();
         for window in &touching {
-            if let Some(old) = self.remove_cell(window, group) {
+            let old = self.remove_cell(window, group);
+            let existed = old.is_some();
+            if let Some(old) = old {
                 cell.live_rows += old.live_rows;
                 for (into, from) in cell.accumulators.iter_mut().zip(old.accumulators.iter()) {
                     into.merge(from);
@@ -402,8 +422,19 @@ impl Engine {
             if let Some(sessions) = self.sessions.get_mut(group) {
                 sessions.remove(&window.start);
             }
-            self.dirty_cells.insert((*window, Arc::clone(group)));
+            self.dirty_cells
+                .entry((*window, Arc::clone(group)))
+                .or_insert(existed);
         }
+        // Whether the merged cell was held before this change (it is not when new; when it
+        // is one of the touching sessions, that was noted above).
+        let existed = self
+            .cells
+            .get(&merged)
+            .is_some_and(|g| g.contains_key(group));
+        self.dirty_cells
+            .entry((merged, Arc::clone(group)))
+            .or_insert(existed);
         self.cells
             .entry(merged)
             .or_default()
@@ -495,7 +526,9 @@ impl Engine {
                 }
             }
         }
-        self.dirty_cells.insert((window, Arc::clone(group)));
+        self.dirty_cells
+            .entry((window, Arc::clone(group)))
+            .or_insert(true);
     }
 
     fn row(&self, group: &GroupKey, window: Window, cell: &Cell, is_final: bool) -> ResultRow {
@@ -529,8 +562,10 @@ impl Engine {
             };
             for (group, cell) in groups {
                 delta.upserts.push(self.row(&group, window, &cell, true));
-                delta.cells.push((window, Arc::clone(&group), None));
-                self.dirty_cells.remove(&(window, Arc::clone(&group)));
+                // A cell created since the last commit has no stored state to remove.
+                if self.dirty_cells.remove(&(window, Arc::clone(&group))) != Some(false) {
+                    delta.cells.push((window, Arc::clone(&group), None));
+                }
                 if let Some(sessions) = self.sessions.get_mut(&group) {
                     sessions.remove(&window.start);
                     if sessions.is_empty() {
@@ -539,7 +574,7 @@ impl Engine {
                 }
             }
         }
-        for (window, group) in std::mem::take(&mut self.dirty_cells) {
+        for ((window, group), stored) in std::mem::take(&mut self.dirty_cells) {
             match self.cells.get(&window).and_then(|g| g.get(&group)) {
                 Some(cell) => {
                     if emit_updates {
@@ -549,6 +584,8 @@ impl Engine {
                         .cells
                         .push((window, Arc::clone(&group), Some(cell_state(cell))));
                 }
+                // Neither its state nor (on_update) its result row was ever written.
+                None if !stored => {}
                 None => {
                     if emit_updates {
                         delta.deletes.push((Arc::clone(&group), window));
@@ -558,9 +595,12 @@ impl Engine {
             }
         }
         self.purge_rows();
-        for key in std::mem::take(&mut self.dirty_rows) {
+        for (key, stored) in std::mem::take(&mut self.dirty_rows) {
             let state = self.rows.get(&key).map(row_state);
-            delta.rows.push((key, state));
+            // An image kept and dropped since the last commit was never written.
+            if state.is_some() || stored {
+                delta.rows.push((key, state));
+            }
         }
         delta
     }
@@ -590,7 +630,7 @@ impl Engine {
             .collect();
         for key in expired {
             self.rows.remove(&key);
-            self.dirty_rows.insert(key);
+            self.dirty_rows.entry(key).or_insert(true);
         }
     }
 

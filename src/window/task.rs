@@ -239,13 +239,45 @@ impl Task<'_> {
         self.read_since_commit += 1;
         let value = message.payload().filter(|v| !v.is_empty());
         let key = message.key().filter(|k| !k.is_empty());
+        let fast = match (
+            value,
+            &self.config.key_converter,
+            &self.config.value_converter,
+        ) {
+            (
+                Some(value),
+                Converter::Json {
+                    schemas_enable: key_schemas,
+                },
+                Converter::Json {
+                    schemas_enable: value_schemas,
+                },
+            ) => self
+                .decoder
+                .decode_json(key, value, *key_schemas, *value_schemas),
+            _ => None,
+        };
+        let decoded = match fast {
+            Some(decoded) => decoded,
+            None => self.decode_documents(key, value, &position).await?,
+        };
+        self.apply(message, &id, decoded, &position)
+    }
+
+    /// Reads key and value as Connect documents (JSON or Avro) and decodes them.
+    async fn decode_documents(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        position: &impl Fn() -> String,
+    ) -> Result<Result<Decoded, DecodeError>, Error> {
         let value = read_document(
             value,
             self.readers.value.as_mut(),
             &self.config.value_converter,
             &mut self.readers.json_schemas,
             "value",
-            &position,
+            position,
         )
         .await?;
         let key = read_document(
@@ -254,20 +286,31 @@ impl Task<'_> {
             &self.config.key_converter,
             &mut self.readers.json_schemas,
             "key",
-            &position,
+            position,
         )
         .await?;
+        Ok(self.decoder.decode(key, value))
+    }
+
+    /// Feeds a decoded record to the watermark and the engine.
+    fn apply(
+        &mut self,
+        message: &OwnedMessage,
+        id: &PartitionId,
+        decoded: Result<Decoded, DecodeError>,
+        position: &impl Fn() -> String,
+    ) -> Result<(), Error> {
         let now = Instant::now();
-        match self.decoder.decode(key, value) {
-            Ok(Decoded::Ignored) => self.tracker.touch(&id, false, now),
+        match decoded {
+            Ok(Decoded::Ignored) => self.tracker.touch(id, false, now),
             Ok(Decoded::Change {
                 change,
                 time,
                 in_snapshot,
             }) => {
-                self.tracker.touch(&id, in_snapshot, now);
+                self.tracker.touch(id, in_snapshot, now);
                 if let Some(time) = time {
-                    self.tracker.observe(&id, time);
+                    self.tracker.observe(id, time);
                 }
                 match self.engine.apply(change) {
                     Applied::Done => {}

@@ -359,3 +359,36 @@ proptest! {
         prop_assert_eq!(table.rows(), recompute(kind, &rows));
     }
 }
+
+/// What was created and dropped between two commits was never written: the commit neither
+/// deletes it nor its state; what was written before is deleted.
+#[test]
+fn nothing_is_deleted_that_was_never_written() {
+    let mut engine = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
+    engine.apply(insert("a", image(1, 1, 5)));
+    engine.apply(delete("a"));
+    engine.apply(insert("b", image(2, 2, 5)));
+    engine.apply(update("b", image(12, 2, 5)));
+    let delta = engine.take_commit();
+    assert!(delta.deletes.is_empty());
+    assert_eq!(delta.rows.len(), 1, "only b's image: {:?}", delta.rows);
+    assert_eq!(&*delta.rows[0].0, "b");
+    let stored: Vec<Window> = delta.cells.iter().map(|(w, _, _)| *w).collect();
+    assert_eq!(stored, [Window::new(10, 20)]);
+    // Now written: removing it deletes the result row, the state and the image.
+    engine.apply(delete("b"));
+    let delta = engine.take_commit();
+    assert_eq!(delta.deletes.len(), 1);
+    assert_eq!(delta.cells.len(), 1);
+    assert!(delta.cells[0].2.is_none());
+    assert_eq!(delta.rows.len(), 1);
+    assert!(delta.rows[0].1.is_none());
+    // A window opened and closed between commits: its final row, no state to remove.
+    engine.apply(insert("c", image(25, 3, 5)));
+    engine.set_watermark(Some(100));
+    let delta = engine.take_commit();
+    assert_eq!(delta.upserts.len(), 1);
+    assert!(delta.upserts[0].is_final);
+    assert!(delta.cells.is_empty(), "{:?}", delta.cells);
+    assert!(delta.rows.is_empty(), "{:?}", delta.rows);
+}
