@@ -60,6 +60,8 @@ pub enum Error {
         ours: i64,
         current: i64,
     },
+    #[error("decoding a batch of records failed unexpectedly: {0}")]
+    Decoder(String),
 }
 
 impl Error {
@@ -99,7 +101,7 @@ impl Error {
             },
             Self::Kafka(e) => e.is_transient(),
             Self::Consumer { .. } | Self::DeadLetter { .. } | Self::Registry(_) => true,
-            Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } => false,
+            Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } | Self::Decoder(_) => false,
         }
     }
 }

@@ -27,7 +27,8 @@ use super::{
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
     dlq::DeadLetters,
     record::{
-        Change, Decoded, Document, RecordError, RecordPosition, SchemaCache, decode_document,
+        Change, Decoded, Document, RawDocument, RecordError, RecordPosition, SchemaCache,
+        decode_document, decode_raw_document,
     },
     types::Unchanged,
     writer::{
@@ -50,6 +51,13 @@ const TOPIC_REFRESH: Duration = Duration::from_secs(2);
 const MAX_WRITE_RETRIES: u32 = 6;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
+/// librdkafka prefetches up to `queued.min.messages` (100,000) records per partition by default,
+/// ~200 MB of Debezium records with schemas; a batch or two ahead is all the sink can use.
+const CONSUMER_PREFETCH: [(&str, &str); 3] = [
+    ("queued.max.messages.kbytes", "32768"),
+    ("fetch.max.bytes", "16777216"),
+    ("max.partition.fetch.bytes", "4194304"),
+];
 
 /// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
 ///
@@ -64,11 +72,20 @@ pub async fn run(
     if !config.ignored_keys.is_empty() {
         info!(connector = %config.name, keys = ?config.ignored_keys, "configuration keys without effect here");
     }
+    let config = Arc::new(config);
     let client = connect(&config).await?;
     ensure_state_tables(&client).await?;
     let generation = claim_generation(&client, &config.name).await?;
+    // Ahead of the worker's own overrides, which still win.
+    let mut consumer_settings = kafka.clone();
+    consumer_settings.overrides.splice(
+        0..0,
+        CONSUMER_PREFETCH
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+    );
     let consumer = Arc::new(read_committed_consumer(
-        kafka,
+        &consumer_settings,
         &format!("tributary-sink-{}", config.name),
     )?);
     // Reading and writing overlap (see below), so partition lookups get a connection of their own.
@@ -84,17 +101,18 @@ pub async fn run(
         _ => None,
     };
     let mut reading = Reading {
-        config: &config,
+        config: Arc::clone(&config),
         consumer: &consumer,
         catalog,
         shutdown: &shutdown,
         assigned,
         last_refresh: Instant::now(),
-        unchanged: Unchanged::default(),
+        unchanged: Arc::new(Unchanged::default()),
         readers: Readers {
             key: avro_reader(&config.key_converter),
             value: avro_reader(&config.value_converter),
             json_schemas: SchemaCache::default(),
+            json_key_schemas: SchemaCache::default(),
         },
     };
     let mut writing = Writing {
@@ -120,6 +138,8 @@ pub async fn run(
         };
         // A failed write ends the wait for the next batch at once.
         let (written, next) = tokio::try_join!(writing.store(&batch, prepared), reading.next())?;
+        // Freeing a batch (tens of thousands of allocations) is work of its own: off this task.
+        tokio::task::spawn_blocking(move || drop(batch));
         if !written {
             info!(connector = %config.name, "sink stopped");
             return Ok(());
@@ -130,13 +150,13 @@ pub async fn run(
 
 /// The reading half: records in, decoded and reduced batches out.
 struct Reading<'a> {
-    config: &'a PostgresSinkConfig,
+    config: Arc<PostgresSinkConfig>,
     consumer: &'a Arc<StreamConsumer>,
     catalog: Client,
     shutdown: &'a CancellationToken,
     assigned: HashSet<(String, i32)>,
     last_refresh: Instant,
-    unchanged: Unchanged,
+    unchanged: Arc<Unchanged>,
     readers: Readers,
 }
 
@@ -148,11 +168,11 @@ impl Reading<'_> {
             // change).
             if self.last_refresh.elapsed() >= TOPIC_REFRESH {
                 if self.catalog.is_closed() {
-                    self.catalog = connect_as(self.config, " (offsets lookup)").await?;
+                    self.catalog = connect_as(&self.config, " (offsets lookup)").await?;
                 }
                 assign_new_partitions(
                     self.consumer,
-                    self.config,
+                    &self.config,
                     &self.catalog,
                     &mut self.assigned,
                 )
@@ -167,9 +187,29 @@ impl Reading<'_> {
             if batch.is_empty() {
                 continue;
             }
-            let documents = read_documents(self.config, &mut self.readers, &batch).await?;
-            let prepared = prepare(self.config, &self.unchanged, &batch, documents)?;
-            return Ok(Some((batch, prepared)));
+            if self.readers.key.is_some() || self.readers.value.is_some() {
+                // Avro needs the registry (asynchronously) for schemas it has not seen.
+                let documents = read_documents(&self.config, &mut self.readers, &batch).await?;
+                let prepared = prepare(&self.config, &self.unchanged, &batch, documents)?;
+                return Ok(Some((batch, prepared)));
+            }
+            // JSON needs nothing but CPU: decoding runs on a thread of its own, next to the
+            // task writing the previous batch.
+            let config = Arc::clone(&self.config);
+            let unchanged = Arc::clone(&self.unchanged);
+            let mut schemas = (
+                std::mem::take(&mut self.readers.json_key_schemas),
+                std::mem::take(&mut self.readers.json_schemas),
+            );
+            let (batch, schemas, prepared) = tokio::task::spawn_blocking(move || {
+                let documents = read_json_documents(&config, &mut schemas, &batch);
+                let prepared = prepare(&config, &unchanged, &batch, documents);
+                (batch, schemas, prepared)
+            })
+            .await
+            .map_err(|error| Error::Decoder(error.to_string()))?;
+            (self.readers.json_key_schemas, self.readers.json_schemas) = schemas;
+            return Ok(Some((batch, prepared?)));
         }
     }
 }
@@ -273,6 +313,7 @@ impl Writing<'_> {
             debug!(connector = %config.name, error = %error, "group offsets not committed");
         }
         debug!(connector = %config.name, records = batch.len(), "batch committed");
+        tokio::task::spawn_blocking(move || drop(changes));
         Ok(true)
     }
 }
@@ -457,6 +498,8 @@ struct Readers {
     key: Option<AvroReader>,
     value: Option<AvroReader>,
     json_schemas: SchemaCache,
+    /// Keys' schemas apart from values', so that each remembers its last schema.
+    json_key_schemas: SchemaCache,
 }
 
 fn avro_reader(converter: &Converter) -> Option<AvroReader> {
@@ -485,17 +528,79 @@ fn json_document(
     }
 }
 
+/// A record's value: read into a tree (Avro, or JSON on the registry path) or left as JSON text.
+enum ValueDocument<'a> {
+    Tree(Document),
+    Raw(RawDocument<'a>),
+}
+
 /// A record's key and value as documents (`None`: absent or empty).
-type Documents = (Option<Document>, Option<Document>);
+type Documents<'a> = (Option<Document>, Option<ValueDocument<'a>>);
+
+/// `read_documents` for JSON converters, without the registry: values are left as JSON text
+/// for `decode_raw_document`.
+fn read_json_documents<'a>(
+    config: &PostgresSinkConfig,
+    (key_schemas, value_schemas): &mut (SchemaCache, SchemaCache),
+    batch: &'a [OwnedMessage],
+) -> Vec<Result<Documents<'a>, RecordError>> {
+    let not_json = |message: &OwnedMessage, part| RecordError::NotJson {
+        position: RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        part,
+    };
+    batch
+        .iter()
+        .map(|message| {
+            let Some(value) = message.payload().filter(|v| !v.is_empty()) else {
+                return Ok((None, None));
+            };
+            let value = match config.value_converter {
+                Converter::Json {
+                    schemas_enable: false,
+                } => serde_json::from_slice(value).map(|payload| RawDocument {
+                    schema: None,
+                    payload,
+                }),
+                _ => value_schemas.raw_document(value),
+            }
+            .map_err(|_| not_json(message, "value"))?;
+            let key = match config.primary_key_mode {
+                PrimaryKeyMode::RecordKey => message
+                    .key()
+                    .filter(|k| !k.is_empty())
+                    .map(|key| match config.key_converter {
+                        Converter::Json {
+                            schemas_enable: false,
+                        } => json_document(key, &config.key_converter, key_schemas),
+                        // Only the (small) payload becomes a tree.
+                        _ => key_schemas.raw_document(key).and_then(|raw| {
+                            serde_json::from_str(raw.payload.get()).map(|payload| Document {
+                                schema: raw.schema,
+                                payload,
+                            })
+                        }),
+                    })
+                    .transpose()
+                    .map_err(|_| not_json(message, "key"))?,
+                _ => None,
+            };
+            Ok((key, Some(ValueDocument::Raw(value))))
+        })
+        .collect()
+}
 
 /// Reads every record's key (when the key is needed) and value into Connect JSON documents.
 /// A registry that cannot be reached stops the batch; a record that cannot be read is that
 /// record's error.
-async fn read_documents(
+async fn read_documents<'a>(
     config: &PostgresSinkConfig,
     readers: &mut Readers,
-    batch: &[OwnedMessage],
-) -> Result<Vec<Result<Documents, RecordError>>, Error> {
+    batch: &'a [OwnedMessage],
+) -> Result<Vec<Result<Documents<'a>, RecordError>>, Error> {
     let mut documents = Vec::with_capacity(batch.len());
     for message in batch {
         let position = RecordPosition {
@@ -548,7 +653,8 @@ async fn read_documents(
         )
         .await?;
         let key = read(key, readers.key.as_mut(), &mut readers.json_schemas, "key").await?;
-        documents.push(value.and_then(|value| key.map(|key| (key, value))));
+        documents
+            .push(value.and_then(|value| key.map(|key| (key, value.map(ValueDocument::Tree)))));
     }
     Ok(documents)
 }
@@ -557,28 +663,36 @@ fn prepare(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     batch: &[OwnedMessage],
-    documents: Vec<Result<Documents, RecordError>>,
+    documents: Vec<Result<Documents<'_>, RecordError>>,
 ) -> Result<Prepared, Error> {
     let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
     let mut offsets = NextOffsets::new();
     let mut rejected = Vec::new();
     let mut truncates = BTreeSet::new();
+    let mut routes = Routes::default();
     for (index, (message, document)) in batch.iter().zip(documents).enumerate() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
         };
-        let next = offsets
-            .entry((position.topic.clone(), position.partition))
-            .or_insert(0);
-        *next = (*next).max(position.offset + 1);
+        note_offset(&mut offsets, &position);
         let routed_change = document
-            .and_then(|(key, value)| decode_document(config, unchanged, &position, key, value))
+            .and_then(|(key, value)| match value {
+                Some(ValueDocument::Raw(value)) => {
+                    decode_raw_document(config, unchanged, &position, key, Some(value))
+                }
+                Some(ValueDocument::Tree(value)) => {
+                    decode_document(config, unchanged, &position, key, Some(value))
+                }
+                None => Ok(None),
+            })
             .and_then(|decoded| {
                 decoded
                     .map(|d| {
-                        table_name(&config.collection_name_format, &position, &d).map(|t| (t, d))
+                        routes
+                            .table(&config.collection_name_format, &position, &d)
+                            .map(|t| (t, d))
                     })
                     .transpose()
             });
@@ -604,14 +718,17 @@ fn prepare(
                 decoded.key_identity
             }
         };
-        routed.entry(table).or_default().push((
-            identity,
-            PendingChange {
-                key: decoded.key,
-                change: decoded.change,
-                origin: index,
-            },
-        ));
+        let change = PendingChange {
+            key: decoded.key,
+            change: decoded.change,
+            origin: index,
+        };
+        match routed.get_mut(&table) {
+            Some(changes) => changes.push((identity, change)),
+            None => {
+                routed.insert(table, vec![(identity, change)]);
+            }
+        }
     }
     let changes = routed
         .into_iter()
@@ -623,6 +740,56 @@ fn prepare(
         offsets,
         rejected,
     })
+}
+
+/// Records the offset after `position` as its partition's next offset.
+fn note_offset(offsets: &mut NextOffsets, position: &RecordPosition) {
+    let next = position.offset + 1;
+    // Looked up by reference first: a batch has few partitions and many records.
+    let stored = offsets.iter_mut().find(|((topic, partition), _)| {
+        *partition == position.partition && *topic == position.topic
+    });
+    match stored {
+        Some((_, stored)) => *stored = (*stored).max(next),
+        None => {
+            offsets.insert((position.topic.clone(), position.partition), next);
+        }
+    }
+}
+
+/// The table of the last record routed, by what its name was made from: consecutive records
+/// nearly always go to the same table.
+#[derive(Default)]
+struct Routes {
+    last: Option<(String, [Option<String>; 3], TableName)>,
+}
+
+impl Routes {
+    fn table(
+        &mut self,
+        format: &str,
+        position: &RecordPosition,
+        decoded: &Decoded,
+    ) -> Result<TableName, RecordError> {
+        let sources = [
+            &decoded.source_db,
+            &decoded.source_schema,
+            &decoded.source_table,
+        ];
+        if let Some((topic, names, table)) = &self.last
+            && *topic == position.topic
+            && names.iter().zip(sources).all(|(a, b)| a == b)
+        {
+            return Ok(table.clone());
+        }
+        let table = table_name(format, position, decoded)?;
+        self.last = Some((
+            position.topic.clone(),
+            sources.map(Clone::clone),
+            table.clone(),
+        ));
+        Ok(table)
+    }
 }
 
 /// The target table of a record under `collection.name.format`: placeholders filled in (the
