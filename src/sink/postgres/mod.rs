@@ -7,6 +7,7 @@
 //! number (table `tributary_sink_generations`), so a stale task cannot commit over a newer one.
 
 mod avro;
+mod batch;
 pub mod config;
 mod dlq;
 pub mod record;

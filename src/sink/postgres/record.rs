@@ -177,9 +177,24 @@ impl SchemaCache {
             payload: &'a RawValue,
         }
         let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
-            return serde_json::from_slice::<&RawValue>(bytes).map(|payload| RawDocument {
+            let whole = serde_json::from_slice::<&RawValue>(bytes)?;
+            // As `Document::from_json` reads it: repeated members, the last one counting.
+            if let Some(members) = RawObject::parse(whole)
+                && members
+                    .0
+                    .iter()
+                    .all(|(name, _)| name == "schema" || name == "payload")
+                && let (Some(schema), Some(payload)) =
+                    (members.get("schema"), members.get("payload"))
+            {
+                return Ok(RawDocument {
+                    schema: self.parsed(schema.get()),
+                    payload,
+                });
+            }
+            return Ok(RawDocument {
                 schema: None,
-                payload,
+                payload: whole,
             });
         };
         let text = envelope.schema.get();
@@ -330,28 +345,26 @@ pub fn decode(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<Option<Decoded>, RecordError> {
-    let mut schemas = SchemaCache::default();
-    let mut parse = |bytes: Option<&[u8]>, part: &'static str| {
-        bytes
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                schemas.document(b).map_err(|_| RecordError::NotJson {
-                    position: position.clone(),
-                    part,
-                })
-            })
-            .transpose()
+    let not_json = |part| RecordError::NotJson {
+        position: position.clone(),
+        part,
     };
     // A tombstone follows a delete that was applied already; its key does not matter.
-    if value.is_none_or(<[u8]>::is_empty) {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
-    }
-    let value = parse(value, "value")?;
+    };
+    let value = SchemaCache::default()
+        .raw_document(value)
+        .map_err(|_| not_json("value"))?;
     let key = match config.primary_key_mode {
-        PrimaryKeyMode::RecordKey => parse(key, "key")?,
+        PrimaryKeyMode::RecordKey => key
+            .filter(|k| !k.is_empty())
+            .map(|k| SchemaCache::default().document(k))
+            .transpose()
+            .map_err(|_| not_json("key"))?,
         _ => None,
     };
-    decode_document(config, unchanged, position, key, value)
+    decode_raw_document(config, unchanged, position, key, Some(value))
 }
 
 /// As `decode`, for key and value already read into Connect JSON documents (`{"schema": …,
@@ -794,17 +807,86 @@ mod tests {
         }
     }
 
+    /// Decodes through `decode` (the value read member by member), and checks that reading
+    /// the value into a tree (`decode_document`) gives the same.
     fn decode_json(config: &PostgresSinkConfig, key: Json, value: Option<Json>) -> Option<Decoded> {
         let key = key.to_string();
         let value = value.map(|v| v.to_string());
-        decode(
+        let decoded = decode(
             config,
             &Unchanged::default(),
             &position(),
             Some(key.as_bytes()),
             value.as_deref().map(str::as_bytes),
         )
-        .expect("decodes")
+        .expect("decodes");
+        let mut schemas = SchemaCache::default();
+        let tree = decode_document(
+            config,
+            &Unchanged::default(),
+            &position(),
+            (config.primary_key_mode == PrimaryKeyMode::RecordKey)
+                .then(|| schemas.document(key.as_bytes()).expect("json")),
+            value.map(|v| schemas.document(v.as_bytes()).expect("json")),
+        )
+        .expect("decodes as a tree");
+        assert_eq!(decoded, tree);
+        decoded
+    }
+
+    #[test]
+    fn a_repeated_schema_is_recognised_by_its_bytes() {
+        let schema = r#"{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false}"#;
+        let record = |payload: &str| format!(r#"{{"schema":{schema},"payload":{payload}}}"#);
+        let mut cache = SchemaCache::default();
+        let first = record(r#"{"id":1}"#);
+        let document = cache.raw_document(first.as_bytes()).expect("json");
+        assert_eq!(document.payload.get(), r#"{"id":1}"#);
+        assert!(cache.last.is_some());
+        let second = record(r#"{"id":2}"#);
+        // Only the fast path can answer without the map of schemas.
+        cache.schemas.clear();
+        let document = cache.raw_document(second.as_bytes()).expect("json");
+        assert_eq!(document.payload.get(), r#"{"id":2}"#);
+        assert_eq!(
+            document.schema.as_ref().map(|s| s.fields.len()),
+            Some(1),
+            "the remembered schema"
+        );
+        assert!(cache.schemas.is_empty());
+        // Not one JSON value after the schema: the full parse decides, and refuses.
+        let broken = format!(r#"{{"schema":{schema},"payload":{{"id":3}}}}}}"#);
+        assert!(cache.raw_document(broken.as_bytes()).is_err());
+        // Repeated members: the last one counts, as in a serde_json map.
+        let repeated = format!(r#"{{"schema":{schema},"payload":1,"payload":2}}"#);
+        let document = cache.raw_document(repeated.as_bytes()).expect("json");
+        assert_eq!(document.payload.get(), "2");
+        assert!(document.schema.is_some());
+        // Another schema, and a bare payload.
+        let other = r#"{"schema":{"type":"string"},"payload":"x"}"#;
+        let document = cache.raw_document(other.as_bytes()).expect("json");
+        assert_eq!(
+            document.schema.map(|s| s.kind.clone()).as_deref(),
+            Some("string")
+        );
+        let bare = cache.raw_document(br#" {"id":4} "#).expect("json");
+        assert!(bare.schema.is_none());
+        assert_eq!(bare.payload.get(), r#"{"id":4}"#);
+        assert!(cache.raw_document(b"{\"schema\":").is_err());
+    }
+
+    #[test]
+    fn raw_members_keep_order_escapes_and_the_last_duplicate() {
+        let raw: &RawValue =
+            serde_json::from_str(r#"{"a":1,"b\u0041":"x\"y","a":[2]}"#).expect("json");
+        let object = RawObject::parse(raw).expect("an object");
+        let names: Vec<&str> = object.0.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["a", "bA", "a"]);
+        assert_eq!(object.get("a").map(RawValue::get), Some("[2]"));
+        assert_eq!(object.get("bA").and_then(raw_str).as_deref(), Some("x\"y"));
+        assert!(object.get("a").and_then(raw_str).is_none());
+        let not_object: &RawValue = serde_json::from_str("[1]").expect("json");
+        assert!(RawObject::parse(not_object).is_none());
     }
 
     fn text(s: &str) -> Cell {

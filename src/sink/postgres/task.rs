@@ -7,16 +7,16 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    sync::Arc,
+    sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::OwnedMessage,
 };
 use secrecy::ExposeSecret;
+use tokio::sync::oneshot;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::{
     Error,
     avro::AvroReader,
+    batch::{Batch, Record},
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
     dlq::DeadLetters,
     record::{
@@ -100,25 +101,29 @@ pub async fn run(
         }
         _ => None,
     };
-    let mut reading = Reading {
+    let unchanged = Arc::new(Unchanged::default());
+    let (decoder, decoder_thread) = Decoder::start(Arc::clone(&config), Arc::clone(&unchanged))?;
+    let reading = Reading {
         config: Arc::clone(&config),
         consumer: &consumer,
         catalog,
         shutdown: &shutdown,
         assigned,
         last_refresh: Instant::now(),
-        unchanged: Arc::new(Unchanged::default()),
+        unchanged,
+        last_batch_bytes: 0,
         readers: Readers {
             key: avro_reader(&config.key_converter),
             value: avro_reader(&config.value_converter),
             json_schemas: SchemaCache::default(),
-            json_key_schemas: SchemaCache::default(),
         },
+        decoder: decoder.clone(),
     };
-    let mut writing = Writing {
+    let writing = Writing {
         config: &config,
         consumer: &consumer,
         shutdown: &shutdown,
+        decoder,
         client,
         writer: Writer::new(
             config.name.clone(),
@@ -128,23 +133,90 @@ pub async fn run(
         ),
         dead_letters,
     };
+    let result = apply_batches(reading, writing).await;
+    // Every sender of the decoder's jobs is gone with `reading` and `writing`: it ends after
+    // the job at hand.
+    let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
+    if result.is_ok() {
+        info!(connector = %config.name, "sink stopped");
+    }
+    result
+}
+
+/// The loop of `run` until shutdown (`Ok`) or an error.
+async fn apply_batches(mut reading: Reading<'_>, mut writing: Writing<'_>) -> Result<(), Error> {
     // Batch n+1 is read and decoded while batch n is written: the database works on one while
     // this task decodes the other. Batches are still written one after the other, in order.
     let mut in_flight = reading.next().await?;
     loop {
         let Some((batch, prepared)) = in_flight.take() else {
-            info!(connector = %config.name, "sink stopped");
             return Ok(());
         };
         // A failed write ends the wait for the next batch at once.
         let (written, next) = tokio::try_join!(writing.store(&batch, prepared), reading.next())?;
-        // Freeing a batch (tens of thousands of allocations) is work of its own: off this task.
-        tokio::task::spawn_blocking(move || drop(batch));
         if !written {
-            info!(connector = %config.name, "sink stopped");
             return Ok(());
         }
         in_flight = next;
+    }
+}
+
+/// What the decoder thread is asked to do.
+enum DecoderJob {
+    /// Decode and prepare a batch of JSON records; the batch comes back with the result.
+    Decode(Batch, oneshot::Sender<(Batch, Result<Prepared, Error>)>),
+    /// Free a written batch's changes (tens of thousands of allocations).
+    Free(TableChanges),
+}
+
+/// The sending side of the decoder thread: one thread (not the blocking pool, whose several
+/// threads each keep an allocator arena of their own, costing hundreds of MB of RSS), which
+/// also frees what it allocated.
+#[derive(Clone)]
+struct Decoder {
+    jobs: mpsc::Sender<DecoderJob>,
+}
+
+impl Decoder {
+    fn start(
+        config: Arc<PostgresSinkConfig>,
+        unchanged: Arc<Unchanged>,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), Error> {
+        let (jobs, received) = mpsc::channel::<DecoderJob>();
+        let thread = std::thread::Builder::new()
+            .name(format!("sink-decoder {}", config.name))
+            .spawn(move || {
+                let mut schemas = (SchemaCache::default(), SchemaCache::default());
+                while let Ok(job) = received.recv() {
+                    match job {
+                        DecoderJob::Decode(batch, reply) => {
+                            let documents = read_json_documents(&config, &mut schemas, &batch);
+                            let prepared = prepare(&config, &unchanged, &batch, documents);
+                            // The reader may be gone (a failed write ended the wait).
+                            let _ = reply.send((batch, prepared));
+                        }
+                        DecoderJob::Free(changes) => drop(changes),
+                    }
+                }
+            })
+            .map_err(|error| Error::Decoder(format!("cannot start its thread: {error}")))?;
+        Ok((Self { jobs }, thread))
+    }
+
+    async fn decode(&self, batch: Batch) -> Result<(Batch, Prepared), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(DecoderJob::Decode(batch, reply))
+            .map_err(|_| Error::Decoder("its thread has stopped".to_owned()))?;
+        let (batch, prepared) = answer
+            .await
+            .map_err(|_| Error::Decoder("its thread stopped before answering".to_owned()))?;
+        Ok((batch, prepared?))
+    }
+
+    fn free(&self, changes: TableChanges) {
+        // Without the thread the changes are freed here, by the returned job.
+        let _ = self.jobs.send(DecoderJob::Free(changes));
     }
 }
 
@@ -158,11 +230,14 @@ struct Reading<'a> {
     last_refresh: Instant,
     unchanged: Arc<Unchanged>,
     readers: Readers,
+    /// The size of the last batch's keys and values: room for the next one is taken at once.
+    last_batch_bytes: usize,
+    decoder: Decoder,
 }
 
 impl Reading<'_> {
     /// The next batch, prepared; `None` when shutdown was asked for.
-    async fn next(&mut self) -> Result<Option<(Vec<OwnedMessage>, Prepared)>, Error> {
+    async fn next(&mut self) -> Result<Option<(Batch, Prepared)>, Error> {
         loop {
             // Topics appear while the sink runs (the source creates them on a table's first
             // change).
@@ -179,14 +254,20 @@ impl Reading<'_> {
                 .await?;
                 self.last_refresh = Instant::now();
             }
-            let Some(batch) =
-                next_batch(self.consumer, self.config.batch_size, self.shutdown).await?
+            let Some(batch) = next_batch(
+                self.consumer,
+                self.config.batch_size,
+                self.last_batch_bytes,
+                self.shutdown,
+            )
+            .await?
             else {
                 return Ok(None);
             };
             if batch.is_empty() {
                 continue;
             }
+            self.last_batch_bytes = batch.bytes();
             if self.readers.key.is_some() || self.readers.value.is_some() {
                 // Avro needs the registry (asynchronously) for schemas it has not seen.
                 let documents = read_documents(&self.config, &mut self.readers, &batch).await?;
@@ -195,21 +276,7 @@ impl Reading<'_> {
             }
             // JSON needs nothing but CPU: decoding runs on a thread of its own, next to the
             // task writing the previous batch.
-            let config = Arc::clone(&self.config);
-            let unchanged = Arc::clone(&self.unchanged);
-            let mut schemas = (
-                std::mem::take(&mut self.readers.json_key_schemas),
-                std::mem::take(&mut self.readers.json_schemas),
-            );
-            let (batch, schemas, prepared) = tokio::task::spawn_blocking(move || {
-                let documents = read_json_documents(&config, &mut schemas, &batch);
-                let prepared = prepare(&config, &unchanged, &batch, documents);
-                (batch, schemas, prepared)
-            })
-            .await
-            .map_err(|error| Error::Decoder(error.to_string()))?;
-            (self.readers.json_key_schemas, self.readers.json_schemas) = schemas;
-            return Ok(Some((batch, prepared?)));
+            return self.decoder.decode(batch).await.map(Some);
         }
     }
 }
@@ -219,6 +286,7 @@ struct Writing<'a> {
     config: &'a PostgresSinkConfig,
     consumer: &'a Arc<StreamConsumer>,
     shutdown: &'a CancellationToken,
+    decoder: Decoder,
     client: Client,
     writer: Writer,
     dead_letters: Option<DeadLetters>,
@@ -227,7 +295,7 @@ struct Writing<'a> {
 impl Writing<'_> {
     /// Writes one batch with its offsets; `false` when shutdown came first (nothing of the
     /// batch is committed then).
-    async fn store(&mut self, batch: &[OwnedMessage], prepared: Prepared) -> Result<bool, Error> {
+    async fn store(&mut self, batch: &Batch, prepared: Prepared) -> Result<bool, Error> {
         let config = self.config;
         let Prepared {
             truncates,
@@ -238,7 +306,7 @@ impl Writing<'_> {
         for (index, error) in &rejected {
             warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
             if let (Some(dead_letters), Some(message)) = (&self.dead_letters, batch.get(*index)) {
-                dead_letters.send(message, error).await?;
+                dead_letters.send(&message.to_message(), error).await?;
             }
         }
         let mut attempt = 0;
@@ -285,7 +353,7 @@ impl Writing<'_> {
                         };
                         warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
                         if let Some(dead_letters) = &self.dead_letters {
-                            dead_letters.send(message, &error).await?;
+                            dead_letters.send(&message.to_message(), &error).await?;
                         }
                     }
                 }
@@ -313,7 +381,7 @@ impl Writing<'_> {
             debug!(connector = %config.name, error = %error, "group offsets not committed");
         }
         debug!(connector = %config.name, records = batch.len(), "batch committed");
-        tokio::task::spawn_blocking(move || drop(changes));
+        self.decoder.free(changes);
         Ok(true)
     }
 }
@@ -451,27 +519,26 @@ async fn topic_partitions(
 async fn next_batch(
     consumer: &StreamConsumer,
     batch_size: usize,
+    expected_bytes: usize,
     shutdown: &CancellationToken,
-) -> Result<Option<Vec<OwnedMessage>>, Error> {
-    let received = |result: Result<rdkafka::message::BorrowedMessage<'_>, _>| {
-        result
-            .map(|m| m.detach())
-            .map_err(|source| Error::Consumer {
-                context: "receiving records".to_owned(),
-                source,
-            })
+) -> Result<Option<Batch>, Error> {
+    let failed = |source| Error::Consumer {
+        context: "receiving records".to_owned(),
+        source,
     };
     let first = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Ok(None),
-        message = consumer.recv() => received(message)?,
-        () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Vec::new())),
+        message = consumer.recv() => message.map_err(failed)?,
+        () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Batch::default())),
     };
-    let mut batch = vec![first];
+    let mut batch = Batch::with_capacity(batch_size.min(100_000), expected_bytes);
+    batch.push(&first);
+    drop(first);
     let deadline = tokio::time::Instant::now() + BATCH_LINGER;
     while batch.len() < batch_size {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(received(message)?),
+            Ok(message) => batch.push(&message.map_err(failed)?),
             Err(_) => break,
         }
     }
@@ -498,8 +565,6 @@ struct Readers {
     key: Option<AvroReader>,
     value: Option<AvroReader>,
     json_schemas: SchemaCache,
-    /// Keys' schemas apart from values', so that each remembers its last schema.
-    json_key_schemas: SchemaCache,
 }
 
 fn avro_reader(converter: &Converter) -> Option<AvroReader> {
@@ -538,13 +603,14 @@ enum ValueDocument<'a> {
 type Documents<'a> = (Option<Document>, Option<ValueDocument<'a>>);
 
 /// `read_documents` for JSON converters, without the registry: values are left as JSON text
-/// for `decode_raw_document`.
+/// for `decode_raw_document`. Keys and values have schema caches of their own, so that each
+/// remembers its last schema.
 fn read_json_documents<'a>(
     config: &PostgresSinkConfig,
     (key_schemas, value_schemas): &mut (SchemaCache, SchemaCache),
-    batch: &'a [OwnedMessage],
+    batch: &'a Batch,
 ) -> Vec<Result<Documents<'a>, RecordError>> {
-    let not_json = |message: &OwnedMessage, part| RecordError::NotJson {
+    let not_json = |message: Record<'_>, part| RecordError::NotJson {
         position: RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -599,10 +665,10 @@ fn read_json_documents<'a>(
 async fn read_documents<'a>(
     config: &PostgresSinkConfig,
     readers: &mut Readers,
-    batch: &'a [OwnedMessage],
+    batch: &'a Batch,
 ) -> Result<Vec<Result<Documents<'a>, RecordError>>, Error> {
     let mut documents = Vec::with_capacity(batch.len());
-    for message in batch {
+    for message in batch.iter() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -662,7 +728,7 @@ async fn read_documents<'a>(
 fn prepare(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
-    batch: &[OwnedMessage],
+    batch: &Batch,
     documents: Vec<Result<Documents<'_>, RecordError>>,
 ) -> Result<Prepared, Error> {
     let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();

@@ -843,6 +843,64 @@ mod tests {
     }
 
     #[test]
+    fn writes_are_grouped_by_the_columns_they_carry() {
+        let target = TargetTable {
+            columns: vec![
+                ("id".into(), "bigint".into()),
+                ("note".into(), "text".into()),
+                ("n".into(), "integer".into()),
+            ],
+        };
+        let change = |cells: Vec<ColumnValue>, id: &str| PendingChange {
+            key: vec![column("id", Cell::Text(id.into()))],
+            change: Change::Write(cells),
+            origin: 0,
+        };
+        let changes = [
+            change(
+                vec![
+                    column("id", Cell::Text("1".into())),
+                    column("note", Cell::Text("a".into())),
+                    column("n", Cell::Null),
+                ],
+                "1",
+            ),
+            // Another order, a column the table lacks, and the key only in the key.
+            change(
+                vec![
+                    column("n", Cell::Text("5".into())),
+                    column("extra", Cell::Text("e".into())),
+                    column("note", Cell::Text("b".into())),
+                ],
+                "2",
+            ),
+            // An unchanged TOASTed value is left out.
+            change(
+                vec![
+                    column("id", Cell::Text("3".into())),
+                    column("note", Cell::Unchanged),
+                    column("n", Cell::Text("7".into())),
+                ],
+                "3",
+            ),
+        ];
+        let writes: Vec<&PendingChange> = changes.iter().collect();
+        let shapes = write_shapes(&target, &writes);
+        assert_eq!(shapes.len(), 2);
+        assert_eq!(shapes[0].0, [0, 1, 2]);
+        assert_eq!(
+            shapes[0].1,
+            [
+                vec![Some("1"), Some("2")],
+                vec![Some("a"), Some("b")],
+                vec![None, Some("5")]
+            ]
+        );
+        assert_eq!(shapes[1].0, [0, 2]);
+        assert_eq!(shapes[1].1, [vec![Some("3")], vec![Some("7")]]);
+    }
+
+    #[test]
     fn table_names_are_quoted() {
         let table = TableName {
             schema: "My Schema".into(),
