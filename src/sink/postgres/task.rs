@@ -105,9 +105,9 @@ pub async fn run(
     let (decoder, decoder_thread) = Decoder::start(Arc::clone(&config), Arc::clone(&unchanged))?;
     let reading = Reading {
         config: Arc::clone(&config),
-        consumer: &consumer,
+        consumer: Arc::clone(&consumer),
         catalog,
-        shutdown: &shutdown,
+        shutdown: shutdown.clone(),
         assigned,
         last_refresh: Instant::now(),
         unchanged,
@@ -144,20 +144,48 @@ pub async fn run(
 }
 
 /// The loop of `run` until shutdown (`Ok`) or an error.
-async fn apply_batches(mut reading: Reading<'_>, mut writing: Writing<'_>) -> Result<(), Error> {
-    // Batch n+1 is read and decoded while batch n is written: the database works on one while
-    // this task decodes the other. Batches are still written one after the other, in order.
-    let mut in_flight = reading.next().await?;
-    loop {
-        let Some((batch, prepared)) = in_flight.take() else {
-            return Ok(());
-        };
-        // A failed write ends the wait for the next batch at once.
-        let (written, next) = tokio::try_join!(writing.store(&batch, prepared), reading.next())?;
-        if !written {
-            return Ok(());
+///
+/// Batch n+1 is read and decoded while batch n is written: the database works on one while
+/// a task of its own reads (and the decoder thread decodes) the other. Batches are still
+/// written one after the other, in order, and at most two are in hand.
+async fn apply_batches(reading: Reading, mut writing: Writing<'_>) -> Result<(), Error> {
+    let (ready, mut batches) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(read_batches(reading, ready));
+    let result = async {
+        loop {
+            // The reader sends its last word (shutdown or an error) before it ends.
+            let next = batches.recv().await.ok_or_else(|| {
+                Error::Decoder("the task reading records stopped without a word".to_owned())
+            })?;
+            let Some((batch, prepared)) = next? else {
+                return Ok(());
+            };
+            if !writing.store(&batch, prepared).await? {
+                return Ok(());
+            }
         }
-        in_flight = next;
+    }
+    .await;
+    // A failed write ends the reading at once.
+    reader.abort();
+    let _ = reader.await;
+    result
+}
+
+/// Reads and prepares batches into `ready` until shutdown (`Ok(None)` sent last), an error
+/// (sent), or the writer goes away.
+async fn read_batches(
+    mut reading: Reading,
+    ready: tokio::sync::mpsc::Sender<Result<Option<(Batch, Prepared)>, Error>>,
+) {
+    // The slot is taken before reading: the batch being written and this one are all there is.
+    while let Ok(slot) = ready.reserve().await {
+        let next = reading.next().await;
+        let last = !matches!(next, Ok(Some(_)));
+        slot.send(next);
+        if last {
+            return;
+        }
     }
 }
 
@@ -221,11 +249,11 @@ impl Decoder {
 }
 
 /// The reading half: records in, decoded and reduced batches out.
-struct Reading<'a> {
+struct Reading {
     config: Arc<PostgresSinkConfig>,
-    consumer: &'a Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer>,
     catalog: Client,
-    shutdown: &'a CancellationToken,
+    shutdown: CancellationToken,
     assigned: HashSet<(String, i32)>,
     last_refresh: Instant,
     unchanged: Arc<Unchanged>,
@@ -235,7 +263,7 @@ struct Reading<'a> {
     decoder: Decoder,
 }
 
-impl Reading<'_> {
+impl Reading {
     /// The next batch, prepared; `None` when shutdown was asked for.
     async fn next(&mut self) -> Result<Option<(Batch, Prepared)>, Error> {
         loop {
@@ -246,7 +274,7 @@ impl Reading<'_> {
                     self.catalog = connect_as(&self.config, " (offsets lookup)").await?;
                 }
                 assign_new_partitions(
-                    self.consumer,
+                    &self.consumer,
                     &self.config,
                     &self.catalog,
                     &mut self.assigned,
@@ -255,10 +283,10 @@ impl Reading<'_> {
                 self.last_refresh = Instant::now();
             }
             let Some(batch) = next_batch(
-                self.consumer,
+                &self.consumer,
                 self.config.batch_size,
                 self.last_batch_bytes,
-                self.shutdown,
+                &self.shutdown,
             )
             .await?
             else {
