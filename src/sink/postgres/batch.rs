@@ -48,6 +48,13 @@ impl Batch {
         }
     }
 
+    /// Empties the batch, keeping its buffers for the next one.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.topics.clear();
+        self.entries.clear();
+    }
+
     pub(crate) fn push(&mut self, message: &BorrowedMessage<'_>) {
         let name = message.topic();
         let topic = match self.topics.iter().rposition(|t| t == name) {
@@ -188,5 +195,9 @@ mod tests {
         assert_eq!(message.offset(), 8);
         assert_eq!(batch.iter().count(), 2);
         assert!(batch.get(2).is_none());
+        let capacity = batch.bytes.capacity();
+        batch.clear();
+        assert!(batch.is_empty() && batch.bytes() == 0);
+        assert_eq!(batch.bytes.capacity(), capacity, "buffers are kept");
     }
 }

@@ -112,6 +112,7 @@ pub async fn run(
         last_refresh: Instant::now(),
         unchanged,
         last_batch_bytes: 0,
+        spare: None,
         readers: Readers {
             key: avro_reader(&config.key_converter),
             value: avro_reader(&config.value_converter),
@@ -148,8 +149,10 @@ pub async fn run(
 /// Batch n+1 is read and decoded while batch n is written: the database works on one while
 /// a task of its own reads (and the decoder thread decodes) the other. Batches are still
 /// written one after the other, in order, and at most two are in hand.
-async fn apply_batches(reading: Reading, mut writing: Writing<'_>) -> Result<(), Error> {
+async fn apply_batches(mut reading: Reading, mut writing: Writing<'_>) -> Result<(), Error> {
     let (ready, mut batches) = tokio::sync::mpsc::channel(1);
+    let (recycle, spare) = tokio::sync::mpsc::channel(1);
+    reading.spare = Some(spare);
     let reader = tokio::spawn(read_batches(reading, ready));
     let result = async {
         loop {
@@ -163,6 +166,8 @@ async fn apply_batches(reading: Reading, mut writing: Writing<'_>) -> Result<(),
             if !writing.store(&batch, prepared).await? {
                 return Ok(());
             }
+            // One batch waiting is enough; another is freed.
+            let _ = recycle.try_send(batch);
         }
     }
     .await;
@@ -260,6 +265,9 @@ struct Reading {
     readers: Readers,
     /// The size of the last batch's keys and values: room for the next one is taken at once.
     last_batch_bytes: usize,
+    /// Written batches come back here to be filled again: their ~20 MB buffers are allocated
+    /// once rather than per batch (which left the allocator holding several of them).
+    spare: Option<tokio::sync::mpsc::Receiver<Batch>>,
     decoder: Decoder,
 }
 
@@ -282,10 +290,12 @@ impl Reading {
                 .await?;
                 self.last_refresh = Instant::now();
             }
+            let recycled = self.spare.as_mut().and_then(|spare| spare.try_recv().ok());
             let Some(batch) = next_batch(
                 &self.consumer,
                 self.config.batch_size,
                 self.last_batch_bytes,
+                recycled,
                 &self.shutdown,
             )
             .await?
@@ -548,6 +558,7 @@ async fn next_batch(
     consumer: &StreamConsumer,
     batch_size: usize,
     expected_bytes: usize,
+    recycled: Option<Batch>,
     shutdown: &CancellationToken,
 ) -> Result<Option<Batch>, Error> {
     let failed = |source| Error::Consumer {
@@ -560,7 +571,13 @@ async fn next_batch(
         message = consumer.recv() => message.map_err(failed)?,
         () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Batch::default())),
     };
-    let mut batch = Batch::with_capacity(batch_size.min(100_000), expected_bytes);
+    let mut batch = match recycled {
+        Some(mut batch) => {
+            batch.clear();
+            batch
+        }
+        None => Batch::with_capacity(batch_size.min(100_000), expected_bytes),
+    };
     batch.push(&first);
     drop(first);
     let deadline = tokio::time::Instant::now() + BATCH_LINGER;
@@ -820,7 +837,16 @@ fn prepare(
         match routed.get_mut(&table) {
             Some(changes) => changes.push((identity, change)),
             None => {
-                routed.insert(table, vec![(identity, change)]);
+                // The first table gets room for the rest of the batch (most batches have one
+                // table): growing a vector of ten thousand changes copies it again and again.
+                let room = if routed.is_empty() {
+                    batch.len() - index
+                } else {
+                    0
+                };
+                let mut changes = Vec::with_capacity(room);
+                changes.push((identity, change));
+                routed.insert(table, changes);
             }
         }
     }
