@@ -53,11 +53,14 @@ const MAX_WRITE_RETRIES: u32 = 6;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
 /// librdkafka prefetches up to `queued.min.messages` (100,000) records per partition by default,
-/// ~200 MB of Debezium records with schemas; a batch or two ahead is all the sink can use.
-const CONSUMER_PREFETCH: [(&str, &str); 3] = [
+/// ~200 MB of Debezium records with schemas; a batch or two ahead is all the sink can use. Once
+/// the queue is full, the next fetch waits `fetch.queue.backoff.ms` (1 s by default), which
+/// stalled the sink for 0.2–0.4 s every few batches (20 ms measured no faster than 100 ms).
+const CONSUMER_PREFETCH: [(&str, &str); 4] = [
     ("queued.max.messages.kbytes", "32768"),
     ("fetch.max.bytes", "16777216"),
     ("max.partition.fetch.bytes", "4194304"),
+    ("fetch.queue.backoff.ms", "100"),
 ];
 
 /// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
