@@ -38,6 +38,7 @@ use crate::{
     sink::postgres::{
         self as sink,
         avro::AvroReader,
+        batch::Record,
         config::TopicSelection,
         connection::{TargetDatabase, connect_to},
         record::{Document, SchemaCache},
@@ -162,6 +163,7 @@ pub async fn run_with_metrics(
     task.committed_watermark = task.tracker.current();
     let mut last_commit = Instant::now();
     let mut last_refresh = Instant::now();
+    let mut recycled = None;
     loop {
         if last_refresh.elapsed() >= TOPIC_REFRESH {
             assign_new_partitions(
@@ -174,14 +176,18 @@ pub async fn run_with_metrics(
             .await?;
             last_refresh = Instant::now();
         }
-        let Some(batch) = next_batch(&consumer, config.batch_size, &shutdown).await? else {
+        let Some(batch) =
+            next_batch(&consumer, config.batch_size, 0, recycled.take(), &shutdown).await?
+        else {
             task.commit(&mut client, &target, &application_name).await?;
             info!(connector = %config.name, "window stage stopped");
             return Ok(());
         };
-        for message in &batch {
-            task.process(message).await?;
+        for record in batch.iter() {
+            task.process(record).await?;
         }
+        // The batch's buffers are filled again by the next one.
+        recycled = Some(batch);
         let watermark = task.tracker.advance(Instant::now());
         task.engine.set_watermark(watermark);
         if last_commit.elapsed() >= config.commit_interval {
@@ -225,7 +231,7 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    async fn process(&mut self, message: &OwnedMessage) -> Result<(), Error> {
+    async fn process(&mut self, message: Record<'_>) -> Result<(), Error> {
         let id: PartitionId = (message.topic().to_owned(), message.partition());
         let position = || {
             format!(
@@ -295,7 +301,7 @@ impl Task<'_> {
     /// Feeds a decoded record to the watermark and the engine.
     fn apply(
         &mut self,
-        message: &OwnedMessage,
+        message: Record<'_>,
         id: &PartitionId,
         decoded: Result<Decoded, DecodeError>,
         position: &impl Fn() -> String,
@@ -317,7 +323,7 @@ impl Task<'_> {
                     Applied::Duplicate => {
                         debug!(connector = %self.config.name, record = %position(), "duplicate change dropped");
                     }
-                    Applied::Late(notice) => self.late.push((message.clone(), notice)),
+                    Applied::Late(notice) => self.late.push((message.to_message(), notice)),
                 }
             }
             Err(DecodeError::Truncate) => {

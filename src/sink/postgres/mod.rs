@@ -7,6 +7,7 @@
 //! number (table `tributary_sink_generations`), so a stale task cannot commit over a newer one.
 
 pub(crate) mod avro;
+pub(crate) mod batch;
 pub mod config;
 pub(crate) mod connection;
 pub mod definitions;
@@ -68,6 +69,8 @@ pub enum Error {
         ours: i64,
         current: i64,
     },
+    #[error("decoding a batch of records failed unexpectedly: {0}")]
+    Decoder(String),
 }
 
 impl Error {
@@ -107,7 +110,11 @@ impl Error {
             },
             Self::Kafka(e) => e.is_transient(),
             Self::Consumer { .. } | Self::DeadLetter { .. } | Self::Registry(_) => true,
-            Self::Record(_) | Self::Table { .. } | Self::Fenced { .. } | Self::Tls(_) => false,
+            Self::Record(_)
+            | Self::Table { .. }
+            | Self::Fenced { .. }
+            | Self::Tls(_)
+            | Self::Decoder(_) => false,
         }
     }
 }

@@ -1,14 +1,14 @@
 //! Kafka records in, changes to apply out: Debezium envelopes (and flattened records) in
 //! Connect JSON, with or without schemas.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value as Json, value::RawValue};
 
 use super::{
-    config::{PostgresSinkConfig, PrimaryKeyMode},
-    types::{Cell, FieldSchema, Unchanged, ValueError, cell},
+    config::{FieldFilter, PostgresSinkConfig, PrimaryKeyMode},
+    types::{Cell, FieldSchema, Unchanged, ValueError, cell, cell_of},
 };
 
 /// Where a record came from: enough to name it in an error without its contents.
@@ -115,15 +115,31 @@ impl Document {
     }
 }
 
+/// A key or value whose payload is left as JSON text, to be read field by field (see
+/// `RawObject`).
+#[derive(Debug, Clone)]
+pub struct RawDocument<'a> {
+    pub schema: Option<Arc<FieldSchema>>,
+    pub payload: &'a RawValue,
+}
+
 /// Parsed schemas by their JSON text: the records of a topic repeat the same schema, and
 /// parsing it is most of the work of reading a record.
 #[derive(Debug, Default)]
 pub struct SchemaCache {
     schemas: HashMap<Box<str>, Option<Arc<FieldSchema>>>,
+    /// The schema of the last value read by `raw_document`, as its JSON text: the next record
+    /// of the topic almost always starts with the same bytes, which are then compared rather
+    /// than tokenized and hashed (the schema is ~3/4 of a Debezium record).
+    last: Option<(Box<str>, Option<Arc<FieldSchema>>)>,
 }
 
 /// A bound on cached schemas, against topics whose schema changes with every record.
 const MAX_CACHED_SCHEMAS: usize = 1024;
+
+/// How the JsonConverter starts and continues a record with a schema.
+const SCHEMA_OPENING: &[u8] = b"{\"schema\":";
+const PAYLOAD_OPENING: &[u8] = b",\"payload\":";
 
 impl SchemaCache {
     /// Reads a Connect JSON key or value.
@@ -138,26 +154,170 @@ impl SchemaCache {
         let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
             return serde_json::from_slice::<Json>(bytes).map(Document::from_json);
         };
-        let text = envelope.schema.get();
-        let schema = match self.schemas.get(text) {
-            Some(schema) => schema.clone(),
-            None => {
-                let parsed = serde_json::from_str::<Json>(text)
-                    .ok()
-                    .and_then(|json| FieldSchema::from_json(&json))
-                    .map(Arc::new);
-                if self.schemas.len() >= MAX_CACHED_SCHEMAS {
-                    self.schemas.clear();
-                }
-                self.schemas.insert(text.into(), parsed.clone());
-                parsed
-            }
-        };
         Ok(Document {
+            schema: self.parsed(envelope.schema.get()),
+            payload: envelope.payload,
+        })
+    }
+
+    /// Reads a Connect JSON key or value as `document` does, leaving the payload unparsed.
+    pub fn raw_document<'a>(
+        &mut self,
+        bytes: &'a [u8],
+    ) -> Result<RawDocument<'a>, serde_json::Error> {
+        if let Some(document) = self.after_last_schema(bytes) {
+            return Ok(document);
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            schema: &'a RawValue,
+            #[serde(borrow)]
+            payload: &'a RawValue,
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
+            let whole = serde_json::from_slice::<&RawValue>(bytes)?;
+            // As `Document::from_json` reads it: repeated members, the last one counting.
+            if let Some(members) = RawObject::parse(whole)
+                && members
+                    .0
+                    .iter()
+                    .all(|(name, _)| name == "schema" || name == "payload")
+                && let (Some(schema), Some(payload)) =
+                    (members.get("schema"), members.get("payload"))
+            {
+                return Ok(RawDocument {
+                    schema: self.parsed(schema.get()),
+                    payload,
+                });
+            }
+            return Ok(RawDocument {
+                schema: None,
+                payload: whole,
+            });
+        };
+        let text = envelope.schema.get();
+        let schema = self.parsed(text);
+        self.last = Some((text.into(), schema.clone()));
+        Ok(RawDocument {
             schema,
             payload: envelope.payload,
         })
     }
+
+    /// `{"schema":<the last schema>,"payload":<payload>}` without reading the schema again;
+    /// `None` when `bytes` are not of that form (the full parse decides then).
+    fn after_last_schema<'a>(&self, bytes: &'a [u8]) -> Option<RawDocument<'a>> {
+        let (text, schema) = self.last.as_ref()?;
+        let payload = bytes
+            .strip_prefix(SCHEMA_OPENING)?
+            .strip_prefix(text.as_bytes())?
+            .strip_prefix(PAYLOAD_OPENING)?
+            .trim_ascii_end()
+            .strip_suffix(b"}")?;
+        // Exactly one JSON value, or the record is not of this form after all.
+        let payload = serde_json::from_slice::<&RawValue>(payload).ok()?;
+        Some(RawDocument {
+            schema: schema.clone(),
+            payload,
+        })
+    }
+
+    fn parsed(&mut self, text: &str) -> Option<Arc<FieldSchema>> {
+        if let Some(schema) = self.schemas.get(text) {
+            return schema.clone();
+        }
+        let parsed = serde_json::from_str::<Json>(text)
+            .ok()
+            .and_then(|json| FieldSchema::from_json(&json))
+            .map(Arc::new);
+        if self.schemas.len() >= MAX_CACHED_SCHEMAS {
+            self.schemas.clear();
+        }
+        self.schemas.insert(text.into(), parsed.clone());
+        parsed
+    }
+}
+
+/// A JSON object's members in order, their values left as JSON text. Reading a record this way
+/// builds no `serde_json::Value` tree (a map, a key and a value allocated per member), which was
+/// most of the cost of reading a Debezium envelope.
+#[derive(Debug)]
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+    /// `None` when `raw` is not an object.
+    fn parse(raw: &'a RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// The member called `name` (the last one, as a `serde_json` map keeps it).
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(member, _)| member == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> de::Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(RawText(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A JSON string, borrowed from the record unless it has escapes.
+struct RawText<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for RawText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> de::Visitor<'de> for Text {
+            type Value = RawText<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(RawText(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(RawText(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(RawText(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// The string `raw` holds; `None` when it is not a string.
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<RawText<'_>>(raw.get())
+        .ok()
+        .map(|text| text.0)
 }
 
 /// Splits `{"schema": …, "payload": …}`; a document without that shape is a bare payload.
@@ -185,28 +345,26 @@ pub fn decode(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<Option<Decoded>, RecordError> {
-    let mut schemas = SchemaCache::default();
-    let mut parse = |bytes: Option<&[u8]>, part: &'static str| {
-        bytes
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                schemas.document(b).map_err(|_| RecordError::NotJson {
-                    position: position.clone(),
-                    part,
-                })
-            })
-            .transpose()
+    let not_json = |part| RecordError::NotJson {
+        position: position.clone(),
+        part,
     };
     // A tombstone follows a delete that was applied already; its key does not matter.
-    if value.is_none_or(<[u8]>::is_empty) {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
-    }
-    let value = parse(value, "value")?;
+    };
+    let value = SchemaCache::default()
+        .raw_document(value)
+        .map_err(|_| not_json("value"))?;
     let key = match config.primary_key_mode {
-        PrimaryKeyMode::RecordKey => parse(key, "key")?,
+        PrimaryKeyMode::RecordKey => key
+            .filter(|k| !k.is_empty())
+            .map(|k| SchemaCache::default().document(k))
+            .transpose()
+            .map_err(|_| not_json("key"))?,
         _ => None,
     };
-    decode_document(config, unchanged, position, key, value)
+    decode_raw_document(config, unchanged, position, key, Some(value))
 }
 
 /// As `decode`, for key and value already read into Connect JSON documents (`{"schema": …,
@@ -218,14 +376,6 @@ pub fn decode_document(
     key: Option<Document>,
     value: Option<Document>,
 ) -> Result<Option<Decoded>, RecordError> {
-    let shape = |message: String| RecordError::Shape {
-        position: position.clone(),
-        message,
-    };
-    let value_error = |source: ValueError| RecordError::Value {
-        position: position.clone(),
-        source,
-    };
     // A tombstone follows a delete that was applied already.
     let Some(document) = value else {
         return Ok(None);
@@ -238,40 +388,171 @@ pub fn decode_document(
         return if payload.is_null() {
             Ok(None)
         } else {
-            Err(shape("the value is not a JSON object".to_owned()))
+            Err(shape_error(position, "the value is not a JSON object"))
         };
     };
-
-    let (op, row, row_schema, source) = match payload.get("op").and_then(Json::as_str) {
+    let envelope = match payload.get("op").and_then(Json::as_str) {
         Some(op) => {
             let op = op.to_owned();
-            let row_field = if op == "d" { "before" } else { "after" };
-            let row = payload.remove(row_field).unwrap_or(Json::Null);
+            let row_field = row_field(&op);
+            let row = match payload.remove(row_field) {
+                Some(Json::Object(row)) => Some(Row::Tree(row)),
+                _ => None,
+            };
             let row_schema = value_schema
                 .as_ref()
                 .and_then(|s| s.field(row_field))
                 .cloned();
             let source = payload.remove("source").unwrap_or(Json::Null);
-            (op, row, row_schema, source)
+            let text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
+            Envelope {
+                op: Cow::Owned(op),
+                row,
+                row_schema,
+                source: SourceNames {
+                    db: text("db"),
+                    schema: text("schema"),
+                    table: text("table"),
+                },
+            }
         }
         // A flattened record (ExtractNewRecordState): the value is the row.
-        None => (
-            "c".to_owned(),
-            Json::Object(payload),
-            value_schema,
-            Json::Null,
-        ),
+        None => Envelope {
+            op: Cow::Borrowed("c"),
+            row: Some(Row::Tree(payload)),
+            row_schema: value_schema,
+            source: SourceNames::default(),
+        },
     };
-    let source_text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
-    let delete = match op.as_str() {
+    decode_envelope(config, unchanged, position, key, envelope)
+}
+
+/// As `decode_document`, for a value whose payload is still JSON text: the envelope and the
+/// row are read member by member, without building a `serde_json::Value` tree.
+pub fn decode_raw_document(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    position: &RecordPosition,
+    key: Option<Document>,
+    value: Option<RawDocument<'_>>,
+) -> Result<Option<Decoded>, RecordError> {
+    let Some(RawDocument {
+        schema: value_schema,
+        payload,
+    }) = value
+    else {
+        return Ok(None);
+    };
+    let Some(members) = RawObject::parse(payload) else {
+        return if payload.get() == "null" {
+            Ok(None)
+        } else {
+            Err(shape_error(position, "the value is not a JSON object"))
+        };
+    };
+    let envelope = match members.get("op").and_then(raw_str) {
+        Some(op) => {
+            let row_field = row_field(&op);
+            let row = members
+                .get(row_field)
+                .and_then(RawObject::parse)
+                .map(Row::Raw);
+            let row_schema = value_schema
+                .as_ref()
+                .and_then(|s| s.field(row_field))
+                .cloned();
+            let source = members.get("source").and_then(RawObject::parse);
+            let text = |name: &str| {
+                source
+                    .as_ref()
+                    .and_then(|s| s.get(name))
+                    .and_then(raw_str)
+                    .map(Cow::into_owned)
+            };
+            Envelope {
+                source: SourceNames {
+                    db: text("db"),
+                    schema: text("schema"),
+                    table: text("table"),
+                },
+                op,
+                row,
+                row_schema,
+            }
+        }
+        // A flattened record (ExtractNewRecordState): the value is the row.
+        None => Envelope {
+            op: Cow::Borrowed("c"),
+            row: Some(Row::Raw(members)),
+            row_schema: value_schema,
+            source: SourceNames::default(),
+        },
+    };
+    decode_envelope(config, unchanged, position, key, envelope)
+}
+
+fn shape_error(position: &RecordPosition, message: impl Into<String>) -> RecordError {
+    RecordError::Shape {
+        position: position.clone(),
+        message: message.into(),
+    }
+}
+
+/// The member of an envelope holding the row: `before` for deletes, `after` otherwise.
+fn row_field(op: &str) -> &'static str {
+    if op == "d" { "before" } else { "after" }
+}
+
+/// A row image as read from the record.
+enum Row<'a> {
+    Tree(Map<String, Json>),
+    Raw(RawObject<'a>),
+}
+
+/// The `source` block's names (for `collection.name.format`).
+#[derive(Default)]
+struct SourceNames {
+    db: Option<String>,
+    schema: Option<String>,
+    table: Option<String>,
+}
+
+/// What every way of reading a value gives: the operation, its row image (`None` when absent
+/// or not an object) with its schema, and the source names.
+struct Envelope<'a> {
+    op: Cow<'a, str>,
+    row: Option<Row<'a>>,
+    row_schema: Option<Arc<FieldSchema>>,
+    source: SourceNames,
+}
+
+fn decode_envelope(
+    config: &PostgresSinkConfig,
+    unchanged: &Unchanged,
+    position: &RecordPosition,
+    key: Option<Document>,
+    envelope: Envelope<'_>,
+) -> Result<Option<Decoded>, RecordError> {
+    let shape = |message: String| shape_error(position, message);
+    let value_error = |source: ValueError| RecordError::Value {
+        position: position.clone(),
+        source,
+    };
+    let Envelope {
+        op,
+        row,
+        row_schema,
+        source,
+    } = envelope;
+    let delete = match op.as_ref() {
         "c" | "r" | "u" => false,
         "d" if config.delete_enabled => true,
         // A truncate has no key and no row: it names its table in the source block.
         "t" if config.truncate_enabled => {
             return Ok(Some(Decoded {
-                source_db: source_text("db"),
-                source_schema: source_text("schema"),
-                source_table: source_text("table"),
+                source_db: source.db,
+                source_schema: source.schema,
+                source_table: source.table,
                 key: Vec::new(),
                 key_identity: String::new(),
                 change: Change::Truncate,
@@ -307,14 +588,18 @@ pub fn decode_document(
         }
         Change::Delete
     } else {
-        let Json::Object(row) = row else {
-            return Err(shape(format!(
-                "op {op:?} without an {} row image",
-                if op == "d" { "before" } else { "after" }
-            )));
-        };
-        let mut columns =
-            row_columns(row, row_schema.as_deref(), unchanged).map_err(value_error)?;
+        let schema = row_schema.as_deref();
+        let mut columns = match row {
+            Some(Row::Tree(row)) => row_columns(row, schema, unchanged),
+            Some(Row::Raw(row)) => raw_row_columns(row, schema, unchanged),
+            None => {
+                return Err(shape(format!(
+                    "op {op:?} without an {} row image",
+                    row_field(&op)
+                )));
+            }
+        }
+        .map_err(value_error)?;
         match config.primary_key_mode {
             PrimaryKeyMode::RecordValue => {
                 key =
@@ -339,15 +624,18 @@ pub fn decode_document(
             }
             PrimaryKeyMode::RecordKey | PrimaryKeyMode::None => {}
         }
-        columns.retain(|c| {
-            key.iter().any(|k| k.name == c.name) || config.fields.keeps(&position.topic, &c.name)
-        });
+        if !matches!(config.fields, FieldFilter::All) {
+            columns.retain(|c| {
+                key.iter().any(|k| k.name == c.name)
+                    || config.fields.keeps(&position.topic, &c.name)
+            });
+        }
         Change::Write(columns)
     };
     Ok(Some(Decoded {
-        source_db: source_text("db"),
-        source_schema: source_text("schema"),
-        source_table: source_text("table"),
+        source_db: source.db,
+        source_schema: source.schema,
+        source_table: source.table,
         key,
         key_identity,
         change,
@@ -450,6 +738,38 @@ fn row_columns(
         .collect()
 }
 
+/// The field of `schema` called `name`, looked for first at `hint` (records list their fields
+/// in schema order, so this is nearly always a hit).
+fn field_at<'s>(schema: &'s FieldSchema, hint: usize, name: &str) -> Option<&'s Arc<FieldSchema>> {
+    match schema.fields.get(hint) {
+        Some((field, found)) if field == name => Some(found),
+        _ => schema.field(name),
+    }
+}
+
+fn raw_row_columns(
+    row: RawObject<'_>,
+    schema: Option<&FieldSchema>,
+    unchanged: &Unchanged,
+) -> Result<Vec<ColumnValue>, ValueError> {
+    let mut columns = Vec::with_capacity(row.0.len());
+    for (index, (name, raw)) in row.0.into_iter().enumerate() {
+        let field_schema = schema.and_then(|s| field_at(s, index, &name)).cloned();
+        // Members of a RawObject are valid JSON: this cannot fail.
+        let value: Json = serde_json::from_str(raw.get()).map_err(|_| ValueError {
+            field: name.to_string(),
+            reason: "not a JSON value".to_owned(),
+        })?;
+        let cell = cell_of(&name, value, field_schema.as_deref(), unchanged)?;
+        columns.push(ColumnValue {
+            name: name.into_owned(),
+            schema: field_schema,
+            cell,
+        });
+    }
+    Ok(columns)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -488,17 +808,86 @@ mod tests {
         }
     }
 
+    /// Decodes through `decode` (the value read member by member), and checks that reading
+    /// the value into a tree (`decode_document`) gives the same.
     fn decode_json(config: &PostgresSinkConfig, key: Json, value: Option<Json>) -> Option<Decoded> {
         let key = key.to_string();
         let value = value.map(|v| v.to_string());
-        decode(
+        let decoded = decode(
             config,
             &Unchanged::default(),
             &position(),
             Some(key.as_bytes()),
             value.as_deref().map(str::as_bytes),
         )
-        .expect("decodes")
+        .expect("decodes");
+        let mut schemas = SchemaCache::default();
+        let tree = decode_document(
+            config,
+            &Unchanged::default(),
+            &position(),
+            (config.primary_key_mode == PrimaryKeyMode::RecordKey)
+                .then(|| schemas.document(key.as_bytes()).expect("json")),
+            value.map(|v| schemas.document(v.as_bytes()).expect("json")),
+        )
+        .expect("decodes as a tree");
+        assert_eq!(decoded, tree);
+        decoded
+    }
+
+    #[test]
+    fn a_repeated_schema_is_recognised_by_its_bytes() {
+        let schema = r#"{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false}"#;
+        let record = |payload: &str| format!(r#"{{"schema":{schema},"payload":{payload}}}"#);
+        let mut cache = SchemaCache::default();
+        let first = record(r#"{"id":1}"#);
+        let document = cache.raw_document(first.as_bytes()).expect("json");
+        assert_eq!(document.payload.get(), r#"{"id":1}"#);
+        assert!(cache.last.is_some());
+        let second = record(r#"{"id":2}"#);
+        // Only the fast path can answer without the map of schemas.
+        cache.schemas.clear();
+        let document = cache.raw_document(second.as_bytes()).expect("json");
+        assert_eq!(document.payload.get(), r#"{"id":2}"#);
+        assert_eq!(
+            document.schema.as_ref().map(|s| s.fields.len()),
+            Some(1),
+            "the remembered schema"
+        );
+        assert!(cache.schemas.is_empty());
+        // Not one JSON value after the schema: the full parse decides, and refuses.
+        let broken = format!(r#"{{"schema":{schema},"payload":{{"id":3}}}}}}"#);
+        assert!(cache.raw_document(broken.as_bytes()).is_err());
+        // Repeated members: the last one counts, as in a serde_json map.
+        let repeated = format!(r#"{{"schema":{schema},"payload":1,"payload":2}}"#);
+        let document = cache.raw_document(repeated.as_bytes()).expect("json");
+        assert_eq!(document.payload.get(), "2");
+        assert!(document.schema.is_some());
+        // Another schema, and a bare payload.
+        let other = r#"{"schema":{"type":"string"},"payload":"x"}"#;
+        let document = cache.raw_document(other.as_bytes()).expect("json");
+        assert_eq!(
+            document.schema.map(|s| s.kind.clone()).as_deref(),
+            Some("string")
+        );
+        let bare = cache.raw_document(br#" {"id":4} "#).expect("json");
+        assert!(bare.schema.is_none());
+        assert_eq!(bare.payload.get(), r#"{"id":4}"#);
+        assert!(cache.raw_document(b"{\"schema\":").is_err());
+    }
+
+    #[test]
+    fn raw_members_keep_order_escapes_and_the_last_duplicate() {
+        let raw: &RawValue =
+            serde_json::from_str(r#"{"a":1,"b\u0041":"x\"y","a":[2]}"#).expect("json");
+        let object = RawObject::parse(raw).expect("an object");
+        let names: Vec<&str> = object.0.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["a", "bA", "a"]);
+        assert_eq!(object.get("a").map(RawValue::get), Some("[2]"));
+        assert_eq!(object.get("bA").and_then(raw_str).as_deref(), Some("x\"y"));
+        assert!(object.get("a").and_then(raw_str).is_none());
+        let not_object: &RawValue = serde_json::from_str("[1]").expect("json");
+        assert!(RawObject::parse(not_object).is_none());
     }
 
     fn text(s: &str) -> Cell {

@@ -7,15 +7,15 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    sync::Arc,
+    sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::OwnedMessage,
 };
+use tokio::sync::oneshot;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -23,11 +23,13 @@ use tracing::{debug, info, warn};
 use super::{
     Error,
     avro::AvroReader,
+    batch::{Batch, Record},
     config::{ErrorTolerance, PostgresSinkConfig, PrimaryKeyMode, TopicSelection},
     connection::{connect, connect_as},
     dlq::DeadLetters,
     record::{
-        Change, Decoded, Document, RecordError, RecordPosition, SchemaCache, decode_document,
+        Change, Decoded, Document, RawDocument, RecordError, RecordPosition, SchemaCache,
+        decode_document, decode_raw_document,
     },
     types::Unchanged,
     writer::{
@@ -51,6 +53,16 @@ const TOPIC_REFRESH: Duration = Duration::from_secs(2);
 const MAX_WRITE_RETRIES: u32 = 6;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
+/// librdkafka prefetches up to `queued.min.messages` (100,000) records per partition by default,
+/// ~200 MB of Debezium records with schemas; a batch or two ahead is all the sink can use. Once
+/// the queue is full, the next fetch waits `fetch.queue.backoff.ms` (1 s by default), which
+/// stalled the sink for 0.2–0.4 s every few batches (20 ms measured no faster than 100 ms).
+const CONSUMER_PREFETCH: [(&str, &str); 4] = [
+    ("queued.max.messages.kbytes", "32768"),
+    ("fetch.max.bytes", "16777216"),
+    ("max.partition.fetch.bytes", "4194304"),
+    ("fetch.queue.backoff.ms", "100"),
+];
 
 /// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
 ///
@@ -75,11 +87,20 @@ pub async fn run_with_metrics(
     if !config.ignored_keys.is_empty() {
         info!(connector = %config.name, keys = ?config.ignored_keys, "configuration keys without effect here");
     }
+    let config = Arc::new(config);
     let client = connect(&config).await?;
     ensure_state_tables(&client).await?;
     let generation = claim_generation(&client, &config.name).await?;
+    // Ahead of the worker's own overrides, which still win.
+    let mut consumer_settings = kafka.clone();
+    consumer_settings.overrides.splice(
+        0..0,
+        CONSUMER_PREFETCH
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+    );
     let consumer = Arc::new(read_committed_consumer(
-        kafka,
+        &consumer_settings,
         &format!("tributary-sink-{}", config.name),
     )?);
     // Reading and writing overlap (see below), so partition lookups get a connection of their own.
@@ -94,24 +115,30 @@ pub async fn run_with_metrics(
         }
         _ => None,
     };
-    let mut reading = Reading {
-        config: &config,
-        consumer: &consumer,
+    let unchanged = Arc::new(Unchanged::default());
+    let (decoder, decoder_thread) = Decoder::start(Arc::clone(&config), Arc::clone(&unchanged))?;
+    let reading = Reading {
+        config: Arc::clone(&config),
+        consumer: Arc::clone(&consumer),
         catalog,
-        shutdown: &shutdown,
+        shutdown: shutdown.clone(),
         assigned,
         last_refresh: Instant::now(),
-        unchanged: Unchanged::default(),
+        unchanged,
+        last_batch_bytes: 0,
+        spare: None,
         readers: Readers {
             key: avro_reader(&config.key_converter),
             value: avro_reader(&config.value_converter),
             json_schemas: SchemaCache::default(),
         },
+        decoder: decoder.clone(),
     };
-    let mut writing = Writing {
+    let writing = Writing {
         config: &config,
         consumer: &consumer,
         shutdown: &shutdown,
+        decoder,
         client,
         writer: Writer::new(
             config.name.clone(),
@@ -122,66 +149,187 @@ pub async fn run_with_metrics(
         dead_letters,
         metrics,
     };
-    // Batch n+1 is read and decoded while batch n is written: the database works on one while
-    // this task decodes the other. Batches are still written one after the other, in order.
-    let mut in_flight = reading.next().await?;
-    loop {
-        let Some((batch, prepared)) = in_flight.take() else {
-            info!(connector = %config.name, "sink stopped");
-            return Ok(());
-        };
-        // A failed write ends the wait for the next batch at once.
-        let (written, next) = tokio::try_join!(writing.store(&batch, prepared), reading.next())?;
-        if !written {
-            info!(connector = %config.name, "sink stopped");
-            return Ok(());
+    let result = apply_batches(reading, writing).await;
+    // Every sender of the decoder's jobs is gone with `reading` and `writing`: it ends after
+    // the job at hand.
+    let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
+    if result.is_ok() {
+        info!(connector = %config.name, "sink stopped");
+    }
+    result
+}
+
+/// The loop of `run` until shutdown (`Ok`) or an error.
+///
+/// Batch n+1 is read and decoded while batch n is written: the database works on one while
+/// a task of its own reads (and the decoder thread decodes) the other. Batches are still
+/// written one after the other, in order, and at most two are in hand.
+async fn apply_batches(mut reading: Reading, mut writing: Writing<'_>) -> Result<(), Error> {
+    let (ready, mut batches) = tokio::sync::mpsc::channel(1);
+    let (recycle, spare) = tokio::sync::mpsc::channel(1);
+    reading.spare = Some(spare);
+    let reader = tokio::spawn(read_batches(reading, ready));
+    let result = async {
+        loop {
+            // The reader sends its last word (shutdown or an error) before it ends.
+            let next = batches.recv().await.ok_or_else(|| {
+                Error::Decoder("the task reading records stopped without a word".to_owned())
+            })?;
+            let Some((batch, prepared)) = next? else {
+                return Ok(());
+            };
+            if !writing.store(&batch, prepared).await? {
+                return Ok(());
+            }
+            // One batch waiting is enough; another is freed.
+            let _ = recycle.try_send(batch);
         }
-        in_flight = next;
+    }
+    .await;
+    // A failed write ends the reading at once.
+    reader.abort();
+    let _ = reader.await;
+    result
+}
+
+/// Reads and prepares batches into `ready` until shutdown (`Ok(None)` sent last), an error
+/// (sent), or the writer goes away.
+async fn read_batches(
+    mut reading: Reading,
+    ready: tokio::sync::mpsc::Sender<Result<Option<(Batch, Prepared)>, Error>>,
+) {
+    // The slot is taken before reading: the batch being written and this one are all there is.
+    while let Ok(slot) = ready.reserve().await {
+        let next = reading.next().await;
+        let last = !matches!(next, Ok(Some(_)));
+        slot.send(next);
+        if last {
+            return;
+        }
+    }
+}
+
+/// What the decoder thread is asked to do.
+enum DecoderJob {
+    /// Decode and prepare a batch of JSON records; the batch comes back with the result.
+    Decode(Batch, oneshot::Sender<(Batch, Result<Prepared, Error>)>),
+    /// Free a written batch's changes (tens of thousands of allocations).
+    Free(TableChanges),
+}
+
+/// The sending side of the decoder thread: one thread (not the blocking pool, whose several
+/// threads each keep an allocator arena of their own, costing hundreds of MB of RSS), which
+/// also frees what it allocated.
+#[derive(Clone)]
+struct Decoder {
+    jobs: mpsc::Sender<DecoderJob>,
+}
+
+impl Decoder {
+    fn start(
+        config: Arc<PostgresSinkConfig>,
+        unchanged: Arc<Unchanged>,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), Error> {
+        let (jobs, received) = mpsc::channel::<DecoderJob>();
+        let thread = std::thread::Builder::new()
+            .name(format!("sink-decoder {}", config.name))
+            .spawn(move || {
+                let mut schemas = (SchemaCache::default(), SchemaCache::default());
+                while let Ok(job) = received.recv() {
+                    match job {
+                        DecoderJob::Decode(batch, reply) => {
+                            let documents = read_json_documents(&config, &mut schemas, &batch);
+                            let prepared = prepare(&config, &unchanged, &batch, documents);
+                            // The reader may be gone (a failed write ended the wait).
+                            let _ = reply.send((batch, prepared));
+                        }
+                        DecoderJob::Free(changes) => drop(changes),
+                    }
+                }
+            })
+            .map_err(|error| Error::Decoder(format!("cannot start its thread: {error}")))?;
+        Ok((Self { jobs }, thread))
+    }
+
+    async fn decode(&self, batch: Batch) -> Result<(Batch, Prepared), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(DecoderJob::Decode(batch, reply))
+            .map_err(|_| Error::Decoder("its thread has stopped".to_owned()))?;
+        let (batch, prepared) = answer
+            .await
+            .map_err(|_| Error::Decoder("its thread stopped before answering".to_owned()))?;
+        Ok((batch, prepared?))
+    }
+
+    fn free(&self, changes: TableChanges) {
+        // Without the thread the changes are freed here, by the returned job.
+        let _ = self.jobs.send(DecoderJob::Free(changes));
     }
 }
 
 /// The reading half: records in, decoded and reduced batches out.
-struct Reading<'a> {
-    config: &'a PostgresSinkConfig,
-    consumer: &'a Arc<StreamConsumer>,
+struct Reading {
+    config: Arc<PostgresSinkConfig>,
+    consumer: Arc<StreamConsumer>,
     catalog: Client,
-    shutdown: &'a CancellationToken,
+    shutdown: CancellationToken,
     assigned: HashSet<(String, i32)>,
     last_refresh: Instant,
-    unchanged: Unchanged,
+    unchanged: Arc<Unchanged>,
     readers: Readers,
+    /// The size of the last batch's keys and values: room for the next one is taken at once.
+    last_batch_bytes: usize,
+    /// Written batches come back here to be filled again: their ~20 MB buffers are allocated
+    /// once rather than per batch (which left the allocator holding several of them).
+    spare: Option<tokio::sync::mpsc::Receiver<Batch>>,
+    decoder: Decoder,
 }
 
-impl Reading<'_> {
+impl Reading {
     /// The next batch, prepared; `None` when shutdown was asked for.
-    async fn next(&mut self) -> Result<Option<(Vec<OwnedMessage>, Prepared)>, Error> {
+    async fn next(&mut self) -> Result<Option<(Batch, Prepared)>, Error> {
         loop {
             // Topics appear while the sink runs (the source creates them on a table's first
             // change).
             if self.last_refresh.elapsed() >= TOPIC_REFRESH {
                 if self.catalog.is_closed() {
-                    self.catalog = connect_as(self.config, " (offsets lookup)").await?;
+                    self.catalog = connect_as(&self.config, " (offsets lookup)").await?;
                 }
                 assign_new_partitions(
-                    self.consumer,
-                    self.config,
+                    &self.consumer,
+                    &self.config,
                     &self.catalog,
                     &mut self.assigned,
                 )
                 .await?;
                 self.last_refresh = Instant::now();
             }
-            let Some(batch) =
-                next_batch(self.consumer, self.config.batch_size, self.shutdown).await?
+            let recycled = self.spare.as_mut().and_then(|spare| spare.try_recv().ok());
+            let Some(batch) = next_batch(
+                &self.consumer,
+                self.config.batch_size,
+                self.last_batch_bytes,
+                recycled,
+                &self.shutdown,
+            )
+            .await?
             else {
                 return Ok(None);
             };
             if batch.is_empty() {
                 continue;
             }
-            let documents = read_documents(self.config, &mut self.readers, &batch).await?;
-            let prepared = prepare(self.config, &self.unchanged, &batch, documents)?;
-            return Ok(Some((batch, prepared)));
+            self.last_batch_bytes = batch.bytes();
+            if self.readers.key.is_some() || self.readers.value.is_some() {
+                // Avro needs the registry (asynchronously) for schemas it has not seen.
+                let documents = read_documents(&self.config, &mut self.readers, &batch).await?;
+                let prepared = prepare(&self.config, &self.unchanged, &batch, documents)?;
+                return Ok(Some((batch, prepared)));
+            }
+            // JSON needs nothing but CPU: decoding runs on a thread of its own, next to the
+            // task writing the previous batch.
+            return self.decoder.decode(batch).await.map(Some);
         }
     }
 }
@@ -191,6 +339,7 @@ struct Writing<'a> {
     config: &'a PostgresSinkConfig,
     consumer: &'a Arc<StreamConsumer>,
     shutdown: &'a CancellationToken,
+    decoder: Decoder,
     client: Client,
     writer: Writer,
     dead_letters: Option<DeadLetters>,
@@ -200,7 +349,7 @@ struct Writing<'a> {
 impl Writing<'_> {
     /// Writes one batch with its offsets; `false` when shutdown came first (nothing of the
     /// batch is committed then).
-    async fn store(&mut self, batch: &[OwnedMessage], prepared: Prepared) -> Result<bool, Error> {
+    async fn store(&mut self, batch: &Batch, prepared: Prepared) -> Result<bool, Error> {
         let config = self.config;
         let Prepared {
             truncates,
@@ -211,7 +360,7 @@ impl Writing<'_> {
         for (index, error) in &rejected {
             warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
             if let (Some(dead_letters), Some(message)) = (&self.dead_letters, batch.get(*index)) {
-                dead_letters.send(message, error).await?;
+                dead_letters.send(&message.to_message(), error).await?;
             }
         }
         let started = Instant::now();
@@ -259,7 +408,7 @@ impl Writing<'_> {
                         };
                         warn!(connector = %config.name, error = %error, "record skipped (errors.tolerance=all)");
                         if let Some(dead_letters) = &self.dead_letters {
-                            dead_letters.send(message, &error).await?;
+                            dead_letters.send(&message.to_message(), &error).await?;
                         }
                     }
                 }
@@ -289,6 +438,7 @@ impl Writing<'_> {
         self.metrics
             .committed(batch.len() as u64, started.elapsed());
         debug!(connector = %config.name, records = batch.len(), "batch committed");
+        self.decoder.free(changes);
         Ok(true)
     }
 }
@@ -398,27 +548,33 @@ pub(crate) async fn topic_partitions(
 pub(crate) async fn next_batch(
     consumer: &StreamConsumer,
     batch_size: usize,
+    expected_bytes: usize,
+    recycled: Option<Batch>,
     shutdown: &CancellationToken,
-) -> Result<Option<Vec<OwnedMessage>>, Error> {
-    let received = |result: Result<rdkafka::message::BorrowedMessage<'_>, _>| {
-        result
-            .map(|m| m.detach())
-            .map_err(|source| Error::Consumer {
-                context: "receiving records".to_owned(),
-                source,
-            })
+) -> Result<Option<Batch>, Error> {
+    let failed = |source| Error::Consumer {
+        context: "receiving records".to_owned(),
+        source,
     };
     let first = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Ok(None),
-        message = consumer.recv() => received(message)?,
-        () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Vec::new())),
+        message = consumer.recv() => message.map_err(failed)?,
+        () = tokio::time::sleep(TOPIC_REFRESH) => return Ok(Some(Batch::default())),
     };
-    let mut batch = vec![first];
+    let mut batch = match recycled {
+        Some(mut batch) => {
+            batch.clear();
+            batch
+        }
+        None => Batch::with_capacity(batch_size.min(100_000), expected_bytes),
+    };
+    batch.push(&first);
+    drop(first);
     let deadline = tokio::time::Instant::now() + BATCH_LINGER;
     while batch.len() < batch_size {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(received(message)?),
+            Ok(message) => batch.push(&message.map_err(failed)?),
             Err(_) => break,
         }
     }
@@ -473,19 +629,82 @@ pub(crate) fn json_document(
     }
 }
 
+/// A record's value: read into a tree (Avro, or JSON on the registry path) or left as JSON text.
+enum ValueDocument<'a> {
+    Tree(Document),
+    Raw(RawDocument<'a>),
+}
+
 /// A record's key and value as documents (`None`: absent or empty).
-type Documents = (Option<Document>, Option<Document>);
+type Documents<'a> = (Option<Document>, Option<ValueDocument<'a>>);
+
+/// `read_documents` for JSON converters, without the registry: values are left as JSON text
+/// for `decode_raw_document`. Keys and values have schema caches of their own, so that each
+/// remembers its last schema.
+fn read_json_documents<'a>(
+    config: &PostgresSinkConfig,
+    (key_schemas, value_schemas): &mut (SchemaCache, SchemaCache),
+    batch: &'a Batch,
+) -> Vec<Result<Documents<'a>, RecordError>> {
+    let not_json = |message: Record<'_>, part| RecordError::NotJson {
+        position: RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        part,
+    };
+    batch
+        .iter()
+        .map(|message| {
+            let Some(value) = message.payload().filter(|v| !v.is_empty()) else {
+                return Ok((None, None));
+            };
+            let value = match config.value_converter {
+                Converter::Json {
+                    schemas_enable: false,
+                } => serde_json::from_slice(value).map(|payload| RawDocument {
+                    schema: None,
+                    payload,
+                }),
+                _ => value_schemas.raw_document(value),
+            }
+            .map_err(|_| not_json(message, "value"))?;
+            let key = match config.primary_key_mode {
+                PrimaryKeyMode::RecordKey => message
+                    .key()
+                    .filter(|k| !k.is_empty())
+                    .map(|key| match config.key_converter {
+                        Converter::Json {
+                            schemas_enable: false,
+                        } => json_document(key, &config.key_converter, key_schemas),
+                        // Only the (small) payload becomes a tree.
+                        _ => key_schemas.raw_document(key).and_then(|raw| {
+                            serde_json::from_str(raw.payload.get()).map(|payload| Document {
+                                schema: raw.schema,
+                                payload,
+                            })
+                        }),
+                    })
+                    .transpose()
+                    .map_err(|_| not_json(message, "key"))?,
+                _ => None,
+            };
+            Ok((key, Some(ValueDocument::Raw(value))))
+        })
+        .collect()
+}
 
 /// Reads every record's key (when the key is needed) and value into Connect JSON documents.
 /// A registry that cannot be reached stops the batch; a record that cannot be read is that
 /// record's error.
-async fn read_documents(
+async fn read_documents<'a>(
     config: &PostgresSinkConfig,
     readers: &mut Readers,
-    batch: &[OwnedMessage],
-) -> Result<Vec<Result<Documents, RecordError>>, Error> {
+    batch: &'a Batch,
+) -> Result<Vec<Result<Documents<'a>, RecordError>>, Error> {
     let mut documents = Vec::with_capacity(batch.len());
-    for message in batch {
+    for message in batch.iter() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -536,7 +755,8 @@ async fn read_documents(
         )
         .await?;
         let key = read(key, readers.key.as_mut(), &mut readers.json_schemas, "key").await?;
-        documents.push(value.and_then(|value| key.map(|key| (key, value))));
+        documents
+            .push(value.and_then(|value| key.map(|key| (key, value.map(ValueDocument::Tree)))));
     }
     Ok(documents)
 }
@@ -544,29 +764,37 @@ async fn read_documents(
 fn prepare(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
-    batch: &[OwnedMessage],
-    documents: Vec<Result<Documents, RecordError>>,
+    batch: &Batch,
+    documents: Vec<Result<Documents<'_>, RecordError>>,
 ) -> Result<Prepared, Error> {
     let mut routed: BTreeMap<TableName, Vec<(String, PendingChange)>> = BTreeMap::new();
     let mut offsets = NextOffsets::new();
     let mut rejected = Vec::new();
     let mut truncates = BTreeSet::new();
+    let mut routes = Routes::default();
     for (index, (message, document)) in batch.iter().zip(documents).enumerate() {
         let position = RecordPosition {
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
         };
-        let next = offsets
-            .entry((position.topic.clone(), position.partition))
-            .or_insert(0);
-        *next = (*next).max(position.offset + 1);
+        note_offset(&mut offsets, &position);
         let routed_change = document
-            .and_then(|(key, value)| decode_document(config, unchanged, &position, key, value))
+            .and_then(|(key, value)| match value {
+                Some(ValueDocument::Raw(value)) => {
+                    decode_raw_document(config, unchanged, &position, key, Some(value))
+                }
+                Some(ValueDocument::Tree(value)) => {
+                    decode_document(config, unchanged, &position, key, Some(value))
+                }
+                None => Ok(None),
+            })
             .and_then(|decoded| {
                 decoded
                     .map(|d| {
-                        table_name(&config.collection_name_format, &position, &d).map(|t| (t, d))
+                        routes
+                            .table(&config.collection_name_format, &position, &d)
+                            .map(|t| (t, d))
                     })
                     .transpose()
             });
@@ -592,14 +820,26 @@ fn prepare(
                 decoded.key_identity
             }
         };
-        routed.entry(table).or_default().push((
-            identity,
-            PendingChange {
-                key: decoded.key,
-                change: decoded.change,
-                origin: index,
-            },
-        ));
+        let change = PendingChange {
+            key: decoded.key,
+            change: decoded.change,
+            origin: index,
+        };
+        match routed.get_mut(&table) {
+            Some(changes) => changes.push((identity, change)),
+            None => {
+                // The first table gets room for the rest of the batch (most batches have one
+                // table): growing a vector of ten thousand changes copies it again and again.
+                let room = if routed.is_empty() {
+                    batch.len() - index
+                } else {
+                    0
+                };
+                let mut changes = Vec::with_capacity(room);
+                changes.push((identity, change));
+                routed.insert(table, changes);
+            }
+        }
     }
     let changes = routed
         .into_iter()
@@ -611,6 +851,56 @@ fn prepare(
         offsets,
         rejected,
     })
+}
+
+/// Records the offset after `position` as its partition's next offset.
+fn note_offset(offsets: &mut NextOffsets, position: &RecordPosition) {
+    let next = position.offset + 1;
+    // Looked up by reference first: a batch has few partitions and many records.
+    let stored = offsets.iter_mut().find(|((topic, partition), _)| {
+        *partition == position.partition && *topic == position.topic
+    });
+    match stored {
+        Some((_, stored)) => *stored = (*stored).max(next),
+        None => {
+            offsets.insert((position.topic.clone(), position.partition), next);
+        }
+    }
+}
+
+/// The table of the last record routed, by what its name was made from: consecutive records
+/// nearly always go to the same table.
+#[derive(Default)]
+struct Routes {
+    last: Option<(String, [Option<String>; 3], TableName)>,
+}
+
+impl Routes {
+    fn table(
+        &mut self,
+        format: &str,
+        position: &RecordPosition,
+        decoded: &Decoded,
+    ) -> Result<TableName, RecordError> {
+        let sources = [
+            &decoded.source_db,
+            &decoded.source_schema,
+            &decoded.source_table,
+        ];
+        if let Some((topic, names, table)) = &self.last
+            && *topic == position.topic
+            && names.iter().zip(sources).all(|(a, b)| a == b)
+        {
+            return Ok(table.clone());
+        }
+        let table = table_name(format, position, decoded)?;
+        self.last = Some((
+            position.topic.clone(),
+            sources.map(Clone::clone),
+            table.clone(),
+        ));
+        Ok(table)
+    }
 }
 
 /// The target table of a record under `collection.name.format`: placeholders filled in (the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bigdecimal::{BigDecimal, num_bigint::BigInt};
-use chrono::{DateTime, Days, NaiveDate};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Timelike};
 use serde_json::{Map, Value as Json};
 
 use crate::format::connect::Placeholder;
@@ -235,6 +235,42 @@ pub fn cell(
     Ok(Cell::Text(text))
 }
 
+/// As `cell`, taking the value: a string that `text_of` would copy as it is is moved instead.
+pub fn cell_of(
+    field: &str,
+    value: Json,
+    schema: Option<&FieldSchema>,
+    unchanged: &Unchanged,
+) -> Result<Cell, ValueError> {
+    let moved = matches!(value, Json::String(_))
+        && schema
+            .is_none_or(|s| s.kind == "string" && !s.name.as_deref().is_some_and(reads_strings))
+        && !unchanged.is_placeholder(&value, schema);
+    match value {
+        Json::String(text) if moved => Ok(Cell::Text(text)),
+        other => cell(field, &other, schema, unchanged),
+    }
+}
+
+/// Semantic types for which `text_of` reads a string schema's value rather than copying it.
+fn reads_strings(name: &str) -> bool {
+    matches!(
+        name,
+        "io.debezium.data.VariableScaleDecimal"
+            | "io.debezium.time.Date"
+            | "org.apache.kafka.connect.data.Date"
+            | "io.debezium.time.Time"
+            | "org.apache.kafka.connect.data.Time"
+            | "io.debezium.time.MicroTime"
+            | "io.debezium.time.NanoTime"
+            | "io.debezium.time.Timestamp"
+            | "org.apache.kafka.connect.data.Timestamp"
+            | "io.debezium.time.MicroTimestamp"
+            | "io.debezium.time.NanoTimestamp"
+            | "io.debezium.time.MicroDuration"
+    )
+}
+
 fn untyped_text(value: &Json) -> String {
     match value {
         Json::String(text) => text.clone(),
@@ -300,23 +336,29 @@ fn time_text(micros: i64) -> Result<String, String> {
 }
 
 fn timestamp_text(micros: i64) -> Result<String, String> {
-    DateTime::from_timestamp_micros(micros)
-        .map(|t| {
-            let text = t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-            // chrono writes years before 1 as negative; PostgreSQL wants "BC".
-            match text.strip_prefix('-') {
-                Some(rest) => bc_text(rest),
-                None => text,
-            }
-        })
-        .ok_or_else(|| "a timestamp out of range".to_owned())
-}
-
-fn bc_text(negative_year_text: &str) -> String {
-    // Year -n is (n+1) BC.
-    let (year, rest) = negative_year_text.split_at(negative_year_text.find('-').unwrap_or(0));
-    let year: i64 = year.parse().unwrap_or(0);
-    format!("{:04}{rest} BC", year + 1)
+    let t = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| "a timestamp out of range".to_owned())?
+        .naive_utc();
+    // chrono's years before 1 are 0, -1, …; PostgreSQL counts 1 BC, 2 BC, …
+    let (year, era) = match t.year() {
+        year if year >= 1 => (year, ""),
+        year => (1 - year, " BC"),
+    };
+    if era.is_empty() && year > 9999 {
+        // As chrono writes it ("+10000-…").
+        return Ok(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string());
+    }
+    // Written field by field: `format` parses its pattern on every call, which showed up in
+    // the sink's profile.
+    Ok(format!(
+        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}{era}",
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() % 1_000_000_000 / 1000
+    ))
 }
 
 /// `io.debezium.data.Bits`: little-endian bytes of a bit string `length` bits long.
@@ -602,6 +644,76 @@ mod tests {
         assert_eq!(text(json!(true), json!({"type": "boolean"})), t("true"));
         assert_eq!(text(json!(1.5), json!({"type": "double"})), t("1.5"));
         assert_eq!(text(json!(null), json!({"type": "int32"})), Cell::Null);
+    }
+
+    #[test]
+    fn taking_a_value_converts_as_borrowing_it() {
+        let cases = [
+            (json!("text"), Some(json!({"type": "string"}))),
+            (json!("text"), None),
+            (
+                json!("2024-02-29T12:45:01Z"),
+                Some(json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"})),
+            ),
+            (
+                json!("__debezium_unavailable_value"),
+                Some(json!({"type": "string"})),
+            ),
+            (json!("__debezium_unavailable_value"), None),
+            (
+                json!("12.5"),
+                Some(json!({"type": "string", "name": "org.apache.kafka.connect.data.Decimal"})),
+            ),
+            (json!("3q0="), Some(json!({"type": "bytes"}))),
+            (
+                json!("x"),
+                Some(json!({"type": "string", "name": "io.debezium.time.Date"})),
+            ),
+            (
+                json!(7),
+                Some(json!({"type": "int32", "name": "io.debezium.time.Date"})),
+            ),
+            (json!(null), Some(json!({"type": "string"}))),
+        ];
+        let unchanged = Unchanged::default();
+        for (value, schema_json) in cases {
+            let schema = schema_json.map(schema);
+            assert_eq!(
+                cell_of("f", value.clone(), schema.as_ref(), &unchanged),
+                cell("f", &value, schema.as_ref(), &unchanged),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_at_the_edges_of_the_calendar() {
+        assert_eq!(
+            timestamp_text(0).as_deref(),
+            Ok("1970-01-01 00:00:00.000000")
+        );
+        assert_eq!(
+            timestamp_text(-1).as_deref(),
+            Ok("1969-12-31 23:59:59.999999")
+        );
+        // 0001-01-01 and the day before it (1 BC); the year 10000.
+        assert_eq!(
+            timestamp_text(-62_135_596_800_000_000).as_deref(),
+            Ok("0001-01-01 00:00:00.000000")
+        );
+        assert_eq!(
+            timestamp_text(-62_135_596_800_000_001).as_deref(),
+            Ok("0001-12-31 23:59:59.999999 BC")
+        );
+        // 2 BC is chrono's year -1.
+        assert_eq!(
+            timestamp_text(-62_135_596_800_000_001 - 366 * 86_400_000_000).as_deref(),
+            Ok("0002-12-31 23:59:59.999999 BC")
+        );
+        assert_eq!(
+            timestamp_text(253_402_300_800_000_000).as_deref(),
+            Ok("+10000-01-01 00:00:00.000000")
+        );
     }
 
     #[test]

@@ -337,10 +337,10 @@ impl Writer {
         if !deletes.is_empty() {
             let key_names: Vec<&str> = deletes[0].key.iter().map(|c| c.name.as_str()).collect();
             let columns = typed_columns(table, &target, &key_names)?;
-            let arrays = deletes
+            let arrays: Vec<Vec<Option<&str>>> = key_names
                 .iter()
-                .map(|d| key_names.iter().map(|name| key_text(d, name)).collect())
-                .collect::<Vec<Vec<Option<String>>>>();
+                .map(|name| deletes.iter().map(|d| key_text(d, name)).collect())
+                .collect();
             let conditions: Vec<String> = columns
                 .iter()
                 .enumerate()
@@ -352,40 +352,25 @@ impl Writer {
                 conditions.join(" AND ")
             );
             let statement = self.prepared(transaction, &sql, table).await?;
-            execute_columns(transaction, &statement, columns.len(), &arrays, table).await?;
+            execute_columns(transaction, &statement, &arrays, table).await?;
         }
 
         // One statement per set of columns present (unchanged TOASTed values left out).
-        let mut shapes: BTreeMap<Vec<String>, Vec<Vec<Option<String>>>> = BTreeMap::new();
-        for write in &writes {
-            let Change::Write(cells) = &write.change else {
-                continue;
-            };
-            let mut present: Vec<(&str, Option<String>)> = Vec::new();
-            for (name, _) in &target.columns {
-                let from_row = cells.iter().find(|c| &c.name == name).map(|c| &c.cell);
-                let from_key = write.key.iter().find(|c| &c.name == name).map(|c| &c.cell);
-                match from_row.or(from_key) {
-                    None | Some(Cell::Unchanged) => {}
-                    Some(Cell::Null) => present.push((name, None)),
-                    Some(Cell::Text(text)) => present.push((name, Some(text.clone()))),
-                }
-            }
-            let (names, values): (Vec<String>, Vec<Option<String>>) =
-                present.into_iter().map(|(n, v)| (n.to_owned(), v)).unzip();
-            shapes.entry(names).or_default().push(values);
-        }
+        let shapes = write_shapes(&target, &writes);
         let key_names: Vec<&str> = writes
             .first()
             .map(|w| w.key.iter().map(|c| c.name.as_str()).collect())
             .unwrap_or_default();
-        for (names, rows) in shapes {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (present, arrays) in shapes {
+            let names: Vec<&str> = present
+                .iter()
+                .map(|&i| target.columns[i].0.as_str())
+                .collect();
             let columns = typed_columns(table, &target, &names)?;
             let sql = self.write_sql(table, &columns, &key_names)?;
             let Some(sql) = sql else { continue };
             let statement = self.prepared(transaction, &sql, table).await?;
-            execute_columns(transaction, &statement, columns.len(), &rows, table).await?;
+            execute_columns(transaction, &statement, &arrays, table).await?;
         }
         Ok(())
     }
@@ -648,15 +633,88 @@ fn column_definition(name: &str, schema: &FieldSchema, is_key: bool) -> String {
     )
 }
 
-fn key_text(change: &PendingChange, name: &str) -> Option<String> {
+fn key_text<'a>(change: &'a PendingChange, name: &str) -> Option<&'a str> {
     change
         .key
         .iter()
         .find(|c| c.name == name)
         .and_then(|c| match &c.cell {
-            Cell::Text(text) => Some(text.clone()),
+            Cell::Text(text) => Some(text.as_str()),
             Cell::Null | Cell::Unchanged => None,
         })
+}
+
+/// The target columns present in a write, by their index in the table, and the values of
+/// each (column-major, borrowed from the changes).
+type Shape<'a> = (Vec<usize>, Vec<Vec<Option<&'a str>>>);
+
+/// Groups `writes` by the set of columns they carry (a row's own cell before its key's; cells
+/// the table has no column for and unchanged TOASTed values left out), in table column order.
+fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<Shape<'a>> {
+    let positions: HashMap<&str, usize> = target
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.as_str(), i))
+        .collect();
+    // Rows of a batch carry their columns in the same order: try the last row's position of
+    // a cell before hashing its name.
+    let mut hints: Vec<usize> = Vec::new();
+    let mut slots: Vec<Option<&'a Cell>> = vec![None; target.columns.len()];
+    let mut present: Vec<usize> = Vec::new();
+    let mut shapes: Vec<Shape<'a>> = Vec::new();
+    let mut by_columns: HashMap<Vec<usize>, usize> = HashMap::new();
+    for write in writes {
+        let Change::Write(cells) = &write.change else {
+            continue;
+        };
+        slots.fill(None);
+        for (at, column) in cells.iter().chain(&write.key).enumerate() {
+            let hinted = hints.get(at).copied().filter(|&i| {
+                target
+                    .columns
+                    .get(i)
+                    .is_some_and(|(n, _)| *n == column.name)
+            });
+            let Some(index) = hinted.or_else(|| positions.get(column.name.as_str()).copied())
+            else {
+                continue;
+            };
+            if at < hints.len() {
+                hints[at] = index;
+            } else {
+                hints.push(index);
+            }
+            // A row's own cell wins over its key's.
+            if slots[index].is_none() {
+                slots[index] = Some(&column.cell);
+            }
+        }
+        present.clear();
+        present.extend(
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, cell)| matches!(cell, Some(Cell::Text(_) | Cell::Null)))
+                .map(|(i, _)| i),
+        );
+        let shape = match by_columns.get(present.as_slice()) {
+            Some(&shape) => shape,
+            None => {
+                by_columns.insert(present.clone(), shapes.len());
+                shapes.push((present.clone(), vec![Vec::new(); present.len()]));
+                shapes.len() - 1
+            }
+        };
+        let arrays = &mut shapes[shape].1;
+        for (array, &i) in arrays.iter_mut().zip(&present) {
+            array.push(match slots[i] {
+                Some(Cell::Text(text)) => Some(text.as_str()),
+                _ => None,
+            });
+        }
+    }
+    shapes
 }
 
 /// `unnest($1::text[], …) AS u(c0, …)`.
@@ -686,21 +744,13 @@ fn typed_columns<'a>(
         .collect()
 }
 
-/// Runs `sql` with one `text[]` parameter per column, built from row-major `rows`.
+/// Runs `sql` with one `text[]` parameter per column.
 async fn execute_columns(
     transaction: &Transaction<'_>,
     statement: &Statement,
-    columns: usize,
-    rows: &[Vec<Option<String>>],
+    arrays: &[Vec<Option<&str>>],
     table: &TableName,
 ) -> Result<u64, Error> {
-    let arrays: Vec<Vec<Option<&str>>> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .map(|row| row.get(i).and_then(|v| v.as_deref()))
-                .collect()
-        })
-        .collect();
     let params: Vec<&(dyn ToSql + Sync)> =
         arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
     transaction
@@ -736,8 +786,8 @@ async fn read_table(
 /// Keeps the last change per key (PostgreSQL rejects an upsert touching one row twice); an
 /// update with unchanged TOASTed values takes them from the change it replaces.
 pub(crate) fn reduce(changes: Vec<(String, PendingChange)>) -> Vec<PendingChange> {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut kept: Vec<PendingChange> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(changes.len());
+    let mut kept: Vec<PendingChange> = Vec::with_capacity(changes.len());
     for (identity, mut change) in changes {
         match index.get(&identity) {
             Some(&at) => {
@@ -811,6 +861,64 @@ mod tests {
         };
         assert_eq!(first[1].cell, Cell::Text("a".into()));
         assert_eq!(reduced[1].change, Change::Delete);
+    }
+
+    #[test]
+    fn writes_are_grouped_by_the_columns_they_carry() {
+        let target = TargetTable {
+            columns: vec![
+                ("id".into(), "bigint".into()),
+                ("note".into(), "text".into()),
+                ("n".into(), "integer".into()),
+            ],
+        };
+        let change = |cells: Vec<ColumnValue>, id: &str| PendingChange {
+            key: vec![column("id", Cell::Text(id.into()))],
+            change: Change::Write(cells),
+            origin: 0,
+        };
+        let changes = [
+            change(
+                vec![
+                    column("id", Cell::Text("1".into())),
+                    column("note", Cell::Text("a".into())),
+                    column("n", Cell::Null),
+                ],
+                "1",
+            ),
+            // Another order, a column the table lacks, and the key only in the key.
+            change(
+                vec![
+                    column("n", Cell::Text("5".into())),
+                    column("extra", Cell::Text("e".into())),
+                    column("note", Cell::Text("b".into())),
+                ],
+                "2",
+            ),
+            // An unchanged TOASTed value is left out.
+            change(
+                vec![
+                    column("id", Cell::Text("3".into())),
+                    column("note", Cell::Unchanged),
+                    column("n", Cell::Text("7".into())),
+                ],
+                "3",
+            ),
+        ];
+        let writes: Vec<&PendingChange> = changes.iter().collect();
+        let shapes = write_shapes(&target, &writes);
+        assert_eq!(shapes.len(), 2);
+        assert_eq!(shapes[0].0, [0, 1, 2]);
+        assert_eq!(
+            shapes[0].1,
+            [
+                vec![Some("1"), Some("2")],
+                vec![Some("a"), Some("b")],
+                vec![None, Some("5")]
+            ]
+        );
+        assert_eq!(shapes[1].0, [0, 2]);
+        assert_eq!(shapes[1].1, [vec![Some("3")], vec![Some("7")]]);
     }
 
     #[test]
