@@ -41,6 +41,9 @@ serve_running() { curl -fsS -o /dev/null "$REST/" 2>/dev/null; }
 connector_name() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$ROOT/connectors/$1.json"; }
 
 stop_all() {
+  # Read once: `status | grep -q` would end the status early, and pipefail turn that into "no".
+  local services
+  services=$("$ROOT/scripts/services.sh" status 2>/dev/null || true)
   if serve_running; then
     # Stopped, offsets forgotten, deleted: a later run starts the demo connectors afresh on new
     # databases instead of resuming from positions that no longer exist.
@@ -52,7 +55,7 @@ stop_all() {
       curl -fsS -o /dev/null -X DELETE "$REST/connectors/$name" && note "deleted $name"
     done
   fi
-  if [ -d "$ROOT/.dev/kafka/libs" ] && "$ROOT/scripts/services.sh" status 2>/dev/null | grep -q '^kafka: *running'; then
+  if [ -d "$ROOT/.dev/kafka/libs" ] && grep -q '^kafka: *running' <<<"$services"; then
     # The demo's change topics go too: a later run must not replay events of rows that are gone.
     step "deleting the demo topics (shop.*)"
     java -cp "$ROOT/.dev/kafka/libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA" \
@@ -64,7 +67,7 @@ stop_all() {
     for _ in $(seq 1 50); do kill -0 "$(cat "$STATE/tributary.pid")" 2>/dev/null || break; sleep 0.2; done
   fi
   rm -f "$STATE/tributary.pid"
-  if "$ROOT/scripts/services.sh" status 2>/dev/null | grep -q '^postgres: running'; then
+  if grep -q '^postgres: *running' <<<"$services"; then
     step "dropping the demo databases and the replication slot"
     sql postgres "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
                    WHERE slot_name = 'tributary_shop' AND NOT active" >/dev/null || true
