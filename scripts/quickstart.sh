@@ -19,6 +19,8 @@ KAFKA=127.0.0.1:9092
 PG_PORT=5432
 WORKLOAD_SECONDS=${QUICKSTART_SECONDS:-40}
 CONNECTORS=(postgres-source postgres-sink-customers window-revenue)
+# "already exists, skipping" on a second run is no news.
+export PGOPTIONS="-c client_min_messages=warning"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
@@ -135,7 +137,7 @@ for file in "${CONNECTORS[@]}"; do
   code=$(curl -sS -o "$STATE/response.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
               --data "$config" "$REST/connectors/$name/config")
   case "$code" in
-    200|201) note "$name ($file.json): $( [ "$code" = 201 ] && echo created || echo updated)" ;;
+    200|201) note "$name ($file.json): $( [ "$code" = 201 ] && echo created || echo 'registered (updated, or unchanged and left running)')" ;;
     *) cat "$STATE/response.json" >&2; echo >&2; die "registering $name answered HTTP $code" ;;
   esac
 done
