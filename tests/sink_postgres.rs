@@ -803,7 +803,7 @@ async fn post_connector(http: &reqwest::Client, base: &str, body: &serde_json::V
 async fn sinks_registered_over_rest_survive_kill_9_of_their_worker_mid_batch() {
     use serde_json::json;
 
-    use crate::support::serve::{ServeProcess, free_port};
+    use crate::support::serve::{ServeProcess, free_port, metric_value};
 
     let mut fixture = SourceFixture::new().await;
     fixture
@@ -1073,14 +1073,7 @@ async fn sinks_registered_over_rest_survive_kill_9_of_their_worker_mid_batch() {
     }
     // Everything re-applied after the reset was counted by this worker process.
     let (_, metrics) = call(reqwest::Method::GET, "/metrics".to_owned()).await;
-    let consumed: f64 = metrics
-        .lines()
-        .find(|line| {
-            line.starts_with("tributary_consumed_records_total")
-                && line.contains(&format!("connector=\"{insert_name}\""))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+    let consumed = metric_value(&metrics, "tributary_consumed_records_total", &insert_name)
         .unwrap_or_else(|| panic!("no consumed records for {insert_name} in:\n{metrics}"));
     assert!(consumed >= next_event as f64, "{consumed} < {next_event}");
     let _ = std::fs::remove_dir_all(&dir);

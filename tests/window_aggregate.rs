@@ -217,8 +217,8 @@ fn fixed_windows_query(size_seconds: u32, advance_seconds: u32) -> String {
     )
 }
 
-async fn orders_fixture() -> (SourceFixture, String, InProcessSource) {
-    let mut fixture = SourceFixture::new().await;
+/// The source table `orders` and its change topic (created now, deleted with the fixture).
+async fn orders_table_and_topic(fixture: &mut SourceFixture) -> String {
     fixture
         .db
         .client()
@@ -230,6 +230,12 @@ async fn orders_fixture() -> (SourceFixture, String, InProcessSource) {
         .expect("schema");
     let topic = fixture.table_topic("orders");
     fixture.topic(&topic).await;
+    topic
+}
+
+async fn orders_fixture() -> (SourceFixture, String, InProcessSource) {
+    let mut fixture = SourceFixture::new().await;
+    let topic = orders_table_and_topic(&mut fixture).await;
     let mut source =
         InProcessSource::start(fixture.config("public.orders", &[]), fixture.destination());
     source.wait_until_streaming(&fixture).await;
@@ -549,20 +555,10 @@ async fn query_text(client: &Client, query: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_every_window() {
-    use crate::support::serve::{ServeProcess, free_port};
+    use crate::support::serve::{ServeProcess, free_port, metric_value};
 
     let mut fixture = SourceFixture::new().await;
-    fixture
-        .db
-        .client()
-        .batch_execute(
-            "CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount numeric(10,2),
-                                  created_at timestamp NOT NULL)",
-        )
-        .await
-        .expect("schema");
-    let topic = fixture.table_topic("orders");
-    fixture.topic(&topic).await;
+    let topic = orders_table_and_topic(&mut fixture).await;
     let _state_topics = [
         TestTopic::delete_on_drop(format!("{}-configs", fixture.offsets_topic), 1),
         TestTopic::delete_on_drop(format!("{}-status", fixture.offsets_topic), 1),
@@ -679,13 +675,7 @@ async fn a_stage_registered_over_rest_survives_kill_9_and_a_reset_recomputes_eve
     // What the stage committed is in the worker's metrics.
     let (_, metrics) = call(reqwest::Method::GET, base.clone(), "/metrics".into(), None).await;
     let series = |family: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|line| {
-                line.starts_with(family) && line.contains(&format!("connector=\"{name}\""))
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
+        metric_value(&metrics, family, &name)
             .unwrap_or_else(|| panic!("no {family} for {name} in:\n{metrics}"))
     };
     assert!(series("tributary_consumed_records_total") > 0.0);

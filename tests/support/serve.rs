@@ -67,6 +67,16 @@ impl ServeProcess {
     }
 }
 
+/// The value of `family`'s series for `connector` in `GET /metrics` text.
+pub fn metric_value(metrics: &str, family: &str, connector: &str) -> Option<f64> {
+    let label = format!("connector=\"{connector}\"");
+    metrics
+        .lines()
+        .find(|line| line.starts_with(family) && line.contains(&label))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
