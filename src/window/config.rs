@@ -23,7 +23,7 @@ use crate::{
         keys::KeyReader,
         resolve_providers,
     },
-    sink::postgres::config::parse_jdbc_url,
+    sink::postgres::config::{TargetKeys, read_target_keys},
 };
 
 /// The connector classes that mean "the window stage".
@@ -270,32 +270,7 @@ impl WindowAggregateConfig {
         );
         let late_events_topic = keys.raw("late.events.topic").map(str::to_owned);
 
-        let url = keys.required("connection.url");
-        let parsed = if url.is_empty() {
-            None
-        } else {
-            parse_jdbc_url(&url)
-                .map_err(|message| keys.error("connection.url", message))
-                .ok()
-        };
-        let user = keys
-            .raw("connection.username")
-            .map(str::to_owned)
-            .or_else(|| parsed.as_ref().and_then(|p| p.user.clone()));
-        let user = user.unwrap_or_else(|| {
-            if parsed.is_some() {
-                keys.error(
-                    "connection.username",
-                    "is required (or user=… in connection.url)",
-                );
-            }
-            String::new()
-        });
-        let password = keys
-            .raw("connection.password")
-            .map(str::to_owned)
-            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()))
-            .map(SecretString::from);
+        let target = read_target_keys(keys, &[]);
 
         let (table_schema, table_name) = match keys.raw("table.name") {
             Some(name) => match name.split('.').collect::<Vec<_>>().as_slice() {
@@ -333,9 +308,14 @@ impl WindowAggregateConfig {
         let known: Vec<&str> = WINDOW_AGGREGATE.iter().map(|d| d.name).collect();
         keys.finish("window stage", &known, &[], |_| false);
 
-        let (host, port, dbname, ssl) = parsed
-            .map(|p| (p.host, p.port, p.dbname, p.ssl))
-            .unwrap_or_default();
+        let TargetKeys {
+            host,
+            port,
+            dbname,
+            user,
+            password,
+            ssl,
+        } = target;
         Self {
             name: connector.name.clone(),
             topics,

@@ -193,7 +193,7 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
 ];
 
 /// The parts of a `jdbc:postgresql://host[:port]/database[?user=…&password=…]` URL.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct JdbcUrl {
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -201,6 +201,64 @@ pub(crate) struct JdbcUrl {
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) ssl: SslConfig,
+}
+
+/// Where a sink or a window stage writes: `connection.url`, the user (`connection.username`,
+/// or `user=` in the URL) and the password (`connection.password`, or `password=`).
+#[derive(Debug, Default)]
+pub(crate) struct TargetKeys {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<SecretString>,
+    pub ssl: SslConfig,
+}
+
+/// Reads [`TargetKeys`]; `user_aliases` are other names `connection.username` may have.
+pub(crate) fn read_target_keys(
+    keys: &mut KeyReader<'_>,
+    user_aliases: &[&'static str],
+) -> TargetKeys {
+    let url = keys.required("connection.url");
+    let parsed = if url.is_empty() {
+        None
+    } else {
+        parse_jdbc_url(&url)
+            .map_err(|message| keys.error("connection.url", message))
+            .ok()
+    };
+    let mut user = keys.raw("connection.username").map(str::to_owned);
+    for alias in user_aliases {
+        // Read even when the main name is given, so that it is not reported as unknown.
+        let aliased = keys.raw(alias).map(str::to_owned);
+        user = user.or(aliased);
+    }
+    let user = user
+        .or_else(|| parsed.as_ref().and_then(|p| p.user.clone()))
+        .unwrap_or_else(|| {
+            if parsed.is_some() {
+                keys.error(
+                    "connection.username",
+                    "is required (or user=… in connection.url)",
+                );
+            }
+            String::new()
+        });
+    let password = keys
+        .raw("connection.password")
+        .map(str::to_owned)
+        .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()))
+        .map(SecretString::from);
+    let parsed = parsed.unwrap_or_default();
+    TargetKeys {
+        host: parsed.host,
+        port: parsed.port,
+        dbname: parsed.dbname,
+        user,
+        password,
+        ssl: parsed.ssl,
+    }
 }
 
 pub(crate) fn parse_jdbc_url(url: &str) -> Result<JdbcUrl, String> {
@@ -354,36 +412,7 @@ impl PostgresSinkConfig {
             }
         };
 
-        let url = keys.required("connection.url");
-        let parsed = if url.is_empty() {
-            None
-        } else {
-            match parse_jdbc_url(&url) {
-                Ok(parsed) => Some(parsed),
-                Err(message) => {
-                    keys.error("connection.url", message);
-                    None
-                }
-            }
-        };
-        let user = match (keys.raw("connection.username"), keys.raw("connection.user")) {
-            (Some(user), _) | (None, Some(user)) => Some(user.to_owned()),
-            (None, None) => parsed.as_ref().and_then(|p| p.user.clone()),
-        };
-        let user = user.unwrap_or_else(|| {
-            if parsed.is_some() {
-                keys.error(
-                    "connection.username",
-                    "is required (or user=… in connection.url)",
-                );
-            }
-            String::new()
-        });
-        let password = keys
-            .raw("connection.password")
-            .map(str::to_owned)
-            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()))
-            .map(SecretString::from);
+        let target = read_target_keys(keys, &["connection.user"]);
 
         let insert_mode = keys.choice(
             "insert.mode",
@@ -543,9 +572,14 @@ impl PostgresSinkConfig {
                 || key.starts_with("value.converter.")
         });
 
-        let (host, port, dbname, ssl) = parsed
-            .map(|p| (p.host, p.port, p.dbname, p.ssl))
-            .unwrap_or_default();
+        let TargetKeys {
+            host,
+            port,
+            dbname,
+            user,
+            password,
+            ssl,
+        } = target;
         Self {
             name: connector.name.clone(),
             topics,
