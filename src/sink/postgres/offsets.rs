@@ -25,7 +25,18 @@ pub(crate) async fn stored_offsets(
     connector: &str,
 ) -> Result<Vec<PartitionOffset>, Error> {
     let client = connect_to(target, &format!("tributary {connector} (offsets)")).await?;
-    ensure_state_tables(&client).await?;
+    // A read creates nothing: before the first commit there is no table and no offset.
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('public.tributary_offsets') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(Error::database("looking up tributary_offsets"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
     let sorted: BTreeMap<(String, i32), i64> = load_offsets(&client, connector)
         .await?
         .into_iter()
