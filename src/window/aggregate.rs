@@ -15,7 +15,8 @@ use std::{
 pub const AVG_SCALE: i64 = 6;
 
 use bigdecimal::{BigDecimal, Zero};
-use serde_json::{Value as Json, json};
+
+use super::state_codec::{ReadResult, StateReader, StateWriter};
 
 /// A cell value: a group key part or an aggregate input.
 ///
@@ -43,27 +44,65 @@ impl Value {
         }
     }
 
-    /// The state form: JSON that keeps the variant (`{"n": "1.5"}` for decimals).
-    pub fn to_state(&self) -> Json {
+    /// Writes the value in the state's binary form.
+    pub fn encode(&self, out: &mut StateWriter<'_>) {
         match self {
-            Self::Null => Json::Null,
-            Self::Bool(b) => Json::Bool(*b),
-            Self::Int(i) => json!(i),
-            Self::Num(n) => json!({ "n": n.to_string() }),
-            Self::Text(t) => Json::String(t.to_string()),
+            Self::Null => {
+                out.u8(0);
+            }
+            Self::Bool(false) => {
+                out.u8(1);
+            }
+            Self::Bool(true) => {
+                out.u8(2);
+            }
+            Self::Int(i) => {
+                out.u8(3).i64(*i);
+            }
+            Self::Num(n) => {
+                out.u8(4);
+                encode_decimal(n, out);
+            }
+            Self::Text(t) => {
+                out.u8(5).str(t);
+            }
         }
     }
 
-    pub fn from_state(json: &Json) -> Option<Self> {
-        Some(match json {
-            Json::Null => Self::Null,
-            Json::Bool(b) => Self::Bool(*b),
-            Json::Number(n) => Self::Int(n.as_i64()?),
-            Json::String(t) => Self::Text(t.as_str().into()),
-            Json::Object(o) => Self::Num(BigDecimal::from_str(o.get("n")?.as_str()?).ok()?),
-            Json::Array(_) => return None,
+    pub fn decode(input: &mut StateReader<'_>) -> ReadResult<Self> {
+        Ok(match input.u8()? {
+            0 => Self::Null,
+            1 => Self::Bool(false),
+            2 => Self::Bool(true),
+            3 => Self::Int(input.i64()?),
+            4 => Self::Num(decode_decimal(input)?),
+            5 => Self::Text(input.str()?.into()),
+            tag => return Err(format!("unknown value tag {tag} in a state chunk")),
         })
     }
+}
+
+/// A decimal as its unscaled digits (two's complement, little-endian) and its scale.
+fn encode_decimal(n: &BigDecimal, out: &mut StateWriter<'_>) {
+    let (digits, scale) = n.as_bigint_and_scale();
+    let bytes = digits.to_signed_bytes_le();
+    out.i64(scale).count(bytes.len());
+    for byte in bytes {
+        out.u8(byte);
+    }
+}
+
+fn decode_decimal(input: &mut StateReader<'_>) -> ReadResult<BigDecimal> {
+    let scale = input.i64()?;
+    let n = input.count()?;
+    let mut bytes = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        bytes.push(input.u8()?);
+    }
+    Ok(BigDecimal::from_bigint(
+        bigdecimal::num_bigint::BigInt::from_signed_bytes_le(&bytes),
+        scale,
+    ))
 }
 
 /// An aggregate function of the `aggregates` key.
@@ -314,43 +353,61 @@ impl Accumulator {
         }
     }
 
-    pub fn to_state(&self) -> Json {
-        let pairs = |values: &mut dyn Iterator<Item = (&Value, &u64)>| -> Json {
-            Json::Array(values.map(|(v, c)| json!([v.to_state(), c])).collect())
+    /// Writes the accumulator in the state's binary form.
+    pub fn encode(&self, out: &mut StateWriter<'_>) {
+        let pairs = |out: &mut StateWriter<'_>,
+                     n: usize,
+                     values: &mut dyn Iterator<Item = (&Value, &u64)>| {
+            out.count(n);
+            for (value, count) in values {
+                value.encode(out);
+                out.u64(*count);
+            }
         };
-        let sum = |s: &SumState| json!([s.ints.to_string(), s.decimals.to_string(), s.non_null]);
         match self {
-            Self::Rows => Json::Null,
-            Self::Count(n) => json!(n),
-            Self::Sum(s) | Self::Avg(s) => sum(s),
-            Self::Min(m) | Self::Max(m) => pairs(&mut m.iter()),
-            Self::Distinct(m) => pairs(&mut m.iter()),
+            Self::Rows => {}
+            Self::Count(n) => {
+                out.i64(*n);
+            }
+            Self::Sum(s) | Self::Avg(s) => {
+                out.i128(s.ints);
+                encode_decimal(&s.decimals, out);
+                out.i64(s.non_null);
+            }
+            Self::Min(m) | Self::Max(m) => pairs(out, m.len(), &mut m.iter()),
+            Self::Distinct(m) => pairs(out, m.len(), &mut m.iter()),
         }
     }
 
-    /// The accumulator of `function` from its state form; `None` when the form does not fit.
-    pub fn from_state(function: AggregateFn, json: &Json) -> Option<Self> {
-        let pairs = || -> Option<Vec<(Value, u64)>> {
-            json.as_array()?
-                .iter()
-                .map(|pair| Some((Value::from_state(pair.get(0)?)?, pair.get(1)?.as_u64()?)))
-                .collect()
+    /// The accumulator of `function` from its binary form.
+    pub fn decode(function: AggregateFn, input: &mut StateReader<'_>) -> ReadResult<Self> {
+        let pairs = |input: &mut StateReader<'_>| -> ReadResult<Vec<(Value, u64)>> {
+            let n = input.count()?;
+            let mut pairs = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                let value = Value::decode(input)?;
+                pairs.push((value, input.u64()?));
+            }
+            Ok(pairs)
         };
-        let sum = || -> Option<SumState> {
-            Some(SumState {
-                ints: json.get(0)?.as_str()?.parse().ok()?,
-                decimals: BigDecimal::from_str(json.get(1)?.as_str()?).ok()?,
-                non_null: json.get(2)?.as_i64()?,
-            })
-        };
-        Some(match function {
+        Ok(match function {
             AggregateFn::CountRows => Self::Rows,
-            AggregateFn::Count => Self::Count(json.as_i64()?),
-            AggregateFn::Sum => Self::Sum(sum()?),
-            AggregateFn::Avg => Self::Avg(sum()?),
-            AggregateFn::Min => Self::Min(pairs()?.into_iter().collect()),
-            AggregateFn::Max => Self::Max(pairs()?.into_iter().collect()),
-            AggregateFn::CountDistinct => Self::Distinct(pairs()?.into_iter().collect()),
+            AggregateFn::Count => Self::Count(input.i64()?),
+            AggregateFn::Sum | AggregateFn::Avg => {
+                let state = SumState {
+                    ints: input.i128()?,
+                    decimals: decode_decimal(input)?,
+                    non_null: input.i64()?,
+                };
+                if function == AggregateFn::Sum {
+                    Self::Sum(state)
+                } else {
+                    Self::Avg(state)
+                }
+            }
+            AggregateFn::Min => Self::Min(pairs(input)?.into_iter().collect()),
+            AggregateFn::Max => Self::Max(pairs(input)?.into_iter().collect()),
+            AggregateFn::CountDistinct => Self::Distinct(pairs(input)?.into_iter().collect()),
         })
     }
 }
@@ -360,6 +417,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::window::state_codec::StateLog;
 
     fn num(text: &str) -> Value {
         Value::Num(BigDecimal::from_str(text).expect("decimal"))
@@ -470,8 +528,13 @@ mod tests {
                 for (value, _) in &column { everything.add(value); }
                 let total = column.len() as i64;
                 prop_assert_eq!(left.result(total), everything.result(total));
-                let restored = Accumulator::from_state(function, &everything.to_state());
-                prop_assert_eq!(restored.map(|r| r.result(total)), Some(everything.result(total)));
+                let mut log = StateLog::default();
+                everything.encode(&mut log.entry(0));
+                let mut reader = StateReader::new(&log.chunks()[0]).expect("version");
+                prop_assert_eq!(reader.u8(), Ok(0));
+                let decoded = Accumulator::decode(function, &mut reader).expect("decodes");
+                prop_assert!(reader.at_end());
+                prop_assert_eq!(decoded, everything);
             }
         }
     }

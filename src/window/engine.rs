@@ -21,10 +21,11 @@ use std::{
     sync::Arc,
 };
 
-use serde_json::{Value as Json, json};
-
 use super::{
     aggregate::{Accumulator, AggregateFn, Value},
+    state_codec::{
+        CELL_REMOVED, CELL_STORED, ROW_REMOVED, ROW_STORED, StateLog, StateReader, StateWriter,
+    },
     time::{Micros, Window, WindowKind},
 };
 
@@ -163,10 +164,8 @@ pub struct ResultRow {
 pub struct CommitDelta {
     pub upserts: Vec<ResultRow>,
     pub deletes: Vec<(GroupKey, Window)>,
-    /// Cell state to store (`Some`) or remove (`None`).
-    pub cells: Vec<(Window, GroupKey, Option<Json>)>,
-    /// Row images to store or remove.
-    pub rows: Vec<(Box<str>, Option<Json>)>,
+    /// Cells and row images stored or removed since the last commit, as log entries.
+    pub state: StateLog,
 }
 
 #[derive(Debug, Clone)]
@@ -564,7 +563,7 @@ impl Engine {
                 delta.upserts.push(self.row(&group, window, &cell, true));
                 // A cell created since the last commit has no stored state to remove.
                 if self.dirty_cells.remove(&(window, Arc::clone(&group))) != Some(false) {
-                    delta.cells.push((window, Arc::clone(&group), None));
+                    encode_cell_removed(&mut delta.state, window, &group);
                 }
                 if let Some(sessions) = self.sessions.get_mut(&group) {
                     sessions.remove(&window.start);
@@ -580,29 +579,122 @@ impl Engine {
                     if emit_updates {
                         delta.upserts.push(self.row(&group, window, cell, false));
                     }
-                    delta
-                        .cells
-                        .push((window, Arc::clone(&group), Some(cell_state(cell))));
+                    encode_cell(&mut delta.state, window, &group, cell);
                 }
                 // Neither its state nor (on_update) its result row was ever written.
                 None if !stored => {}
                 None => {
+                    encode_cell_removed(&mut delta.state, window, &group);
                     if emit_updates {
-                        delta.deletes.push((Arc::clone(&group), window));
+                        delta.deletes.push((group, window));
                     }
-                    delta.cells.push((window, group, None));
                 }
             }
         }
         self.purge_rows();
         for (key, stored) in std::mem::take(&mut self.dirty_rows) {
-            let state = self.rows.get(&key).map(row_state);
-            // An image kept and dropped since the last commit was never written.
-            if state.is_some() || stored {
-                delta.rows.push((key, state));
+            match self.rows.get(&key) {
+                Some(image) => encode_row(&mut delta.state, &key, image),
+                // An image kept and dropped since the last commit was never written.
+                None if stored => {
+                    delta.state.entry(ROW_REMOVED).str(&key);
+                }
+                None => {}
             }
         }
         delta
+    }
+
+    /// Every cell and row image held, as log entries that restore them on their own (what a
+    /// compacted state log holds). Changes since the last commit are included, so call this
+    /// right after [`Self::take_commit`].
+    pub fn encode_all(&self) -> StateLog {
+        let mut log = StateLog::default();
+        for (window, groups) in &self.cells {
+            for (group, cell) in groups {
+                encode_cell(&mut log, *window, group, cell);
+            }
+        }
+        for (key, image) in &self.rows {
+            encode_row(&mut log, key, image);
+        }
+        log
+    }
+
+    /// Applies one chunk of the stored state log (chunks in the order they were written);
+    /// returns how many entries it held.
+    pub fn replay(&mut self, chunk: &[u8]) -> Result<u64, String> {
+        let mut input = StateReader::new(chunk)?;
+        let mut entries = 0;
+        while !input.at_end() {
+            entries += 1;
+            match input.u8()? {
+                CELL_STORED => {
+                    let window = Window::new(input.i64()?, input.i64()?);
+                    let group = decode_group(&mut input)?;
+                    let live_rows = input.i64()?;
+                    let accumulators = self
+                        .spec
+                        .aggregates
+                        .iter()
+                        .map(|(function, _)| Accumulator::decode(*function, &mut input))
+                        .collect::<Result<Box<[_]>, _>>()?;
+                    if matches!(self.spec.kind, WindowKind::Session { .. }) {
+                        self.sessions
+                            .entry(Arc::clone(&group))
+                            .or_default()
+                            .insert(window.start, window.end);
+                    }
+                    self.cells.entry(window).or_default().insert(
+                        group,
+                        Cell {
+                            live_rows,
+                            accumulators,
+                        },
+                    );
+                }
+                CELL_REMOVED => {
+                    let window = Window::new(input.i64()?, input.i64()?);
+                    let group = decode_group(&mut input)?;
+                    self.remove_cell(&window, &group);
+                    if let Some(sessions) = self.sessions.get_mut(&group) {
+                        if sessions.get(&window.start) == Some(&window.end) {
+                            sessions.remove(&window.start);
+                        }
+                        if sessions.is_empty() {
+                            self.sessions.remove(&group);
+                        }
+                    }
+                }
+                ROW_STORED => {
+                    let key: Box<str> = input.str()?.into();
+                    let time = input.i64()?;
+                    let group = decode_group(&mut input)?;
+                    let inputs = decode_values(&mut input)?.into();
+                    let position = match input.u8()? {
+                        0 => None,
+                        _ => Some((input.u64()?, input.u64()?)),
+                    };
+                    self.rows.insert(
+                        key,
+                        RowImage {
+                            contribution: Contribution {
+                                time,
+                                group,
+                                inputs,
+                            },
+                            position,
+                        },
+                    );
+                }
+                ROW_REMOVED => {
+                    let key = input.str()?;
+                    self.rows.remove(key);
+                }
+                tag => return Err(format!("unknown entry tag {tag} in a state chunk")),
+            }
+        }
+        Ok(entries)
     }
 
     /// Drops row images whose every window has closed: nothing can be retracted from them.
@@ -633,118 +725,57 @@ impl Engine {
             self.dirty_rows.entry(key).or_insert(true);
         }
     }
+}
 
-    /// Puts back a stored cell.
-    pub fn restore_cell(
-        &mut self,
-        window: Window,
-        group: GroupKey,
-        state: &Json,
-    ) -> Result<(), String> {
-        let live_rows = state
-            .get("rows")
-            .and_then(Json::as_i64)
-            .ok_or("no row count")?;
-        let stored = state
-            .get("accs")
-            .and_then(Json::as_array)
-            .ok_or("no accumulators")?;
-        if stored.len() != self.spec.aggregates.len() {
-            return Err(format!(
-                "{} accumulators stored, {} aggregates configured; the aggregates changed since \
-                 the state was written",
-                stored.len(),
-                self.spec.aggregates.len()
-            ));
-        }
-        let accumulators = self
-            .spec
-            .aggregates
-            .iter()
-            .zip(stored)
-            .map(|((function, _), json)| {
-                Accumulator::from_state(*function, json)
-                    .ok_or_else(|| format!("an accumulator of {} cannot be read", function.name()))
-            })
-            .collect::<Result<Box<[_]>, _>>()?;
-        if matches!(self.spec.kind, WindowKind::Session { .. }) {
-            self.sessions
-                .entry(Arc::clone(&group))
-                .or_default()
-                .insert(window.start, window.end);
-        }
-        self.cells.entry(window).or_default().insert(
-            group,
-            Cell {
-                live_rows,
-                accumulators,
-            },
-        );
-        Ok(())
-    }
-
-    /// Puts back a stored row image.
-    pub fn restore_row(&mut self, key: Box<str>, state: &Json) -> Result<(), String> {
-        let values = |name: &str| -> Result<Vec<Value>, String> {
-            state
-                .get(name)
-                .and_then(Json::as_array)
-                .ok_or_else(|| format!("no {name}"))?
-                .iter()
-                .map(|v| Value::from_state(v).ok_or_else(|| "a value cannot be read".to_owned()))
-                .collect()
-        };
-        let position = state.get("p").and_then(|p| {
-            Some((
-                p.get(0)?.as_str()?.parse().ok()?,
-                p.get(1)?.as_str()?.parse().ok()?,
-            ))
-        });
-        let contribution = Contribution {
-            time: state.get("t").and_then(Json::as_i64).ok_or("no time")?,
-            group: values("g")?.into(),
-            inputs: values("i")?.into(),
-        };
-        self.rows.insert(
-            key,
-            RowImage {
-                contribution,
-                position,
-            },
-        );
-        Ok(())
+fn encode_group(out: &mut StateWriter<'_>, group: &GroupKey) {
+    out.count(group.len());
+    for value in group.iter() {
+        value.encode(out);
     }
 }
 
-/// A group key as stored (JSON array text): the state table's key column.
-pub fn group_key_text(group: &GroupKey) -> String {
-    Json::Array(group.iter().map(Value::to_state).collect()).to_string()
+fn decode_values(input: &mut StateReader<'_>) -> Result<Vec<Value>, String> {
+    let n = input.count()?;
+    let mut values = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        values.push(Value::decode(input)?);
+    }
+    Ok(values)
 }
 
-pub fn group_key_from_text(text: &str) -> Option<GroupKey> {
-    let json: Json = serde_json::from_str(text).ok()?;
-    json.as_array()?
-        .iter()
-        .map(Value::from_state)
-        .collect::<Option<Vec<_>>>()
-        .map(Into::into)
+fn decode_group(input: &mut StateReader<'_>) -> Result<GroupKey, String> {
+    decode_values(input).map(Into::into)
 }
 
-fn cell_state(cell: &Cell) -> Json {
-    json!({
-        "rows": cell.live_rows,
-        "accs": cell.accumulators.iter().map(Accumulator::to_state).collect::<Vec<_>>(),
-    })
+fn encode_cell(log: &mut StateLog, window: Window, group: &GroupKey, cell: &Cell) {
+    let mut out = log.entry(CELL_STORED);
+    out.i64(window.start).i64(window.end);
+    encode_group(&mut out, group);
+    out.i64(cell.live_rows);
+    for accumulator in &cell.accumulators {
+        accumulator.encode(&mut out);
+    }
 }
 
-fn row_state(image: &RowImage) -> Json {
+fn encode_cell_removed(log: &mut StateLog, window: Window, group: &GroupKey) {
+    let mut out = log.entry(CELL_REMOVED);
+    out.i64(window.start).i64(window.end);
+    encode_group(&mut out, group);
+}
+
+fn encode_row(log: &mut StateLog, key: &str, image: &RowImage) {
     let c = &image.contribution;
-    json!({
-        "t": c.time,
-        "g": c.group.iter().map(Value::to_state).collect::<Vec<_>>(),
-        "i": c.inputs.iter().map(Value::to_state).collect::<Vec<_>>(),
-        "p": image.position.map(|(a, b)| [a.to_string(), b.to_string()]),
-    })
+    let mut out = log.entry(ROW_STORED);
+    out.str(key).i64(c.time);
+    encode_group(&mut out, &c.group);
+    out.count(c.inputs.len());
+    for value in &c.inputs {
+        value.encode(&mut out);
+    }
+    match image.position {
+        None => out.u8(0),
+        Some((commit, lsn)) => out.u8(1).u64(commit).u64(lsn),
+    };
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod aggregate;
 mod config;
 mod decode;
 mod engine;
+mod state_codec;
 mod store;
 mod task;
 mod time;

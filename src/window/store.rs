@@ -1,12 +1,15 @@
-//! The window stage's side of the target database: the result table, the stage's state tables,
-//! and the one transaction per commit that writes results, state deltas, partition clocks, the
-//! watermark and the consumed offsets together (after checking the generation, so a stale
-//! instance cannot commit).
+//! The window stage's side of the target database: the result table, the stage's state, and
+//! the one transaction per commit that writes results, state, partition clocks, the watermark
+//! and the consumed offsets together (after checking the generation, so a stale instance
+//! cannot commit).
 //!
 //! State tables (created when missing, keyed by connector):
-//! - `tributary_window_cells`: one row per open (window, group) cell, its accumulators as JSON;
-//!   only cells changed since the last commit are written.
-//! - `tributary_window_rows`: the last image of each source row (retract mode).
+//! - `tributary_window_state`: the state log. Each commit appends what changed (cells stored
+//!   or removed, row images stored or removed) as binary chunks; on start they are replayed
+//!   in order. When the log holds several times more entries than the live state, a commit
+//!   writes the whole state instead and deletes the older chunks (compaction). One appended
+//!   value per commit rather than an upsert per cell and row: the upserts were most of the
+//!   database's work.
 //! - `tributary_window_partitions`: each partition's largest event time and snapshot flag.
 //! - `tributary_window_watermarks`: the watermark.
 //!
@@ -21,7 +24,8 @@ use super::{
     Error,
     aggregate::{AggregateFn, Value},
     config::WindowAggregateConfig,
-    engine::{CommitDelta, Engine, group_key_from_text, group_key_text},
+    engine::{CommitDelta, Engine},
+    state_codec::StateLog,
     time::Micros,
     watermark::{PartitionId, WatermarkTracker},
 };
@@ -38,18 +42,12 @@ pub async fn ensure_state_tables(client: &Client) -> Result<(), Error> {
     crate::sink::postgres::writer::ensure_state_tables(client).await?;
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS public.tributary_window_cells (
+            "CREATE TABLE IF NOT EXISTS public.tributary_window_state (
                  connector text NOT NULL,
-                 window_start bigint NOT NULL,
-                 window_end bigint NOT NULL,
-                 group_key text NOT NULL,
-                 state text NOT NULL,
-                 PRIMARY KEY (connector, window_start, window_end, group_key));
-             CREATE TABLE IF NOT EXISTS public.tributary_window_rows (
-                 connector text NOT NULL,
-                 row_key text NOT NULL,
-                 image text NOT NULL,
-                 PRIMARY KEY (connector, row_key));
+                 seq bigint NOT NULL,
+                 entries bigint NOT NULL,
+                 chunk bytea NOT NULL,
+                 PRIMARY KEY (connector, seq));
              CREATE TABLE IF NOT EXISTS public.tributary_window_partitions (
                  connector text NOT NULL,
                  topic text NOT NULL,
@@ -62,16 +60,55 @@ pub async fn ensure_state_tables(client: &Client) -> Result<(), Error> {
                  watermark bigint);",
         )
         .await
-        .map_err(Error::database("creating the window state tables"))
+        .map_err(Error::database("creating the window state tables"))?;
+    // Chunks are binary and written once: compressing them costs CPU for little.
+    let compressed: bool = client
+        .query_one(
+            "SELECT attstorage <> 'e' FROM pg_attribute
+              WHERE attrelid = 'public.tributary_window_state'::regclass AND attname = 'chunk'",
+            &[],
+        )
+        .await
+        .map_err(Error::database("reading tributary_window_state's storage"))?
+        .get(0);
+    if compressed {
+        client
+            .batch_execute(
+                "ALTER TABLE public.tributary_window_state ALTER COLUMN chunk SET STORAGE EXTERNAL",
+            )
+            .await
+            .map_err(Error::database("setting tributary_window_state's storage"))?;
+    }
+    Ok(())
 }
 
-/// Restores the engine and the watermark from the stored state; returns the stored offsets.
+/// How much a restart would replay of the state log, to decide when to compact it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StateLogSize {
+    /// Entries in the stored log.
+    pub entries: u64,
+    /// The sequence number of the last chunk.
+    pub last_seq: i64,
+}
+
+impl StateLogSize {
+    /// Whether the next commit should write the whole state instead of its changes: when the
+    /// log holds more than three entries per live cell or row image (and is not small),
+    /// replaying it costs more than rewriting it, and the rewrite is paid for by the three
+    /// times as many entries appended before it.
+    pub fn wants_compaction(&self, live: u64) -> bool {
+        self.entries > 100_000 && self.entries > 3 * live
+    }
+}
+
+/// Restores the engine and the watermark from the stored state; returns the stored offsets and
+/// the size of the state log.
 pub async fn load(
     client: &Client,
     connector: &str,
     engine: &mut Engine,
     tracker: &mut WatermarkTracker,
-) -> Result<HashMap<PartitionId, i64>, Error> {
+) -> Result<(HashMap<PartitionId, i64>, StateLogSize), Error> {
     let state_error = |message: String| Error::State {
         connector: connector.to_owned(),
         message,
@@ -100,40 +137,24 @@ pub async fn load(
         Instant::now(),
     );
     engine.set_watermark(watermark);
-    let cells = client
+    let chunks = client
         .query(
-            "SELECT window_start, window_end, group_key, state
-               FROM public.tributary_window_cells WHERE connector = $1",
+            "SELECT seq, chunk FROM public.tributary_window_state WHERE connector = $1 ORDER BY seq",
             &[&connector],
         )
         .await
-        .map_err(Error::database("reading tributary_window_cells"))?;
-    for row in &cells {
-        let window = super::time::Window::new(row.get(0), row.get(1));
-        let group = group_key_from_text(row.get(2))
-            .ok_or_else(|| state_error(format!("the group key of cell {window} cannot be read")))?;
-        let state: serde_json::Value = serde_json::from_str(row.get(3))
-            .map_err(|_| state_error(format!("cell {window} is not JSON")))?;
-        engine
-            .restore_cell(window, group, &state)
-            .map_err(|m| state_error(format!("cell {window}: {m}")))?;
+        .map_err(Error::database("reading tributary_window_state"))?;
+    let mut log = StateLogSize::default();
+    for row in &chunks {
+        let seq: i64 = row.get(0);
+        let chunk: &[u8] = row.get(1);
+        log.entries += engine
+            .replay(chunk)
+            .map_err(|m| state_error(format!("state chunk {seq}: {m}")))?;
+        log.last_seq = seq;
     }
-    let rows = client
-        .query(
-            "SELECT row_key, image FROM public.tributary_window_rows WHERE connector = $1",
-            &[&connector],
-        )
-        .await
-        .map_err(Error::database("reading tributary_window_rows"))?;
-    for row in &rows {
-        let key: String = row.get(0);
-        let image: serde_json::Value = serde_json::from_str(row.get(1))
-            .map_err(|_| state_error("a row image is not JSON".to_owned()))?;
-        engine
-            .restore_row(key.into_boxed_str(), &image)
-            .map_err(|m| state_error(format!("a row image: {m}")))?;
-    }
-    load_offsets(client, connector).await.map_err(Error::from)
+    let offsets = load_offsets(client, connector).await?;
+    Ok((offsets, log))
 }
 
 /// The result table and the statements that write it.
@@ -462,6 +483,67 @@ pub struct Progress<'a> {
     pub offsets: &'a BTreeMap<PartitionId, i64>,
     /// Source column types seen so far (for creating the result table).
     pub column_types: &'a HashMap<String, String>,
+    /// What to do to the state log.
+    pub state: StateWrite<'a>,
+}
+
+/// What a commit does to the state log.
+#[derive(Debug, Clone, Copy)]
+pub enum StateWrite<'a> {
+    /// Appends the changes after chunk `last_seq`.
+    Append { log: &'a StateLog, last_seq: i64 },
+    /// Replaces the log with the whole state.
+    Replace { log: &'a StateLog },
+}
+
+impl StateWrite<'_> {
+    /// The log's size once this is committed, from its size before.
+    pub fn size_after(&self, before: StateLogSize) -> StateLogSize {
+        match self {
+            Self::Append { log, .. } => StateLogSize {
+                entries: before.entries + log.entries(),
+                last_seq: before.last_seq + log.chunks().len() as i64,
+            },
+            Self::Replace { log } => StateLogSize {
+                entries: log.entries(),
+                last_seq: log.chunks().len() as i64,
+            },
+        }
+    }
+}
+
+async fn write_state(
+    transaction: &Transaction<'_>,
+    connector: &str,
+    state: &StateWrite<'_>,
+) -> Result<(), Error> {
+    let (log, first_seq) = match state {
+        StateWrite::Append { log, last_seq } => (*log, last_seq + 1),
+        StateWrite::Replace { log } => {
+            transaction
+                .execute(
+                    "DELETE FROM public.tributary_window_state WHERE connector = $1",
+                    &[&connector],
+                )
+                .await
+                .map_err(Error::database("compacting tributary_window_state"))?;
+            (*log, 1)
+        }
+    };
+    let entries = i64::try_from(log.entries()).unwrap_or(i64::MAX);
+    for (seq, chunk) in (first_seq..).zip(log.chunks()) {
+        // The entries are counted on the first chunk; the column's sum is the log's.
+        let counted = if seq == first_seq { entries } else { 0 };
+        transaction
+            .execute(
+                "INSERT INTO public.tributary_window_state (connector, seq, entries, chunk)
+                 VALUES ($1, $2, $3, $4)",
+                &[&connector, &seq, &counted, chunk],
+            )
+            .await
+            .map_err(Error::database("appending to tributary_window_state"))?;
+    }
+    Ok(())
 }
 
 /// Writes one commit in one transaction; nothing of it is visible unless all of it commits.
@@ -494,80 +576,7 @@ async fn commit_transaction(
         .write(&transaction, delta, progress.column_types)
         .await?;
 
-    let (mut stored, mut removed) = (Vec::new(), Vec::new());
-    for (window, group, state) in &delta.cells {
-        let key = (window.start, window.end, group_key_text(group));
-        match state {
-            Some(state) => stored.push((key, state.to_string())),
-            None => removed.push(key),
-        }
-    }
-    if !removed.is_empty() {
-        let (starts, (ends, groups)): (Vec<i64>, (Vec<i64>, Vec<&str>)) = removed
-            .iter()
-            .map(|(s, e, g)| (*s, (*e, g.as_str())))
-            .unzip();
-        transaction
-            .execute(
-                "DELETE FROM public.tributary_window_cells c
-                  USING unnest($2::int8[], $3::int8[], $4::text[]) AS d(s, e, g)
-                  WHERE c.connector = $1 AND c.window_start = d.s AND c.window_end = d.e
-                    AND c.group_key = d.g",
-                &[&connector, &starts, &ends, &groups],
-            )
-            .await
-            .map_err(Error::database(
-                "removing cells from tributary_window_cells",
-            ))?;
-    }
-    if !stored.is_empty() {
-        let (keys, states): (Vec<&(i64, i64, String)>, Vec<&str>) =
-            stored.iter().map(|(k, s)| (k, s.as_str())).unzip();
-        let starts: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let ends: Vec<i64> = keys.iter().map(|k| k.1).collect();
-        let groups: Vec<&str> = keys.iter().map(|k| k.2.as_str()).collect();
-        transaction
-            .execute(
-                "INSERT INTO public.tributary_window_cells (connector, window_start, window_end, group_key, state)
-                 SELECT $1, s, e, g, st FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[]) AS u(s, e, g, st)
-                 ON CONFLICT (connector, window_start, window_end, group_key) DO UPDATE SET state = EXCLUDED.state",
-                &[&connector, &starts, &ends, &groups, &states],
-            )
-            .await
-            .map_err(Error::database("storing cells in tributary_window_cells"))?;
-    }
-
-    let (mut images, mut gone) = (Vec::new(), Vec::new());
-    for (key, image) in &delta.rows {
-        match image {
-            Some(image) => images.push((&**key, image.to_string())),
-            None => gone.push(&**key),
-        }
-    }
-    if !gone.is_empty() {
-        transaction
-            .execute(
-                "DELETE FROM public.tributary_window_rows WHERE connector = $1 AND row_key = ANY($2::text[])",
-                &[&connector, &gone],
-            )
-            .await
-            .map_err(Error::database("removing row images from tributary_window_rows"))?;
-    }
-    if !images.is_empty() {
-        let (keys, values): (Vec<&str>, Vec<&str>) =
-            images.iter().map(|(k, v)| (*k, v.as_str())).unzip();
-        transaction
-            .execute(
-                "INSERT INTO public.tributary_window_rows (connector, row_key, image)
-                 SELECT $1, k, i FROM unnest($2::text[], $3::text[]) AS u(k, i)
-                 ON CONFLICT (connector, row_key) DO UPDATE SET image = EXCLUDED.image",
-                &[&connector, &keys, &values],
-            )
-            .await
-            .map_err(Error::database(
-                "storing row images in tributary_window_rows",
-            ))?;
-    }
+    write_state(&transaction, connector, &progress.state).await?;
 
     let (mut topics, mut partitions, mut maxima, mut snapshots) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -617,8 +626,7 @@ pub async fn reset(config: &WindowAggregateConfig) -> Result<(), Error> {
         .map_err(Error::database("resetting the window stage"))?;
     for table in [
         "tributary_offsets",
-        "tributary_window_cells",
-        "tributary_window_rows",
+        "tributary_window_state",
         "tributary_window_partitions",
         "tributary_window_watermarks",
     ] {

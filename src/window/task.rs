@@ -5,6 +5,10 @@
 //! Late changes are sent to `late.events.topic` before the transaction that moves past them
 //! commits, so none is lost; after a crash between the two they are sent again (the late topic
 //! is at-least-once, the result table exactly-once).
+//!
+//! A commit runs in a task of its own while the next changes are read and applied, so the
+//! database's work and the stage's overlap; one commit at a time, in order: the next waits for
+//! it before it starts.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -18,7 +22,7 @@ use rdkafka::{
     message::{Header, OwnedHeaders, OwnedMessage},
     producer::{FutureProducer, FutureRecord},
 };
-use tokio::time::Instant;
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,8 +31,9 @@ use super::{
     Error,
     config::WindowAggregateConfig,
     decode::{DecodeError, Decoded, Decoder},
-    engine::{Applied, Engine, EngineSpec, LateNotice},
-    store::{self, Progress, ResultTable},
+    engine::{Applied, CommitDelta, Engine, EngineSpec, LateNotice},
+    state_codec::StateLog,
+    store::{self, Progress, ResultTable, StateLogSize, StateWrite},
     watermark::{PartitionId, WatermarkTracker},
 };
 use crate::{
@@ -40,7 +45,7 @@ use crate::{
         avro::AvroReader,
         batch::Record,
         config::TopicSelection,
-        connection::{TargetDatabase, connect_to},
+        connection::connect_to,
         record::{Document, SchemaCache},
         task::{avro_reader, json_document, next_batch, topic_partitions},
         writer::claim_generation,
@@ -76,9 +81,9 @@ pub async fn run_with_metrics(
     metrics: ConsumerMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let target = config.target();
+    let config = Arc::new(config);
     let application_name = format!("tributary window {}", config.name);
-    let mut client = connect_to(&target, &application_name).await?;
+    let client = connect_to(&config.target(), &application_name).await?;
     store::ensure_state_tables(&client).await?;
     let generation = claim_generation(&client, &config.name).await?;
 
@@ -101,7 +106,8 @@ pub async fn run_with_metrics(
         changelog: config.changelog_mode,
     });
     let mut tracker = WatermarkTracker::new(config.max_out_of_orderness, config.idle_timeout);
-    let stored_offsets = store::load(&client, &config.name, &mut engine, &mut tracker).await?;
+    let (stored_offsets, state_log) =
+        store::load(&client, &config.name, &mut engine, &mut tracker).await?;
     let (cells, rows) = engine.sizes();
 
     let consumer = Arc::new(
@@ -142,6 +148,10 @@ pub async fn run_with_metrics(
 
     let mut task = Task {
         config: &config,
+        application_name,
+        connection: Some((client, ResultTable::new(&config))),
+        pending: None,
+        state_log,
         consumer: &consumer,
         decoder: Decoder::new(&config),
         readers: Readers {
@@ -151,7 +161,6 @@ pub async fn run_with_metrics(
         },
         engine,
         tracker,
-        table: ResultTable::new(&config),
         late_events,
         offsets: BTreeMap::new(),
         late: Vec::new(),
@@ -179,7 +188,8 @@ pub async fn run_with_metrics(
         let Some(batch) =
             next_batch(&consumer, config.batch_size, 0, recycled.take(), &shutdown).await?
         else {
-            task.commit(&mut client, &target, &application_name).await?;
+            task.commit().await?;
+            task.finish_pending().await?;
             info!(connector = %config.name, "window stage stopped");
             return Ok(());
         };
@@ -191,7 +201,7 @@ pub async fn run_with_metrics(
         let watermark = task.tracker.advance(Instant::now());
         task.engine.set_watermark(watermark);
         if last_commit.elapsed() >= config.commit_interval {
-            task.commit(&mut client, &target, &application_name).await?;
+            task.commit().await?;
             last_commit = Instant::now();
         }
     }
@@ -211,13 +221,19 @@ struct LateEvents {
 
 /// The task's working state between commits.
 struct Task<'a> {
-    config: &'a WindowAggregateConfig,
+    config: &'a Arc<WindowAggregateConfig>,
+    application_name: String,
+    /// The target connection and the result table, here unless a commit holds them.
+    connection: Option<(Client, ResultTable)>,
+    /// The commit in flight.
+    pending: Option<JoinHandle<Result<Committed, Error>>>,
+    /// The stored state log's size once the commits so far are done.
+    state_log: StateLogSize,
     consumer: &'a Arc<StreamConsumer>,
     decoder: Decoder,
     readers: Readers,
     engine: Engine,
     tracker: WatermarkTracker,
-    table: ResultTable,
     late_events: Option<LateEvents>,
     /// Next offsets read since the last commit.
     offsets: BTreeMap<PartitionId, i64>,
@@ -342,65 +358,76 @@ impl Task<'_> {
         Ok(())
     }
 
-    /// Commits what was read since the last commit (nothing when nothing changed).
-    async fn commit(
-        &mut self,
-        client: &mut Client,
-        target: &TargetDatabase<'_>,
-        application_name: &str,
-    ) -> Result<(), Error> {
+    /// Starts committing what was read since the last commit (nothing when nothing changed),
+    /// once the commit before has finished.
+    async fn commit(&mut self) -> Result<(), Error> {
         if self.offsets.is_empty()
             && self.late.is_empty()
             && self.tracker.current() == self.committed_watermark
         {
             return Ok(());
         }
+        self.finish_pending().await?;
+        let (client, table) = self
+            .connection
+            .take()
+            .expect("the connection is back once no commit is in flight");
         let delta = self.engine.take_commit();
         self.metrics.late(self.late.len() as u64);
         self.send_late().await?;
-        let started = Instant::now();
-        let mut attempt = 0;
-        loop {
-            let progress = Progress {
-                connector: &self.config.name,
-                generation: self.generation,
-                tracker: &self.tracker,
-                offsets: &self.offsets,
-                column_types: self.decoder.column_types(),
-            };
-            match store::commit(client, &mut self.table, &delta, &progress).await {
-                Ok(()) => break,
-                Err(err) if err.is_transient() && attempt < MAX_COMMIT_RETRIES => {
-                    attempt += 1;
-                    warn!(connector = %self.config.name, attempt, error = %err, "commit failed; retrying");
-                    tokio::time::sleep(RETRY_BACKOFF.saturating_mul(1 << attempt)).await;
-                    if client.is_closed() {
-                        *client = connect_to(target, application_name).await?;
-                    }
-                }
-                Err(err) => return Err(err),
+        let (cells, rows) = self.engine.sizes();
+        let compacted = self
+            .state_log
+            .wants_compaction((cells + rows) as u64)
+            .then(|| self.engine.encode_all());
+        let job = CommitJob {
+            config: Arc::clone(self.config),
+            application_name: self.application_name.clone(),
+            client,
+            table,
+            delta,
+            compacted,
+            log_before: self.state_log,
+            generation: self.generation,
+            tracker: self.tracker.clone(),
+            offsets: std::mem::take(&mut self.offsets),
+            column_types: self.decoder.column_types().clone(),
+            read: std::mem::take(&mut self.read_since_commit),
+        };
+        self.state_log = job.state_write().size_after(self.state_log);
+        self.committed_watermark = self.tracker.current();
+        self.pending = Some(tokio::spawn(job.run()));
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, then takes back the connection and reports it.
+    async fn finish_pending(&mut self) -> Result<(), Error> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let done = match pending.await {
+            Ok(done) => done?,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => {
+                return Err(Error::State {
+                    connector: self.config.name.clone(),
+                    message: format!("the commit task ended: {join}"),
+                });
             }
-        }
-        debug!(
-            connector = %self.config.name, upserts = delta.upserts.len(), deletes = delta.deletes.len(),
-            watermark = ?self.tracker.current(), "window results committed"
-        );
+        };
         // Group offsets are for lag monitoring only: the stored offsets are the truth.
         let mut committed = TopicPartitionList::new();
-        for ((topic, partition), next) in &self.offsets {
+        for ((topic, partition), next) in &done.offsets {
             let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
         if let Err(error) = self.consumer.commit(&committed, CommitMode::Async) {
             debug!(connector = %self.config.name, error = %error, "group offsets not committed");
         }
-        self.metrics
-            .committed(self.read_since_commit, started.elapsed());
-        if let Some(watermark) = self.tracker.current() {
+        self.metrics.committed(done.read, done.took);
+        if let Some(watermark) = done.watermark {
             self.metrics.watermark(watermark);
         }
-        self.read_since_commit = 0;
-        self.offsets.clear();
-        self.committed_watermark = self.tracker.current();
+        self.connection = Some((done.client, done.table));
         Ok(())
     }
 
@@ -541,4 +568,95 @@ async fn assign_new_partitions(
         assigned.insert(id);
     }
     Ok(())
+}
+
+/// One commit, owned, so that it runs while the stage goes on.
+struct CommitJob {
+    config: Arc<WindowAggregateConfig>,
+    application_name: String,
+    client: Client,
+    table: ResultTable,
+    delta: CommitDelta,
+    /// The whole state, when this commit compacts the log.
+    compacted: Option<StateLog>,
+    log_before: StateLogSize,
+    generation: i64,
+    tracker: WatermarkTracker,
+    offsets: BTreeMap<PartitionId, i64>,
+    column_types: HashMap<String, String>,
+    /// Records read since the commit before.
+    read: u64,
+}
+
+/// A finished commit: the connection back, and what it committed.
+struct Committed {
+    client: Client,
+    table: ResultTable,
+    offsets: BTreeMap<PartitionId, i64>,
+    watermark: Option<i64>,
+    read: u64,
+    took: Duration,
+}
+
+impl CommitJob {
+    fn state_write(&self) -> StateWrite<'_> {
+        state_write(&self.compacted, &self.delta, self.log_before)
+    }
+
+    /// Commits, retrying transient failures (reconnecting when the connection was lost).
+    async fn run(mut self) -> Result<Committed, Error> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let progress = Progress {
+                connector: &self.config.name,
+                generation: self.generation,
+                tracker: &self.tracker,
+                offsets: &self.offsets,
+                column_types: &self.column_types,
+                state: state_write(&self.compacted, &self.delta, self.log_before),
+            };
+            match store::commit(&mut self.client, &mut self.table, &self.delta, &progress).await {
+                Ok(()) => break,
+                Err(err) if err.is_transient() && attempt < MAX_COMMIT_RETRIES => {
+                    attempt += 1;
+                    warn!(connector = %self.config.name, attempt, error = %err, "commit failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF.saturating_mul(1 << attempt)).await;
+                    if self.client.is_closed() {
+                        self.client =
+                            connect_to(&self.config.target(), &self.application_name).await?;
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        debug!(
+            connector = %self.config.name, upserts = self.delta.upserts.len(),
+            deletes = self.delta.deletes.len(), state_entries = self.delta.state.entries(),
+            compacted = self.compacted.is_some(), watermark = ?self.tracker.current(),
+            "window results committed"
+        );
+        Ok(Committed {
+            watermark: self.tracker.current(),
+            client: self.client,
+            table: self.table,
+            offsets: self.offsets,
+            read: self.read,
+            took: started.elapsed(),
+        })
+    }
+}
+
+fn state_write<'a>(
+    compacted: &'a Option<StateLog>,
+    delta: &'a CommitDelta,
+    log_before: StateLogSize,
+) -> StateWrite<'a> {
+    match compacted {
+        Some(log) => StateWrite::Replace { log },
+        None => StateWrite::Append {
+            log: &delta.state,
+            last_seq: log_before.last_seq,
+        },
+    }
 }

@@ -232,37 +232,58 @@ fn min_is_exact_under_retraction() {
 }
 
 #[test]
-fn state_round_trips_through_restore() {
+fn state_round_trips_through_the_log_and_through_a_compacted_log() {
     let spec = spec(WindowKind::Session { gap: 5 }, 0, EmitMode::OnUpdate);
     let mut engine = Engine::new(spec.clone());
-    for (key, t, g) in [("a", 10, 1), ("b", 12, 1), ("c", 30, 2)] {
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    for (key, t, g) in [("a", 10, 1), ("b", 12, 1), ("c", 30, 2), ("d", 40, 3)] {
         engine.apply(insert(key, image(t, g, t)));
     }
+    log.extend(engine.take_commit().state.chunks().iter().cloned());
+    // A merge, an emptied session and a dropped row image appear as removals.
+    engine.apply(insert("e", image(16, 1, 7)));
+    engine.apply(delete("d"));
     let delta = engine.take_commit();
-    let mut restored = Engine::new(spec);
-    // Merged-away sessions appear as removals.
-    for (window, group, state) in &delta.cells {
-        let Some(state) = state else { continue };
-        let group = group_key_from_text(&group_key_text(group)).expect("key");
-        restored
-            .restore_cell(*window, group, state)
-            .expect("restores");
+    assert!(delta.state.entries() >= 4, "{:?}", delta.state);
+    log.extend(delta.state.chunks().iter().cloned());
+
+    let mut replayed = Engine::new(spec.clone());
+    let entries: u64 = log
+        .iter()
+        .map(|chunk| replayed.replay(chunk).expect("replays"))
+        .sum();
+    assert!(entries >= 10, "{entries}");
+    let mut compacted = Engine::new(spec);
+    for chunk in engine.encode_all().chunks() {
+        compacted.replay(chunk).expect("replays");
     }
-    for (key, state) in &delta.rows {
-        restored
-            .restore_row(key.clone(), state.as_ref().expect("stored"))
-            .expect("restores");
-    }
-    // The same change on both gives the same result.
-    for engine in [&mut engine, &mut restored] {
+    assert_eq!(replayed.sizes(), engine.sizes());
+    assert_eq!(compacted.sizes(), engine.sizes());
+    // The same change on all three gives the same result.
+    for engine in [&mut engine, &mut replayed, &mut compacted] {
         engine.apply(update("b", image(13, 1, 100)));
     }
-    let (mut a, mut b) = (Table::default(), Table::default());
+    let (mut a, mut b, mut c) = (Table::default(), Table::default(), Table::default());
     a.apply(&engine.take_commit());
-    b.apply(&restored.take_commit());
+    b.apply(&replayed.take_commit());
+    c.apply(&compacted.take_commit());
     assert_eq!(a.rows(), b.rows());
+    assert_eq!(a.rows(), c.rows());
     // No split on retraction: the session grows to the new span.
-    assert_eq!(a.rows(), [(1, 10, 18, results(2, 110, 10, 2))]);
+    assert_eq!(a.rows(), [(1, 10, 21, results(3, 117, 7, 3))]);
+}
+
+#[test]
+fn a_damaged_state_chunk_is_an_error() {
+    let mut engine = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
+    engine.apply(insert("a", image(1, 1, 5)));
+    let delta = engine.take_commit();
+    let chunk = &delta.state.chunks()[0];
+    let mut fresh = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
+    assert!(fresh.replay(&chunk[..chunk.len() - 3]).is_err());
+    let mut foreign = chunk.clone();
+    foreign[1] = 99;
+    assert!(fresh.replay(&foreign).is_err());
 }
 
 /// A fresh aggregation of the surviving rows: what the table must equal.
@@ -324,6 +345,8 @@ proptest! {
     fn table_equals_recomputation(
         ops in proptest::collection::vec(op(), 1..80),
         commit_every in 1usize..10,
+        restart_every in 1usize..6,
+        compact in any::<bool>(),
         hopping in any::<bool>(),
     ) {
         let kind = if hopping {
@@ -334,6 +357,8 @@ proptest! {
         let mut engine = Engine::new(spec(kind, 0, EmitMode::OnUpdate));
         let mut table = Table::default();
         let mut rows: BTreeMap<u8, (Micros, i64, i64)> = BTreeMap::new();
+        // The stored state log, and how many commits since the last restart from it.
+        let (mut log, mut commits): (Vec<Vec<u8>>, usize) = (Vec::new(), 0);
         for (i, op) in ops.into_iter().enumerate() {
             let applied = match op {
                 Op::Upsert { key, time, group, amount } => {
@@ -352,7 +377,20 @@ proptest! {
             };
             prop_assert_eq!(applied, Applied::Done);
             if i % commit_every == 0 {
-                table.apply(&engine.take_commit());
+                let delta = engine.take_commit();
+                table.apply(&delta);
+                log.extend(delta.state.chunks().iter().cloned());
+                if compact {
+                    log = engine.encode_all().chunks().to_vec();
+                }
+                commits += 1;
+                if commits % restart_every == 0 {
+                    // A restart: the state is what the log replays to.
+                    engine = Engine::new(spec(kind, 0, EmitMode::OnUpdate));
+                    for chunk in &log {
+                        engine.replay(chunk).expect("replays");
+                    }
+                }
             }
         }
         table.apply(&engine.take_commit());
@@ -371,24 +409,57 @@ fn nothing_is_deleted_that_was_never_written() {
     engine.apply(update("b", image(12, 2, 5)));
     let delta = engine.take_commit();
     assert!(delta.deletes.is_empty());
-    assert_eq!(delta.rows.len(), 1, "only b's image: {:?}", delta.rows);
-    assert_eq!(&*delta.rows[0].0, "b");
-    let stored: Vec<Window> = delta.cells.iter().map(|(w, _, _)| *w).collect();
-    assert_eq!(stored, [Window::new(10, 20)]);
+    assert_eq!(entries(&engine, &delta.state), ["cell+ [10, 20)", "row+ b"]);
     // Now written: removing it deletes the result row, the state and the image.
     engine.apply(delete("b"));
     let delta = engine.take_commit();
     assert_eq!(delta.deletes.len(), 1);
-    assert_eq!(delta.cells.len(), 1);
-    assert!(delta.cells[0].2.is_none());
-    assert_eq!(delta.rows.len(), 1);
-    assert!(delta.rows[0].1.is_none());
+    assert_eq!(entries(&engine, &delta.state), ["cell- [10, 20)", "row- b"]);
     // A window opened and closed between commits: its final row, no state to remove.
     engine.apply(insert("c", image(25, 3, 5)));
     engine.set_watermark(Some(100));
     let delta = engine.take_commit();
     assert_eq!(delta.upserts.len(), 1);
     assert!(delta.upserts[0].is_final);
-    assert!(delta.cells.is_empty(), "{:?}", delta.cells);
-    assert!(delta.rows.is_empty(), "{:?}", delta.rows);
+    assert_eq!(entries(&engine, &delta.state), Vec::<String>::new());
+}
+
+/// The entries of a state log, one line each (cells first, then rows, each sorted).
+fn entries(engine: &Engine, log: &StateLog) -> Vec<String> {
+    let (mut cells, mut rows) = (Vec::new(), Vec::new());
+    for chunk in log.chunks() {
+        let mut input = StateReader::new(chunk).expect("version");
+        while !input.at_end() {
+            match input.u8().expect("tag") {
+                tag @ (CELL_STORED | CELL_REMOVED) => {
+                    let window = Window::new(input.i64().unwrap(), input.i64().unwrap());
+                    decode_group(&mut input).expect("group");
+                    if tag == CELL_STORED {
+                        input.i64().expect("live rows");
+                        for (function, _) in &engine.spec.aggregates {
+                            Accumulator::decode(*function, &mut input).expect("accumulator");
+                        }
+                    }
+                    let sign = if tag == CELL_STORED { '+' } else { '-' };
+                    cells.push(format!("cell{sign} [{}, {})", window.start, window.end));
+                }
+                ROW_STORED => {
+                    let key = input.str().expect("key").to_owned();
+                    input.i64().expect("time");
+                    decode_group(&mut input).expect("group");
+                    decode_values(&mut input).expect("inputs");
+                    if input.u8().expect("position flag") == 1 {
+                        input.u64().expect("commit");
+                        input.u64().expect("lsn");
+                    }
+                    rows.push(format!("row+ {key}"));
+                }
+                ROW_REMOVED => rows.push(format!("row- {}", input.str().expect("key"))),
+                tag => panic!("unknown tag {tag}"),
+            }
+        }
+    }
+    cells.sort();
+    rows.sort();
+    cells.into_iter().chain(rows).collect()
 }
