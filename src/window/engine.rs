@@ -16,10 +16,9 @@
 //! Sessions merge when their spans `[t, t + gap)` touch or overlap; a retraction does not split a
 //! session.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, sync::Arc};
+
+use foldhash::HashMap;
 
 use super::{
     aggregate::{Accumulator, AggregateFn, Value},
@@ -206,12 +205,12 @@ impl Engine {
         Self {
             spec,
             cells: BTreeMap::new(),
-            sessions: HashMap::new(),
-            rows: HashMap::new(),
+            sessions: HashMap::default(),
+            rows: HashMap::default(),
             watermark: None,
             purged_at: None,
-            dirty_cells: HashMap::new(),
-            dirty_rows: HashMap::new(),
+            dirty_cells: HashMap::default(),
+            dirty_rows: HashMap::default(),
             scratch: Vec::new(),
         }
     }

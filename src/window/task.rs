@@ -47,7 +47,7 @@ use crate::{
         config::TopicSelection,
         connection::connect_to,
         record::{Document, SchemaCache},
-        task::{avro_reader, json_document, next_batch, topic_partitions},
+        task::{avro_reader, json_document, next_batch, topic_partitions, with_prefetch_bounds},
         writer::claim_generation,
     },
 };
@@ -111,8 +111,11 @@ pub async fn run_with_metrics(
     let (cells, rows) = engine.sizes();
 
     let consumer = Arc::new(
-        read_committed_consumer(kafka, &format!("tributary-window-{}", config.name))
-            .map_err(sink::Error::from)?,
+        read_committed_consumer(
+            &with_prefetch_bounds(kafka),
+            &format!("tributary-window-{}", config.name),
+        )
+        .map_err(sink::Error::from)?,
     );
     let topics = TopicSelection::Names(config.topics.clone());
     let mut assigned = HashSet::new();

@@ -64,6 +64,20 @@ const CONSUMER_PREFETCH: [(&str, &str); 4] = [
     ("fetch.queue.backoff.ms", "100"),
 ];
 
+/// `kafka` with [`CONSUMER_PREFETCH`] ahead of the worker's own overrides (which still win),
+/// for consumers that apply batches as fast as they can read them: the sink and the window
+/// stage.
+pub(crate) fn with_prefetch_bounds(kafka: &ClientSettings) -> ClientSettings {
+    let mut settings = kafka.clone();
+    settings.overrides.splice(
+        0..0,
+        CONSUMER_PREFETCH
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+    );
+    settings
+}
+
 /// Runs the sink until `shutdown` is cancelled (then `Ok`) or an error stops it.
 ///
 /// Contract: a batch's rows and the next offsets of the partitions it read are committed in
@@ -92,15 +106,8 @@ pub async fn run_with_metrics(
     ensure_state_tables(&client).await?;
     let generation = claim_generation(&client, &config.name).await?;
     // Ahead of the worker's own overrides, which still win.
-    let mut consumer_settings = kafka.clone();
-    consumer_settings.overrides.splice(
-        0..0,
-        CONSUMER_PREFETCH
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
-    );
     let consumer = Arc::new(read_committed_consumer(
-        &consumer_settings,
+        &with_prefetch_bounds(kafka),
         &format!("tributary-sink-{}", config.name),
     )?);
     // Reading and writing overlap (see below), so partition lookups get a connection of their own.
