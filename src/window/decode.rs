@@ -397,6 +397,19 @@ struct SourceInfo {
     position: Option<(u64, u64)>,
 }
 
+/// The `source` fields the stage reads, unparsed.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    ts_us: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts_ms: Option<&'a RawValue>,
+    #[serde(borrow)]
+    snapshot: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sequence: Option<&'a RawValue>,
+}
+
 impl SourceInfo {
     fn of(source: &Json) -> Self {
         Self::from_fields(
@@ -409,21 +422,13 @@ impl SourceInfo {
 
     /// From the raw `source` object; `None` when it is not one.
     fn of_raw(source: &RawValue) -> Option<Self> {
-        #[derive(Deserialize)]
-        struct Fields<'a> {
-            #[serde(borrow)]
-            ts_us: Option<&'a RawValue>,
-            #[serde(borrow)]
-            ts_ms: Option<&'a RawValue>,
-            #[serde(borrow)]
-            snapshot: Option<&'a RawValue>,
-            #[serde(borrow)]
-            sequence: Option<&'a RawValue>,
-        }
         if source.get() == "null" {
             return Some(Self::default());
         }
         let fields: Fields<'_> = serde_json::from_str(source.get()).ok()?;
+        if let Some(info) = Self::of_plain_fields(&fields) {
+            return Some(info);
+        }
         let json = |raw: Option<&RawValue>| -> Option<Option<Json>> {
             raw.map(|raw| serde_json::from_str(raw.get()).ok())
                 .map_or(Some(None), |parsed| parsed.map(Some))
@@ -434,6 +439,47 @@ impl SourceInfo {
             json(fields.snapshot)?.as_ref(),
             json(fields.sequence)?.as_ref(),
         ))
+    }
+
+    /// The fields as the JsonConverter writes them (integers, plain strings, the sequence as
+    /// `"[\"<lsn>\",\"<lsn>\"]"`), read without building JSON values; `None` for anything
+    /// else, which `from_fields` reads.
+    fn of_plain_fields(fields: &Fields<'_>) -> Option<Self> {
+        let integer = |raw: Option<&RawValue>| -> Option<Option<i64>> {
+            match raw.map(RawValue::get) {
+                None | Some("null") => Some(None),
+                Some(text) => text.parse().ok().map(Some),
+            }
+        };
+        let time = match integer(fields.ts_us)? {
+            Some(us) => Some(us),
+            None => integer(fields.ts_ms)?.map(|ms| ms * 1000),
+        };
+        let last_of_snapshot = match fields.snapshot.map(RawValue::get) {
+            Some(text) if text.contains('\\') => return None,
+            Some(text) => text == r#""last""#,
+            None => false,
+        };
+        let position = match fields.sequence.map(RawValue::get) {
+            None | Some("null") => None,
+            Some(text) => {
+                let inner = text.strip_prefix(r#""["#)?.strip_suffix(r#"]""#)?;
+                let (first, second) = inner.split_once(',')?;
+                let lsn = |part: &str| -> Option<Option<u64>> {
+                    if part == "null" {
+                        return Some(None);
+                    }
+                    let digits = part.strip_prefix(r#"\""#)?.strip_suffix(r#"\""#)?;
+                    digits.parse().ok().map(Some)
+                };
+                lsn(first)?.zip(lsn(second)?)
+            }
+        };
+        Some(Self {
+            time,
+            last_of_snapshot,
+            position,
+        })
     }
 
     fn from_fields(
@@ -618,6 +664,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn source_fields_read_plainly_equal_the_general_reading() {
+        for source in [
+            r#"{"ts_us":1700000000000001,"ts_ms":1700000000000,"snapshot":"false","sequence":"[\"24023928\",\"24023984\"]"}"#,
+            r#"{"ts_ms":1700000000000,"snapshot":"last","sequence":"[null,\"24023984\"]"}"#,
+            r#"{"ts_us":null,"ts_ms":5,"snapshot":"l\u0061st","sequence":"[1,2]"}"#,
+            r#"{"ts_us":1.5,"ts_ms":5,"snapshot":true,"sequence":"[\"1\", \"2\"]"}"#,
+            r#"{"ts_ms":7,"sequence":"[\"1\",\"2\",\"3\"]"}"#,
+            r#"{"sequence":null,"snapshot":null}"#,
+        ] {
+            let raw: &RawValue = serde_json::from_str(source).expect("JSON");
+            let json: Json = serde_json::from_str(source).expect("JSON");
+            assert_eq!(
+                format!("{:?}", SourceInfo::of_raw(raw).expect("an object")),
+                format!("{:?}", SourceInfo::of(&json)),
+                "{source}"
+            );
+        }
+    }
 
     #[test]
     fn a_sequence_with_a_null_part_is_no_position() {

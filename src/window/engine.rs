@@ -190,6 +190,10 @@ pub struct Engine {
     watermark: Option<Micros>,
     /// The watermark up to which row images were purged.
     purged_at: Option<Micros>,
+    /// Row keys by the watermark after which their image can go (tumbling and hopping
+    /// windows), so that purging does not scan every image at every commit. An entry whose
+    /// image changed since is checked and skipped.
+    expiry: BTreeMap<Micros, Vec<Box<str>>>,
     /// Cells changed since the last commit, each with whether the stored state held it then
     /// (the state mirrors memory at each commit): one created and removed in between was
     /// never written, so there is nothing to delete.
@@ -209,6 +213,7 @@ impl Engine {
             rows: HashMap::default(),
             watermark: None,
             purged_at: None,
+            expiry: BTreeMap::new(),
             dirty_cells: HashMap::default(),
             dirty_rows: HashMap::default(),
             scratch: Vec::new(),
@@ -284,8 +289,8 @@ impl Engine {
                     }
                     match added {
                         Some(contribution) => {
-                            self.rows.insert(
-                                key.clone(),
+                            self.keep_row(
+                                key,
                                 RowImage {
                                     contribution,
                                     position: change.position,
@@ -674,7 +679,7 @@ impl Engine {
                         0 => None,
                         _ => Some((input.u64()?, input.u64()?)),
                     };
-                    self.rows.insert(
+                    self.keep_row(
                         key,
                         RowImage {
                             contribution: Contribution {
@@ -696,6 +701,20 @@ impl Engine {
         Ok(entries)
     }
 
+    /// The watermark at which nothing can be retracted from an image at `time` any more.
+    fn horizon(&self, time: Micros) -> Micros {
+        time.saturating_add(self.spec.kind.span())
+            .saturating_add(self.spec.allowed_lateness)
+    }
+
+    fn keep_row(&mut self, key: Box<str>, image: RowImage) {
+        if !matches!(self.spec.kind, WindowKind::Session { .. }) {
+            let horizon = self.horizon(image.contribution.time);
+            self.expiry.entry(horizon).or_default().push(key.clone());
+        }
+        self.rows.insert(key, image);
+    }
+
     /// Drops row images whose every window has closed: nothing can be retracted from them.
     fn purge_rows(&mut self) {
         let Some(watermark) = self.watermark else {
@@ -705,23 +724,32 @@ impl Engine {
             return;
         }
         self.purged_at = Some(watermark);
-        let lateness = self.spec.allowed_lateness;
-        let span = self.spec.kind.span();
-        let expired: Vec<Box<str>> = self
-            .rows
-            .iter()
-            .filter(|(_, image)| {
-                let c = &image.contribution;
-                let horizon = c.time.saturating_add(span).saturating_add(lateness);
-                horizon <= watermark
-                    && (!matches!(self.spec.kind, WindowKind::Session { .. })
-                        || self.session_of(&c.group, c.time).is_none())
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
+        let expired: Vec<Box<str>> = if matches!(self.spec.kind, WindowKind::Session { .. }) {
+            // A session's end moves with its rows: scan.
+            self.rows
+                .iter()
+                .filter(|(_, image)| {
+                    let c = &image.contribution;
+                    self.horizon(c.time) <= watermark && self.session_of(&c.group, c.time).is_none()
+                })
+                .map(|(key, _)| key.clone())
+                .collect()
+        } else {
+            let later = self.expiry.split_off(&watermark.saturating_add(1));
+            let due = std::mem::replace(&mut self.expiry, later);
+            due.into_values()
+                .flatten()
+                .filter(|key| {
+                    self.rows
+                        .get(key)
+                        .is_some_and(|image| self.horizon(image.contribution.time) <= watermark)
+                })
+                .collect()
+        };
         for key in expired {
-            self.rows.remove(&key);
-            self.dirty_rows.entry(key).or_insert(true);
+            if self.rows.remove(&key).is_some() {
+                self.dirty_rows.entry(key).or_insert(true);
+            }
         }
     }
 }

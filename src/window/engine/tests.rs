@@ -463,3 +463,25 @@ fn entries(engine: &Engine, log: &StateLog) -> Vec<String> {
     rows.sort();
     cells.into_iter().chain(rows).collect()
 }
+
+/// Row images go once every window they fed has closed, and not before: an image moved to a
+/// later window since it was queued stays.
+#[test]
+fn row_images_are_purged_when_their_windows_close() {
+    let mut engine = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
+    engine.apply(insert("a", image(5, 1, 1)));
+    engine.apply(insert("b", image(6, 1, 1)));
+    engine.take_commit();
+    engine.apply(update("a", image(25, 1, 2)));
+    engine.set_watermark(Some(20));
+    let delta = engine.take_commit();
+    assert_eq!(engine.sizes().1, 1, "a is kept, b purged");
+    assert!(entries(&engine, &delta.state).contains(&"row- b".to_owned()));
+    // a's image is still there to retract from.
+    assert_eq!(engine.apply(update("a", image(26, 1, 3))), Applied::Done);
+    engine.take_commit();
+    engine.set_watermark(Some(40));
+    let delta = engine.take_commit();
+    assert_eq!(engine.sizes().1, 0);
+    assert_eq!(entries(&engine, &delta.state), ["cell- [20, 30)", "row- a"]);
+}
