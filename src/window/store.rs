@@ -15,7 +15,10 @@
 //!
 //! Offsets live in the sink's `tributary_offsets`, the generation in `tributary_sink_generations`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use tokio::time::Instant;
 use tokio_postgres::{Client, Transaction, types::ToSql};
@@ -375,15 +378,31 @@ impl ResultTable {
         }
         if !delta.upserts.is_empty() {
             let aggregates = self.aggregates.len();
-            let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); groups + aggregates];
-            let (mut starts, mut ends, mut finals) = (Vec::new(), Vec::new(), Vec::new());
+            let n = groups + aggregates;
+            // bigint columns whose values are all integers are bound as int8[] (no text to
+            // print here and parse there); the others as text, cast to the column's type.
+            let mut columns: Vec<ColumnArray> = types
+                .iter()
+                .map(|t| {
+                    if t == "bigint" {
+                        ColumnArray::Int8(Vec::with_capacity(delta.upserts.len()))
+                    } else {
+                        ColumnArray::Text(Vec::with_capacity(delta.upserts.len()))
+                    }
+                })
+                .collect();
+            let (mut starts, mut ends, mut finals) = (
+                Vec::with_capacity(delta.upserts.len()),
+                Vec::with_capacity(delta.upserts.len()),
+                Vec::with_capacity(delta.upserts.len()),
+            );
             for row in &delta.upserts {
                 let values = row.group.iter().chain(row.values.iter());
                 for (column, value) in columns.iter_mut().zip(values) {
-                    column.push(value.to_pg_text());
+                    column.push(value);
                 }
-                starts.push(row.window.start);
-                ends.push(row.window.end);
+                starts.push(system_time(row.window.start));
+                ends.push(system_time(row.window.end));
                 finals.push(row.is_final);
             }
             let quoted_aggregates: Vec<String> = self
@@ -391,16 +410,19 @@ impl ResultTable {
                 .iter()
                 .map(|(n, _, _)| quote_identifier(n))
                 .collect();
-            let n = groups + aggregates;
             let mut params: Vec<&(dyn ToSql + Sync)> =
-                columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                columns.iter().map(ColumnArray::param).collect();
             params.push(&starts);
             params.push(&ends);
             params.push(&finals);
+            let cell = |i: usize| match &columns[i] {
+                ColumnArray::Int8(_) => format!("u.c{i}"),
+                ColumnArray::Text(_) => format!("u.c{i}::{}", types[i]),
+            };
             let selected: Vec<String> = (0..groups)
-                .map(|i| format!("u.c{i}::{}", types[i]))
-                .chain([format!("{EPOCH_PLUS} u.ws"), format!("{EPOCH_PLUS} u.we")])
-                .chain((groups..n).map(|i| format!("u.c{i}::{}", types[i])))
+                .map(cell)
+                .chain(["u.ws".to_owned(), "u.we".to_owned()])
+                .chain((groups..n).map(cell))
                 .chain(["u.f".to_owned(), "now()".to_owned()])
                 .collect();
             let target: Vec<String> = quoted_groups
@@ -426,11 +448,13 @@ impl ResultTable {
                 table = self.table,
                 target = target.join(", "),
                 selected = selected.join(", "),
-                arrays = (0..n)
-                    .map(|i| format!("${}::text[]", i + 1))
+                arrays = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
                     .chain([
-                        format!("${}::int8[]", n + 1),
-                        format!("${}::int8[]", n + 2),
+                        format!("${}::timestamptz[]", n + 1),
+                        format!("${}::timestamptz[]", n + 2),
                         format!("${}::bool[]", n + 3),
                     ])
                     .collect::<Vec<_>>()
@@ -452,6 +476,52 @@ impl ResultTable {
                 )))?;
         }
         Ok(())
+    }
+}
+
+/// One column of an upsert, as it is bound.
+enum ColumnArray {
+    Int8(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+}
+
+impl ColumnArray {
+    fn push(&mut self, value: &Value) {
+        match (&mut *self, value) {
+            (Self::Int8(column), Value::Int(i)) => column.push(Some(*i)),
+            (Self::Int8(column), Value::Null) => column.push(None),
+            // Not an integer after all: the column goes as text.
+            (Self::Int8(column), _) => {
+                let texts = column.iter().map(|i| i.map(|i| i.to_string())).collect();
+                *self = Self::Text(texts);
+                self.push(value);
+            }
+            (Self::Text(column), value) => column.push(value.to_pg_text()),
+        }
+    }
+
+    fn param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Self::Int8(column) => column,
+            Self::Text(column) => column,
+        }
+    }
+
+    fn array_type(&self) -> &'static str {
+        match self {
+            Self::Int8(_) => "int8[]",
+            Self::Text(_) => "text[]",
+        }
+    }
+}
+
+/// Microseconds since the epoch as a time PostgreSQL takes as timestamptz.
+fn system_time(micros: Micros) -> SystemTime {
+    let offset = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + offset
+    } else {
+        UNIX_EPOCH - offset
     }
 }
 
