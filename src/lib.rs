@@ -2,6 +2,11 @@
 //!
 //! The module layout follows `docs/architecture.md`: one module per box of the pipeline.
 
+/// mimalloc for every binary built on this crate (the service and the benchmarks): the
+/// sink and the window stage allocate and free small values at a high rate.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod config;
 pub mod event;
