@@ -9,7 +9,8 @@
 //!                      │            watermark = min over active partitions (max t − D)
 //!                      ▼ every commit.interval.ms
 //!                    one PostgreSQL transaction: generation check, result upserts/deletes,
-//!                    changed cell state and row images, partition clocks + watermark, offsets
+//!                    state-log chunk (changed cells and row images), partition clocks +
+//!                    watermark, offsets; it runs while the next changes are applied
 //! ```
 //!
 //! Semantics (normative): `shared/reference/windowing-semantics.md`. Windows are `[start, end)`
