@@ -25,8 +25,8 @@ pub struct FieldSchema {
     pub parameters: Map<String, Json>,
     /// The element schema of an array.
     pub items: Option<Arc<FieldSchema>>,
-    /// The members of a struct, with their field names.
-    pub fields: Vec<(String, Arc<FieldSchema>)>,
+    /// The members of a struct, with their field names (shared with the columns read by them).
+    pub fields: Vec<(Arc<str>, Arc<FieldSchema>)>,
 }
 
 impl FieldSchema {
@@ -41,7 +41,7 @@ impl FieldSchema {
                 fields
                     .iter()
                     .filter_map(|f| {
-                        let name = f.get("field")?.as_str()?.to_owned();
+                        let name: Arc<str> = f.get("field")?.as_str()?.into();
                         Some((name, Arc::new(Self::from_json(f)?)))
                     })
                     .collect()
@@ -66,7 +66,10 @@ impl FieldSchema {
 
     /// The struct member called `name`.
     pub fn field(&self, name: &str) -> Option<&Arc<FieldSchema>> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+        self.fields
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, s)| s)
     }
 
     fn parameter(&self, name: &str) -> Option<&str> {
