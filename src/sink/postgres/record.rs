@@ -1,7 +1,7 @@
 //! Kafka records in, changes to apply out: Debezium envelopes (and flattened records) in
 //! Connect JSON, with or without schemas.
 
-use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, fmt, fmt::Write as _, sync::Arc};
 
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value as Json, value::RawValue};
@@ -64,7 +64,8 @@ pub enum RecordError {
 /// A column of a row, with its Connect schema when the record had one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnValue {
-    pub name: String,
+    /// Shared with the schema's field when there is one (no allocation per cell).
+    pub name: Arc<str>,
     pub schema: Option<Arc<FieldSchema>>,
     pub cell: Cell,
 }
@@ -571,12 +572,12 @@ fn decode_envelope(
                 schema: key_schema,
                 payload: key_payload,
             } = document;
-            let identity = key_payload.to_string();
             let columns =
                 key_columns(config, key_schema, key_payload, unchanged).map_err(|e| match e {
                     KeyError::Shape(message) => shape(message),
                     KeyError::Value(source) => value_error(source),
                 })?;
+            let identity = identity_of(&columns);
             (columns, identity)
         }
         _ => (Vec::new(), String::new()),
@@ -607,7 +608,7 @@ fn decode_envelope(
                         .primary_key_fields
                         .iter()
                         .map(|name| {
-                            columns.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
+                            columns.iter().find(|c| *c.name == **name).cloned().ok_or_else(|| {
                             shape(format!(
                                 "the value has no field {name:?} named in primary.key.fields"
                             ))
@@ -642,10 +643,44 @@ fn decode_envelope(
     }))
 }
 
+/// The key columns as one text, equal for keys that name the same target row (the JSON text
+/// of the key would cost a serialization per record, and tell `1` and `1.0` apart).
+fn identity_of(columns: &[ColumnValue]) -> String {
+    let size = columns
+        .iter()
+        .map(|c| {
+            c.name.len()
+                + 12
+                + match &c.cell {
+                    Cell::Text(text) => text.len(),
+                    Cell::Null | Cell::Unchanged => 0,
+                }
+        })
+        .sum();
+    let mut identity = String::with_capacity(size);
+    for column in columns {
+        // Lengths first: no name or value can run into the next.
+        let (tag, text) = match &column.cell {
+            Cell::Text(text) => ('t', text.as_str()),
+            Cell::Null => ('n', ""),
+            Cell::Unchanged => ('u', ""),
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            identity,
+            "{}:{}{tag}{}:{text}",
+            column.name.len(),
+            column.name,
+            text.len()
+        );
+    }
+    identity
+}
+
 /// `primary.key.mode=kafka`: the record's coordinates as key columns.
 fn kafka_columns(position: &RecordPosition) -> Vec<ColumnValue> {
     let column = |name: &str, kind: &str, text: String| ColumnValue {
-        name: name.to_owned(),
+        name: name.into(),
         schema: FieldSchema::from_json(&serde_json::json!({"type": kind, "optional": false}))
             .map(Arc::new),
         cell: Cell::Text(text),
@@ -680,16 +715,21 @@ fn key_columns(
                 if !wanted.is_empty() && !wanted.contains(&name) {
                     continue;
                 }
-                let field_schema = schema.as_ref().and_then(|s| s.field(&name)).cloned();
-                let cell = cell(&name, &value, field_schema.as_deref(), unchanged)
+                let field = schema
+                    .as_ref()
+                    .and_then(|s| s.fields.iter().find(|(field, _)| **field == *name));
+                let cell = cell(&name, &value, field.map(|(_, s)| &**s), unchanged)
                     .map_err(KeyError::Value)?;
-                columns.push(ColumnValue {
-                    name,
-                    schema: field_schema,
-                    cell,
-                });
+                let (name, schema) = match field {
+                    Some((shared, schema)) => (Arc::clone(shared), Some(Arc::clone(schema))),
+                    None => (Arc::from(name), None),
+                };
+                columns.push(ColumnValue { name, schema, cell });
             }
-            if let Some(missing) = wanted.iter().find(|w| !columns.iter().any(|c| &c.name == *w)) {
+            if let Some(missing) = wanted
+                .iter()
+                .find(|w| !columns.iter().any(|c| *c.name == ***w))
+            {
                 return Err(KeyError::Shape(format!(
                     "the key has no field {missing:?} named in primary.key.fields"
                 )));
@@ -712,7 +752,7 @@ fn key_columns(
             let cell =
                 cell(name, &primitive, schema.as_deref(), unchanged).map_err(KeyError::Value)?;
             Ok(vec![ColumnValue {
-                name: name.clone(),
+                name: name.as_str().into(),
                 schema,
                 cell,
             }])
@@ -730,7 +770,7 @@ fn row_columns(
             let field_schema = schema.and_then(|s| s.field(&name)).cloned();
             let cell = cell(&name, &value, field_schema.as_deref(), unchanged)?;
             Ok(ColumnValue {
-                name,
+                name: name.into(),
                 schema: field_schema,
                 cell,
             })
@@ -740,10 +780,14 @@ fn row_columns(
 
 /// The field of `schema` called `name`, looked for first at `hint` (records list their fields
 /// in schema order, so this is nearly always a hit).
-fn field_at<'s>(schema: &'s FieldSchema, hint: usize, name: &str) -> Option<&'s Arc<FieldSchema>> {
+fn field_at<'s>(
+    schema: &'s FieldSchema,
+    hint: usize,
+    name: &str,
+) -> Option<&'s (Arc<str>, Arc<FieldSchema>)> {
     match schema.fields.get(hint) {
-        Some((field, found)) if field == name => Some(found),
-        _ => schema.field(name),
+        Some(field) if *field.0 == *name => Some(field),
+        _ => schema.fields.iter().find(|(field, _)| **field == *name),
     }
 }
 
@@ -754,18 +798,18 @@ fn raw_row_columns(
 ) -> Result<Vec<ColumnValue>, ValueError> {
     let mut columns = Vec::with_capacity(row.0.len());
     for (index, (name, raw)) in row.0.into_iter().enumerate() {
-        let field_schema = schema.and_then(|s| field_at(s, index, &name)).cloned();
+        let field = schema.and_then(|s| field_at(s, index, &name));
         // Members of a RawObject are valid JSON: this cannot fail.
         let value: Json = serde_json::from_str(raw.get()).map_err(|_| ValueError {
             field: name.to_string(),
             reason: "not a JSON value".to_owned(),
         })?;
-        let cell = cell_of(&name, value, field_schema.as_deref(), unchanged)?;
-        columns.push(ColumnValue {
-            name: name.into_owned(),
-            schema: field_schema,
-            cell,
-        });
+        let cell = cell_of(&name, value, field.map(|(_, s)| &**s), unchanged)?;
+        let (name, schema) = match field {
+            Some((shared, schema)) => (Arc::clone(shared), Some(Arc::clone(schema))),
+            None => (Arc::from(name), None),
+        };
+        columns.push(ColumnValue { name, schema, cell });
     }
     Ok(columns)
 }
@@ -918,13 +962,12 @@ mod tests {
                          "payload": {"id": 1}});
         let decoded = decode_json(&config(&[]), key, Some(value)).expect("a change");
         assert_eq!(decoded.source_table.as_deref(), Some("T x"));
-        assert_eq!(decoded.key_identity, r#"{"id":1}"#);
+        assert_eq!(decoded.key_identity, "2:idt1:1");
         assert_eq!(decoded.key[0].cell, text("1"));
         let Change::Write(columns) = decoded.change else {
             panic!("a write");
         };
-        let cells: Vec<(&str, &Cell)> =
-            columns.iter().map(|c| (c.name.as_str(), &c.cell)).collect();
+        let cells: Vec<(&str, &Cell)> = columns.iter().map(|c| (&*c.name, &c.cell)).collect();
         assert_eq!(
             cells,
             [
@@ -1005,7 +1048,7 @@ mod tests {
         let Change::Write(columns) = decoded.change else {
             panic!("a write")
         };
-        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = columns.iter().map(|c| &*c.name).collect();
         assert_eq!(names, ["code", "n"]);
 
         let by_offset = config(&[("delete.enabled", "false"), ("primary.key.mode", "kafka")]);
@@ -1015,11 +1058,7 @@ mod tests {
             Some(json!({"op": "c", "after": {"n": 1}})),
         )
         .expect("a write");
-        let key: Vec<(&str, &Cell)> = decoded
-            .key
-            .iter()
-            .map(|c| (c.name.as_str(), &c.cell))
-            .collect();
+        let key: Vec<(&str, &Cell)> = decoded.key.iter().map(|c| (&*c.name, &c.cell)).collect();
         assert_eq!(
             key,
             [

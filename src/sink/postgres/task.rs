@@ -779,12 +779,19 @@ fn prepare(
     let mut rejected = Vec::new();
     let mut truncates = BTreeSet::new();
     let mut routes = Routes::default();
+    // One position, its topic copied only when it changes (not once per record).
+    let mut position = RecordPosition {
+        topic: String::new(),
+        partition: 0,
+        offset: 0,
+    };
     for (index, (message, document)) in batch.iter().zip(documents).enumerate() {
-        let position = RecordPosition {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
+        if position.topic != message.topic() {
+            position.topic.clear();
+            position.topic.push_str(message.topic());
+        }
+        position.partition = message.partition();
+        position.offset = message.offset();
         note_offset(&mut offsets, &position);
         let routed_change = document
             .and_then(|(key, value)| match value {
@@ -816,8 +823,8 @@ fn prepare(
         };
         if decoded.change == Change::Truncate {
             // What the batch had for the table before is emptied anyway.
-            routed.remove(&table);
-            truncates.insert(table);
+            routed.remove(table);
+            truncates.insert(table.clone());
             continue;
         }
         let identity = match config.primary_key_mode {
@@ -832,7 +839,7 @@ fn prepare(
             change: decoded.change,
             origin: index,
         };
-        match routed.get_mut(&table) {
+        match routed.get_mut(table) {
             Some(changes) => changes.push((identity, change)),
             None => {
                 // The first table gets room for the rest of the batch (most batches have one
@@ -844,7 +851,7 @@ fn prepare(
                 };
                 let mut changes = Vec::with_capacity(room);
                 changes.push((identity, change));
-                routed.insert(table, changes);
+                routed.insert(table.clone(), changes);
             }
         }
     }
@@ -888,25 +895,24 @@ impl Routes {
         format: &str,
         position: &RecordPosition,
         decoded: &Decoded,
-    ) -> Result<TableName, RecordError> {
+    ) -> Result<&TableName, RecordError> {
         let sources = [
             &decoded.source_db,
             &decoded.source_schema,
             &decoded.source_table,
         ];
-        if let Some((topic, names, table)) = &self.last
-            && *topic == position.topic
-            && names.iter().zip(sources).all(|(a, b)| a == b)
-        {
-            return Ok(table.clone());
+        let known = self.last.as_ref().is_some_and(|(topic, names, _)| {
+            *topic == position.topic && names.iter().zip(sources).all(|(a, b)| a == b)
+        });
+        if !known {
+            let table = table_name(format, position, decoded)?;
+            self.last = Some((position.topic.clone(), sources.map(Clone::clone), table));
         }
-        let table = table_name(format, position, decoded)?;
-        self.last = Some((
-            position.topic.clone(),
-            sources.map(Clone::clone),
-            table.clone(),
-        ));
-        Ok(table)
+        Ok(self
+            .last
+            .as_ref()
+            .map(|(_, _, table)| table)
+            .expect("just set"))
     }
 }
 

@@ -25,8 +25,8 @@ pub struct FieldSchema {
     pub parameters: Map<String, Json>,
     /// The element schema of an array.
     pub items: Option<Arc<FieldSchema>>,
-    /// The members of a struct, with their field names.
-    pub fields: Vec<(String, Arc<FieldSchema>)>,
+    /// The members of a struct, with their field names (shared with the columns read by them).
+    pub fields: Vec<(Arc<str>, Arc<FieldSchema>)>,
 }
 
 impl FieldSchema {
@@ -41,7 +41,7 @@ impl FieldSchema {
                 fields
                     .iter()
                     .filter_map(|f| {
-                        let name = f.get("field")?.as_str()?.to_owned();
+                        let name: Arc<str> = f.get("field")?.as_str()?.into();
                         Some((name, Arc::new(Self::from_json(f)?)))
                     })
                     .collect()
@@ -66,7 +66,10 @@ impl FieldSchema {
 
     /// The struct member called `name`.
     pub fn field(&self, name: &str) -> Option<&Arc<FieldSchema>> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+        self.fields
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, s)| s)
     }
 
     fn parameter(&self, name: &str) -> Option<&str> {
@@ -304,6 +307,43 @@ fn decode_base64(value: &Json) -> Result<Vec<u8>, String> {
         .map_err(|_| "expected base64 bytes, found invalid base64".to_owned())
 }
 
+/// `decimal_text` of base64 `value` without allocating more than the text, when the unscaled
+/// value fits an `i128` and the scale is 0–38 (nearly every decimal column); `None` otherwise.
+fn small_decimal_text(value: &Json, scale: i64) -> Option<String> {
+    let encoded = value.as_str()?;
+    let scale = usize::try_from(scale).ok().filter(|&s| s <= 38)?;
+    if encoded.len() > 24 {
+        return None;
+    }
+    let mut buffer = [0u8; 18];
+    let length = STANDARD.decode_slice(encoded, &mut buffer).ok()?;
+    let bytes = buffer
+        .get(..length)
+        .filter(|b| !b.is_empty() && b.len() <= 16)?;
+    let fill = if bytes[0] & 0x80 == 0 { 0 } else { 0xff };
+    let mut wide = [fill; 16];
+    wide[16 - bytes.len()..].copy_from_slice(bytes);
+    let unscaled = i128::from_be_bytes(wide);
+    let digits = unscaled.unsigned_abs().to_string();
+    let mut text = String::with_capacity(digits.len() + scale + 3);
+    if unscaled < 0 {
+        text.push('-');
+    }
+    if scale == 0 {
+        text.push_str(&digits);
+    } else if digits.len() > scale {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        text.push_str(whole);
+        text.push('.');
+        text.push_str(fraction);
+    } else {
+        text.push_str("0.");
+        text.extend(std::iter::repeat_n('0', scale - digits.len()));
+        text.push_str(&digits);
+    }
+    Some(text)
+}
+
 /// Connect's Decimal: the two's-complement big-endian unscaled value at `scale`.
 fn decimal_text(bytes: &[u8], scale: i64) -> String {
     BigDecimal::new(BigInt::from_signed_bytes_be(bytes), scale).to_plain_string()
@@ -385,6 +425,9 @@ fn text_of(value: &Json, schema: &FieldSchema) -> Result<String, String> {
                         .parameter("scale")
                         .and_then(|s| s.parse::<i64>().ok())
                         .ok_or("a Decimal schema without a scale parameter")?;
+                    if let Some(text) = small_decimal_text(value, scale) {
+                        return Ok(text);
+                    }
                     Ok(decimal_text(&decode_base64(value)?, scale))
                 }
             };
@@ -764,5 +807,45 @@ mod tests {
         .expect_err("invalid");
         assert_eq!(err.field, "price");
         assert!(!err.to_string().contains("not base64!"), "{err}");
+    }
+
+    #[test]
+    fn small_decimals_read_as_the_general_path_reads_them() {
+        let values: [i128; 12] = [
+            0,
+            1,
+            -1,
+            5,
+            -5,
+            99,
+            12345,
+            -12345,
+            i64::MAX as i128,
+            i64::MIN as i128,
+            i128::MAX,
+            i128::MIN,
+        ];
+        for unscaled in values {
+            let full = unscaled.to_be_bytes();
+            // Connect writes the shortest two's-complement form; longer ones read the same.
+            for skip in [0, 8, 12, 15] {
+                let bytes = &full[skip..];
+                if BigInt::from_signed_bytes_be(bytes) != BigInt::from(unscaled) {
+                    continue;
+                }
+                let encoded = Json::String(STANDARD.encode(bytes));
+                for scale in [0, 1, 2, 5, 20, 38] {
+                    assert_eq!(
+                        small_decimal_text(&encoded, scale).as_deref(),
+                        Some(decimal_text(bytes, scale).as_str()),
+                        "{unscaled} at scale {scale} from {} bytes",
+                        bytes.len()
+                    );
+                }
+            }
+        }
+        let wide = Json::String(STANDARD.encode([1u8; 17]));
+        assert_eq!(small_decimal_text(&wide, 2), None);
+        assert_eq!(small_decimal_text(&Json::String("AQ==".into()), -1), None);
     }
 }

@@ -8,9 +8,14 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
+    sync::Arc,
 };
 
-use tokio_postgres::{Client, Statement, Transaction, types::ToSql};
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::{
+    Client, Statement, Transaction,
+    types::{IsNull, ToSql, Type, to_sql_checked},
+};
 use tracing::info;
 
 use super::{
@@ -318,14 +323,15 @@ impl Writer {
         table: &TableName,
         changes: &[PendingChange],
     ) -> Result<(), Error> {
-        let writes: Vec<&PendingChange> = changes
-            .iter()
-            .filter(|c| matches!(c.change, Change::Write(_)))
-            .collect();
-        let deletes: Vec<&PendingChange> = changes
-            .iter()
-            .filter(|c| matches!(c.change, Change::Delete))
-            .collect();
+        let mut writes: Vec<&PendingChange> = Vec::with_capacity(changes.len());
+        let mut deletes: Vec<&PendingChange> = Vec::new();
+        for change in changes {
+            match change.change {
+                Change::Write(_) => writes.push(change),
+                Change::Delete => deletes.push(change),
+                Change::Truncate => {}
+            }
+        }
         let Some(target) = self.target(transaction, table, &writes).await? else {
             // Only deletes for a table that does not exist: nothing to delete.
             return Ok(());
@@ -335,11 +341,17 @@ impl Writer {
         let target = self.tables.get(table).cloned().unwrap_or(target);
 
         if !deletes.is_empty() {
-            let key_names: Vec<&str> = deletes[0].key.iter().map(|c| c.name.as_str()).collect();
+            let key_names: Vec<&str> = deletes[0].key.iter().map(|c| &*c.name).collect();
             let columns = typed_columns(table, &target, &key_names)?;
-            let arrays: Vec<Vec<Option<&str>>> = key_names
+            let arrays: Vec<TextArray> = key_names
                 .iter()
-                .map(|name| deletes.iter().map(|d| key_text(d, name)).collect())
+                .map(|name| {
+                    let mut array = TextArray::with_capacity(deletes.len());
+                    for delete in &deletes {
+                        array.push(key_text(delete, name));
+                    }
+                    array
+                })
                 .collect();
             let conditions: Vec<String> = columns
                 .iter()
@@ -359,7 +371,7 @@ impl Writer {
         let shapes = write_shapes(&target, &writes);
         let key_names: Vec<&str> = writes
             .first()
-            .map(|w| w.key.iter().map(|c| c.name.as_str()).collect())
+            .map(|w| w.key.iter().map(|c| &*c.name).collect())
             .unwrap_or_default();
         for (present, arrays) in shapes {
             let names: Vec<&str> = present
@@ -555,10 +567,19 @@ impl Writer {
         writes: &[&PendingChange],
     ) -> Result<(), Error> {
         let mut missing: Vec<&ColumnValue> = Vec::new();
+        // Rows of a batch nearly always carry the same columns: a row named like the one
+        // checked before it needs no look-ups.
+        let mut checked: Option<(&[ColumnValue], &[ColumnValue])> = None;
         for write in writes {
             let Change::Write(cells) = &write.change else {
                 continue;
             };
+            if checked.is_some_and(|(previous_cells, previous_key)| {
+                same_names(previous_cells, cells) && same_names(previous_key, &write.key)
+            }) {
+                continue;
+            }
+            checked = Some((cells, &write.key));
             for column in cells.iter().chain(&write.key) {
                 if target.column_type(&column.name).is_none()
                     && !missing.iter().any(|m| m.name == column.name)
@@ -620,6 +641,15 @@ impl Writer {
     }
 }
 
+/// Whether `a` and `b` name the same columns in the same order (names shared from one schema
+/// compare by pointer).
+fn same_names(a: &[ColumnValue], b: &[ColumnValue]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| Arc::ptr_eq(&a.name, &b.name) || a.name == b.name)
+}
+
 fn column_definition(name: &str, schema: &FieldSchema, is_key: bool) -> String {
     let not_null = if is_key || !schema.optional {
         " NOT NULL"
@@ -637,7 +667,7 @@ fn key_text<'a>(change: &'a PendingChange, name: &str) -> Option<&'a str> {
     change
         .key
         .iter()
-        .find(|c| c.name == name)
+        .find(|c| *c.name == *name)
         .and_then(|c| match &c.cell {
             Cell::Text(text) => Some(text.as_str()),
             Cell::Null | Cell::Unchanged => None,
@@ -645,12 +675,12 @@ fn key_text<'a>(change: &'a PendingChange, name: &str) -> Option<&'a str> {
 }
 
 /// The target columns present in a write, by their index in the table, and the values of
-/// each (column-major, borrowed from the changes).
-type Shape<'a> = (Vec<usize>, Vec<Vec<Option<&'a str>>>);
+/// each (column-major, encoded as parameters).
+type Shape = (Vec<usize>, Vec<TextArray>);
 
 /// Groups `writes` by the set of columns they carry (a row's own cell before its key's; cells
 /// the table has no column for and unchanged TOASTed values left out), in table column order.
-fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<Shape<'a>> {
+fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<Shape> {
     let positions: HashMap<&str, usize> = target
         .columns
         .iter()
@@ -658,32 +688,34 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
         .map(|(i, (name, _))| (name.as_str(), i))
         .collect();
     // Rows of a batch carry their columns in the same order: try the last row's position of
-    // a cell before hashing its name.
-    let mut hints: Vec<usize> = Vec::new();
+    // a cell (and its name, mostly the same shared one) before hashing its name.
+    let mut hints: Vec<(usize, &Arc<str>)> = Vec::new();
     let mut slots: Vec<Option<&'a Cell>> = vec![None; target.columns.len()];
     let mut present: Vec<usize> = Vec::new();
-    let mut shapes: Vec<Shape<'a>> = Vec::new();
+    let mut shapes: Vec<Shape> = Vec::new();
     let mut by_columns: HashMap<Vec<usize>, usize> = HashMap::new();
-    for write in writes {
+    for (row, write) in writes.iter().enumerate() {
         let Change::Write(cells) = &write.change else {
             continue;
         };
         slots.fill(None);
         for (at, column) in cells.iter().chain(&write.key).enumerate() {
-            let hinted = hints.get(at).copied().filter(|&i| {
-                target
-                    .columns
-                    .get(i)
-                    .is_some_and(|(n, _)| *n == column.name)
+            let hinted = hints.get(at).and_then(|&(i, name)| {
+                (Arc::ptr_eq(name, &column.name) || *name == column.name).then_some(i)
             });
-            let Some(index) = hinted.or_else(|| positions.get(column.name.as_str()).copied())
-            else {
+            if let Some(index) = hinted {
+                if slots[index].is_none() {
+                    slots[index] = Some(&column.cell);
+                }
+                continue;
+            }
+            let Some(index) = positions.get(&*column.name).copied() else {
                 continue;
             };
             if at < hints.len() {
-                hints[at] = index;
+                hints[at] = (index, &column.name);
             } else {
-                hints.push(index);
+                hints.push((index, &column.name));
             }
             // A row's own cell wins over its key's.
             if slots[index].is_none() {
@@ -701,8 +733,19 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
         let shape = match by_columns.get(present.as_slice()) {
             Some(&shape) => shape,
             None => {
+                // The first shape is nearly always the only one: room for every row left.
+                let room = if shapes.is_empty() {
+                    writes.len() - row
+                } else {
+                    0
+                };
                 by_columns.insert(present.clone(), shapes.len());
-                shapes.push((present.clone(), vec![Vec::new(); present.len()]));
+                shapes.push((
+                    present.clone(),
+                    (0..present.len())
+                        .map(|_| TextArray::with_capacity(room))
+                        .collect(),
+                ));
                 shapes.len() - 1
             }
         };
@@ -744,11 +787,85 @@ fn typed_columns<'a>(
         .collect()
 }
 
+/// A `text[]` parameter, encoded as it is built (PostgreSQL's binary array format, without
+/// its header): binding it copies one buffer, reserved once, rather than growing the
+/// connection's buffer value by value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TextArray {
+    /// Per element: its length as a big-endian `i32` (-1 for NULL), then its bytes.
+    elements: Vec<u8>,
+    len: usize,
+    has_nulls: bool,
+}
+
+impl TextArray {
+    /// Room for `rows` elements of a few bytes each (it grows for longer ones).
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            elements: Vec::with_capacity(rows * 12),
+            len: 0,
+            has_nulls: false,
+        }
+    }
+
+    fn push(&mut self, value: Option<&str>) {
+        match value {
+            Some(text) => {
+                // Longer than i32::MAX fails in `to_sql`, as PostgreSQL would refuse it anyway.
+                let length = i32::try_from(text.len()).unwrap_or(i32::MAX);
+                self.elements.extend_from_slice(&length.to_be_bytes());
+                self.elements.extend_from_slice(text.as_bytes());
+            }
+            None => {
+                self.elements.extend_from_slice(&(-1i32).to_be_bytes());
+                self.has_nulls = true;
+            }
+        }
+        self.len += 1;
+    }
+
+    #[cfg(test)]
+    fn from_values(values: &[Option<&str>]) -> Self {
+        let mut array = Self::with_capacity(values.len());
+        for value in values {
+            array.push(*value);
+        }
+        array
+    }
+}
+
+impl ToSql for TextArray {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let len = i32::try_from(self.len).map_err(|_| "too many array elements")?;
+        if self.elements.len() > i32::MAX as usize {
+            return Err("array too large for one parameter".into());
+        }
+        out.reserve(20 + self.elements.len());
+        out.put_i32(1); // dimensions
+        out.put_i32(i32::from(self.has_nulls));
+        out.put_u32(Type::TEXT.oid());
+        out.put_i32(len);
+        out.put_i32(1); // lower bound
+        out.extend_from_slice(&self.elements);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TEXT_ARRAY
+    }
+
+    to_sql_checked!();
+}
+
 /// Runs `sql` with one `text[]` parameter per column.
 async fn execute_columns(
     transaction: &Transaction<'_>,
     statement: &Statement,
-    arrays: &[Vec<Option<&str>>],
+    arrays: &[TextArray],
     table: &TableName,
 ) -> Result<u64, Error> {
     let params: Vec<&(dyn ToSql + Sync)> =
@@ -819,7 +936,7 @@ mod tests {
 
     fn column(name: &str, cell: Cell) -> ColumnValue {
         ColumnValue {
-            name: name.to_owned(),
+            name: name.into(),
             schema: None,
             cell,
         }
@@ -912,13 +1029,34 @@ mod tests {
         assert_eq!(
             shapes[0].1,
             [
-                vec![Some("1"), Some("2")],
-                vec![Some("a"), Some("b")],
-                vec![None, Some("5")]
+                TextArray::from_values(&[Some("1"), Some("2")]),
+                TextArray::from_values(&[Some("a"), Some("b")]),
+                TextArray::from_values(&[None, Some("5")])
             ]
         );
         assert_eq!(shapes[1].0, [0, 2]);
-        assert_eq!(shapes[1].1, [vec![Some("3")], vec![Some("7")]]);
+        assert_eq!(
+            shapes[1].1,
+            [
+                TextArray::from_values(&[Some("3")]),
+                TextArray::from_values(&[Some("7")])
+            ]
+        );
+    }
+
+    #[test]
+    fn text_arrays_encode_as_postgres_binary_arrays() {
+        let values = [Some("ab"), None, Some("")];
+        let mut ours = BytesMut::new();
+        TextArray::from_values(&values)
+            .to_sql(&Type::TEXT_ARRAY, &mut ours)
+            .expect("encodes");
+        let mut theirs = BytesMut::new();
+        values
+            .to_vec()
+            .to_sql(&Type::TEXT_ARRAY, &mut theirs)
+            .expect("encodes");
+        assert_eq!(ours, theirs);
     }
 
     #[test]
