@@ -83,11 +83,12 @@ pub enum Change {
 
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decoded {
-    /// The `source` block's database, schema and table (for `collection.name.format`).
-    pub source_db: Option<String>,
-    pub source_schema: Option<String>,
-    pub source_table: Option<String>,
+pub struct Decoded<'a> {
+    /// The `source` block's database, schema and table (for `collection.name.format`),
+    /// borrowed from the record when it can be.
+    pub source_db: Option<Cow<'a, str>>,
+    pub source_schema: Option<Cow<'a, str>>,
+    pub source_table: Option<Cow<'a, str>>,
     /// The key columns (empty with `primary.key.mode=none`).
     pub key: Vec<ColumnValue>,
     /// The key as text, to find the last change per key within a batch.
@@ -339,13 +340,13 @@ fn schema_and_payload(document: Json) -> (Option<Json>, Json) {
 
 /// Decodes the Connect JSON record at `position`; `Ok(None)` for records with nothing to apply
 /// (tombstones, truncates, logical messages, deletes when deletes are off).
-pub fn decode(
+pub fn decode<'a>(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     position: &RecordPosition,
     key: Option<&[u8]>,
-    value: Option<&[u8]>,
-) -> Result<Option<Decoded>, RecordError> {
+    value: Option<&'a [u8]>,
+) -> Result<Option<Decoded<'a>>, RecordError> {
     let not_json = |part| RecordError::NotJson {
         position: position.clone(),
         part,
@@ -376,7 +377,7 @@ pub fn decode_document(
     position: &RecordPosition,
     key: Option<Document>,
     value: Option<Document>,
-) -> Result<Option<Decoded>, RecordError> {
+) -> Result<Option<Decoded<'static>>, RecordError> {
     // A tombstone follows a delete that was applied already.
     let Some(document) = value else {
         return Ok(None);
@@ -405,7 +406,12 @@ pub fn decode_document(
                 .and_then(|s| s.field(row_field))
                 .cloned();
             let source = payload.remove("source").unwrap_or(Json::Null);
-            let text = |name: &str| source.get(name).and_then(Json::as_str).map(str::to_owned);
+            let text = |name: &str| {
+                source
+                    .get(name)
+                    .and_then(Json::as_str)
+                    .map(|text| Cow::Owned(text.to_owned()))
+            };
             Envelope {
                 op: Cow::Owned(op),
                 row,
@@ -430,13 +436,13 @@ pub fn decode_document(
 
 /// As `decode_document`, for a value whose payload is still JSON text: the envelope and the
 /// row are read member by member, without building a `serde_json::Value` tree.
-pub fn decode_raw_document(
+pub fn decode_raw_document<'a>(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     position: &RecordPosition,
     key: Option<Document>,
-    value: Option<RawDocument<'_>>,
-) -> Result<Option<Decoded>, RecordError> {
+    value: Option<RawDocument<'a>>,
+) -> Result<Option<Decoded<'a>>, RecordError> {
     let Some(RawDocument {
         schema: value_schema,
         payload,
@@ -463,13 +469,7 @@ pub fn decode_raw_document(
                 .and_then(|s| s.field(row_field))
                 .cloned();
             let source = members.get("source").and_then(RawObject::parse);
-            let text = |name: &str| {
-                source
-                    .as_ref()
-                    .and_then(|s| s.get(name))
-                    .and_then(raw_str)
-                    .map(Cow::into_owned)
-            };
+            let text = |name: &str| source.as_ref().and_then(|s| s.get(name)).and_then(raw_str);
             Envelope {
                 source: SourceNames {
                     db: text("db"),
@@ -512,10 +512,10 @@ enum Row<'a> {
 
 /// The `source` block's names (for `collection.name.format`).
 #[derive(Default)]
-struct SourceNames {
-    db: Option<String>,
-    schema: Option<String>,
-    table: Option<String>,
+struct SourceNames<'a> {
+    db: Option<Cow<'a, str>>,
+    schema: Option<Cow<'a, str>>,
+    table: Option<Cow<'a, str>>,
 }
 
 /// What every way of reading a value gives: the operation, its row image (`None` when absent
@@ -524,16 +524,16 @@ struct Envelope<'a> {
     op: Cow<'a, str>,
     row: Option<Row<'a>>,
     row_schema: Option<Arc<FieldSchema>>,
-    source: SourceNames,
+    source: SourceNames<'a>,
 }
 
-fn decode_envelope(
+fn decode_envelope<'a>(
     config: &PostgresSinkConfig,
     unchanged: &Unchanged,
     position: &RecordPosition,
     key: Option<Document>,
-    envelope: Envelope<'_>,
-) -> Result<Option<Decoded>, RecordError> {
+    envelope: Envelope<'a>,
+) -> Result<Option<Decoded<'a>>, RecordError> {
     let shape = |message: String| shape_error(position, message);
     let value_error = |source: ValueError| RecordError::Value {
         position: position.clone(),
@@ -854,7 +854,11 @@ mod tests {
 
     /// Decodes through `decode` (the value read member by member), and checks that reading
     /// the value into a tree (`decode_document`) gives the same.
-    fn decode_json(config: &PostgresSinkConfig, key: Json, value: Option<Json>) -> Option<Decoded> {
+    fn decode_json(
+        config: &PostgresSinkConfig,
+        key: Json,
+        value: Option<Json>,
+    ) -> Option<Decoded<'static>> {
         let key = key.to_string();
         let value = value.map(|v| v.to_string());
         let decoded = decode(
@@ -872,11 +876,13 @@ mod tests {
             &position(),
             (config.primary_key_mode == PrimaryKeyMode::RecordKey)
                 .then(|| schemas.document(key.as_bytes()).expect("json")),
-            value.map(|v| schemas.document(v.as_bytes()).expect("json")),
+            value
+                .as_deref()
+                .map(|v| schemas.document(v.as_bytes()).expect("json")),
         )
         .expect("decodes as a tree");
         assert_eq!(decoded, tree);
-        decoded
+        tree
     }
 
     #[test]

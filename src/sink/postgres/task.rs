@@ -902,11 +902,19 @@ impl Routes {
             &decoded.source_table,
         ];
         let known = self.last.as_ref().is_some_and(|(topic, names, _)| {
-            *topic == position.topic && names.iter().zip(sources).all(|(a, b)| a == b)
+            *topic == position.topic
+                && names
+                    .iter()
+                    .zip(sources)
+                    .all(|(a, b)| a.as_deref() == b.as_deref())
         });
         if !known {
             let table = table_name(format, position, decoded)?;
-            self.last = Some((position.topic.clone(), sources.map(Clone::clone), table));
+            self.last = Some((
+                position.topic.clone(),
+                sources.map(|s| s.as_deref().map(str::to_owned)),
+                table,
+            ));
         }
         Ok(self
             .last
@@ -931,9 +939,9 @@ fn table_name(
             let name = &after[..end];
             let value = match name {
                 "topic" => Some(position.topic.replace('.', "_")),
-                "source.db" => decoded.source_db.clone(),
-                "source.schema" => decoded.source_schema.clone(),
-                "source.table" => decoded.source_table.clone(),
+                "source.db" => decoded.source_db.as_deref().map(str::to_owned),
+                "source.schema" => decoded.source_schema.as_deref().map(str::to_owned),
+                "source.table" => decoded.source_table.as_deref().map(str::to_owned),
                 _ => None,
             };
             let value = value.ok_or_else(|| RecordError::Shape {
@@ -978,7 +986,7 @@ fn table_name(
 mod tests {
     use super::*;
 
-    fn decoded(schema: &str, table: &str) -> Decoded {
+    fn decoded<'a>(schema: &'a str, table: &'a str) -> Decoded<'a> {
         Decoded {
             source_db: Some("db".into()),
             source_schema: Some(schema.into()),
