@@ -19,7 +19,7 @@ use super::{
     time::{Micros, event_time},
 };
 use crate::sink::postgres::{
-    record::Document,
+    record::{Document, RawEnvelope},
     types::{Cell, FieldSchema, Unchanged, cell},
 };
 
@@ -179,14 +179,6 @@ impl Decoder {
         value_schemas: bool,
     ) -> Option<Result<Decoded, DecodeError>> {
         #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Envelope<'a> {
-            #[serde(borrow)]
-            schema: &'a RawValue,
-            #[serde(borrow)]
-            payload: &'a RawValue,
-        }
-        #[derive(Deserialize)]
         struct Payload<'a> {
             #[serde(borrow)]
             op: Option<&'a str>,
@@ -205,7 +197,7 @@ impl Decoder {
         let (schema, payload) = if let Some(known) = known {
             known
         } else if value_schemas {
-            let envelope: Envelope<'_> = serde_json::from_slice(value).ok()?;
+            let envelope: RawEnvelope<'_> = serde_json::from_slice(value).ok()?;
             (
                 self.schemas.get(envelope.schema.get()),
                 envelope.payload.get(),
@@ -523,14 +515,6 @@ impl Decoder {
     /// A Connect JSON key's row key: the payload's compact JSON text (`None` for a null
     /// payload); `None` outside when the key is not the JSON `decode_json` expects.
     fn row_key(&mut self, key: &[u8], schemas: bool) -> Option<Option<Box<str>>> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Envelope<'a> {
-            #[serde(borrow)]
-            schema: &'a RawValue,
-            #[serde(borrow)]
-            payload: &'a RawValue,
-        }
         let known = schemas
             .then(|| {
                 key.strip_prefix(br#"{"schema":"#)?
@@ -543,7 +527,7 @@ impl Decoder {
         let payload: &RawValue = match known {
             Some(payload) => serde_json::from_slice(payload).ok()?,
             None if schemas => {
-                let envelope: Envelope<'_> = serde_json::from_slice(key).ok()?;
+                let envelope: RawEnvelope<'_> = serde_json::from_slice(key).ok()?;
                 self.key_schema = envelope.schema.get().into();
                 envelope.payload
             }

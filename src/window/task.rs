@@ -397,7 +397,8 @@ impl Task<'_> {
             column_types: self.decoder.column_types().clone(),
             read: std::mem::take(&mut self.read_since_commit),
         };
-        self.state_log = job.state_write().size_after(self.state_log);
+        self.state_log =
+            state_write(&job.compacted, &job.delta, job.log_before).size_after(self.state_log);
         self.committed_watermark = self.tracker.current();
         self.pending = Some(tokio::spawn(job.run()));
         Ok(())
@@ -602,10 +603,6 @@ struct Committed {
 }
 
 impl CommitJob {
-    fn state_write(&self) -> StateWrite<'_> {
-        state_write(&self.compacted, &self.delta, self.log_before)
-    }
-
     /// Commits, retrying transient failures (reconnecting when the connection was lost).
     async fn run(mut self) -> Result<Committed, Error> {
         let started = Instant::now();

@@ -170,15 +170,7 @@ impl SchemaCache {
         if let Some(document) = self.after_last_schema(bytes) {
             return Ok(document);
         }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Envelope<'a> {
-            #[serde(borrow)]
-            schema: &'a RawValue,
-            #[serde(borrow)]
-            payload: &'a RawValue,
-        }
-        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
+        let Ok(envelope) = serde_json::from_slice::<RawEnvelope<'_>>(bytes) else {
             let whole = serde_json::from_slice::<&RawValue>(bytes)?;
             // As `Document::from_json` reads it: repeated members, the last one counting.
             if let Some(members) = RawObject::parse(whole)
@@ -240,6 +232,16 @@ impl SchemaCache {
         self.schemas.insert(text.into(), parsed.clone());
         parsed
     }
+}
+
+/// A Connect JSON document with schema, its parts unparsed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    pub schema: &'a RawValue,
+    #[serde(borrow)]
+    pub payload: &'a RawValue,
 }
 
 /// A JSON object's members in order, their values left as JSON text. Reading a record this way
