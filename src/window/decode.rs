@@ -20,7 +20,7 @@ use super::{
 };
 use crate::sink::postgres::{
     record::{Document, RawEnvelope},
-    types::{Cell, FieldSchema, Unchanged, cell},
+    types::{FieldSchema, Unchanged, cell},
 };
 
 /// A record as the engine and the watermark see it.
@@ -336,9 +336,10 @@ impl Decoder {
             return Value::Num(decimal);
         }
         let text = || match cell(name, json, schema, &self.unchanged) {
-            Ok(Cell::Text(text)) => Some(text),
-            // An unchanged TOASTed value or one that cannot be read counts as NULL.
-            _ => None,
+            // Dates and timestamps as the text of their (typed) cell.
+            Ok(cell) => cell.into_text(),
+            // A value that cannot be read counts as NULL, as an unchanged TOASTed one does.
+            Err(_) => None,
         };
         let number = |text: &str| match text.parse::<i64>() {
             Ok(i) => Value::Int(i),

@@ -617,8 +617,7 @@ fn decode_envelope<'a>(
                         })
                         })
                         .collect::<Result<_, _>>()?;
-                let cells: Vec<&Cell> = key.iter().map(|c| &c.cell).collect();
-                key_identity = format!("{cells:?}");
+                key_identity = identity_of(&key);
             }
             PrimaryKeyMode::Kafka => {
                 key = kafka_columns(position);
@@ -648,24 +647,15 @@ fn decode_envelope<'a>(
 /// The key columns as one text, equal for keys that name the same target row (the JSON text
 /// of the key would cost a serialization per record, and tell `1` and `1.0` apart).
 fn identity_of(columns: &[ColumnValue]) -> String {
-    let size = columns
-        .iter()
-        .map(|c| {
-            c.name.len()
-                + 12
-                + match &c.cell {
-                    Cell::Text(text) => text.len(),
-                    Cell::Null | Cell::Unchanged => 0,
-                }
-        })
-        .sum();
-    let mut identity = String::with_capacity(size);
+    let mut identity = String::with_capacity(columns.len() * 32);
     for column in columns {
-        // Lengths first: no name or value can run into the next.
-        let (tag, text) = match &column.cell {
-            Cell::Text(text) => ('t', text.as_str()),
-            Cell::Null => ('n', ""),
-            Cell::Unchanged => ('u', ""),
+        // Lengths first: no name or value can run into the next. Typed cells count by their
+        // text, so `1` read as an integer and as a string name the same row.
+        let text = column.cell.text();
+        let (tag, text) = match (&column.cell, &text) {
+            (_, Some(text)) => ('t', &**text),
+            (Cell::Unchanged, None) => ('u', ""),
+            (_, None) => ('n', ""),
         };
         // Writing to a String cannot fail.
         let _ = write!(
@@ -681,20 +671,24 @@ fn identity_of(columns: &[ColumnValue]) -> String {
 
 /// `primary.key.mode=kafka`: the record's coordinates as key columns.
 fn kafka_columns(position: &RecordPosition) -> Vec<ColumnValue> {
-    let column = |name: &str, kind: &str, text: String| ColumnValue {
+    let column = |name: &str, kind: &str, cell: Cell| ColumnValue {
         name: name.into(),
         schema: FieldSchema::from_json(&serde_json::json!({"type": kind, "optional": false}))
             .map(Arc::new),
-        cell: Cell::Text(text),
+        cell,
     };
     vec![
-        column("__connect_topic", "string", position.topic.clone()),
+        column(
+            "__connect_topic",
+            "string",
+            Cell::Text(position.topic.clone()),
+        ),
         column(
             "__connect_partition",
             "int32",
-            position.partition.to_string(),
+            Cell::Integer(i64::from(position.partition)),
         ),
-        column("__connect_offset", "int64", position.offset.to_string()),
+        column("__connect_offset", "int64", Cell::Integer(position.offset)),
     ]
 }
 
@@ -971,17 +965,18 @@ mod tests {
         let decoded = decode_json(&config(&[]), key, Some(value)).expect("a change");
         assert_eq!(decoded.source_table.as_deref(), Some("T x"));
         assert_eq!(decoded.key_identity, "2:idt1:1");
-        assert_eq!(decoded.key[0].cell, text("1"));
+        assert_eq!(decoded.key[0].cell, Cell::Integer(1));
         let Change::Write(columns) = decoded.change else {
             panic!("a write");
         };
         let cells: Vec<(&str, &Cell)> = columns.iter().map(|c| (&*c.name, &c.cell)).collect();
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
         assert_eq!(
             cells,
             [
-                ("id", &text("1")),
+                ("id", &Cell::Integer(1)),
                 ("note", &Cell::Unchanged),
-                ("day", &text("1970-01-01"))
+                ("day", &Cell::Date(epoch))
             ]
         );
         assert_eq!(
@@ -1071,8 +1066,8 @@ mod tests {
             key,
             [
                 ("__connect_topic", &text("t")),
-                ("__connect_partition", &text("0")),
-                ("__connect_offset", &text("9"))
+                ("__connect_partition", &Cell::Integer(0)),
+                ("__connect_offset", &Cell::Integer(9))
             ]
         );
         assert_eq!(decoded.key_identity, "t/0@9");

@@ -1,14 +1,17 @@
 //! Kafka Connect schemas (with Debezium's semantic names) as PostgreSQL column types, and
 //! Connect JSON values as the PostgreSQL text each column type reads.
 //!
-//! Values are bound as text and cast to the target column's type in SQL: one conversion path for
-//! every type, whose text input PostgreSQL itself validates.
+//! Integers, dates and timestamps stay typed (`Cell::Integer`, `Date`, `Timestamp`, `Zoned`) so
+//! that the writer can bind them in PostgreSQL's binary form when the column has their type:
+//! parsing their text was a large share of the target's CPU. Every other value, and a typed one
+//! whose column has another type, is bound as text and cast in SQL to the column's type, whose
+//! text input PostgreSQL itself validates.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bigdecimal::{BigDecimal, num_bigint::BigInt};
-use chrono::{DateTime, Datelike, Days, NaiveDate, Timelike};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveDateTime, Timelike};
 use serde_json::{Map, Value as Json};
 
 use crate::format::connect::Placeholder;
@@ -141,8 +144,41 @@ pub enum Cell {
     Null,
     /// PostgreSQL's text form of the value.
     Text(String),
+    /// A Connect integer (`int8` … `int64`).
+    Integer(i64),
+    /// A Connect/Debezium date.
+    Date(NaiveDate),
+    /// A timestamp without time zone (Debezium's `Timestamp`, `MicroTimestamp`, `NanoTimestamp`).
+    Timestamp(NaiveDateTime),
+    /// Debezium's `ZonedTimestamp`: the instant (UTC) and the text it was read from, which is
+    /// what a column of another type than `timestamptz` receives.
+    Zoned {
+        utc: NaiveDateTime,
+        text: String,
+    },
     /// An unchanged TOASTed value (Debezium's placeholder): the stored value is kept.
     Unchanged,
+}
+
+impl Cell {
+    /// PostgreSQL's text form of the value; `None` for NULL and an unchanged TOASTed value.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
+            Cell::Null | Cell::Unchanged => return None,
+            Cell::Text(text) | Cell::Zoned { text, .. } => Cow::Borrowed(text.as_str()),
+            Cell::Integer(i) => Cow::Owned(i.to_string()),
+            Cell::Date(date) => Cow::Owned(date_text_of(*date)),
+            Cell::Timestamp(t) => Cow::Owned(timestamp_text_of(*t)),
+        })
+    }
+
+    /// As `text`, taking the cell.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Cell::Text(text) | Cell::Zoned { text, .. } => Some(text),
+            other => other.text().map(Cow::into_owned),
+        }
+    }
 }
 
 /// A value that cannot be written; says which field and why, never the value itself.
@@ -232,10 +268,71 @@ pub fn cell(
         reason,
     };
     let text = match schema {
-        Some(schema) => text_of(value, schema).map_err(fail)?,
+        Some(schema) => {
+            if let Some(typed) = typed_cell(value, schema).map_err(fail)? {
+                return Ok(typed);
+            }
+            text_of(value, schema).map_err(fail)?
+        }
         None => untyped_text(value),
     };
     Ok(Cell::Text(text))
+}
+
+/// The typed cell for `value`, when its schema has one (see `Cell`); `None` for every other
+/// value, which is written as text.
+fn typed_cell(value: &Json, schema: &FieldSchema) -> Result<Option<Cell>, String> {
+    let micros = |factor: i64, divisor: i64| -> Result<Option<Cell>, String> {
+        let micros = expect_i64(value)?
+            .saturating_mul(factor)
+            .div_euclid(divisor);
+        timestamp_of(micros).map(|t| Some(Cell::Timestamp(t)))
+    };
+    match schema.name.as_deref() {
+        Some("io.debezium.time.Date" | "org.apache.kafka.connect.data.Date")
+            if value.is_number() =>
+        {
+            date_of(expect_i64(value)?).map(|d| Some(Cell::Date(d)))
+        }
+        Some("io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp")
+            if value.is_number() =>
+        {
+            micros(1000, 1)
+        }
+        Some("io.debezium.time.MicroTimestamp") if value.is_number() => micros(1, 1),
+        Some("io.debezium.time.NanoTimestamp") if value.is_number() => micros(1, 1000),
+        Some("io.debezium.time.ZonedTimestamp") => {
+            Ok(value.as_str().and_then(zoned_utc).map(|utc| Cell::Zoned {
+                utc,
+                text: value.as_str().unwrap_or_default().to_owned(),
+            }))
+        }
+        Some(_) => Ok(None),
+        None => Ok(match (schema.kind.as_str(), value.as_i64()) {
+            ("int8" | "int16" | "int32" | "int64", Some(i)) => Some(Cell::Integer(i)),
+            _ => None,
+        }),
+    }
+}
+
+/// The UTC instant of a `ZonedTimestamp` text, when it reads exactly (RFC 3339, years 1–9999,
+/// at most microseconds, no leap second); `None` leaves it to PostgreSQL's text input.
+fn zoned_utc(text: &str) -> Option<NaiveDateTime> {
+    let fraction_digits = text
+        .find('.')
+        .map(|dot| {
+            text[dot + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count()
+        })
+        .unwrap_or(0);
+    if fraction_digits > 6 {
+        return None;
+    }
+    let at = DateTime::parse_from_rfc3339(text).ok()?;
+    let utc = at.naive_utc();
+    (at.nanosecond() < 1_000_000_000 && (1..=9999).contains(&utc.year())).then_some(utc)
 }
 
 /// As `cell`, taking the value: a string that `text_of` would copy as it is is moved instead.
@@ -249,7 +346,13 @@ pub fn cell_of(
         && schema
             .is_none_or(|s| s.kind == "string" && !s.name.as_deref().is_some_and(reads_strings))
         && !unchanged.is_placeholder(&value, schema);
+    let zoned =
+        schema.is_some_and(|s| s.name.as_deref() == Some("io.debezium.time.ZonedTimestamp"));
     match value {
+        Json::String(text) if moved && zoned => Ok(match zoned_utc(&text) {
+            Some(utc) => Cell::Zoned { utc, text },
+            None => Cell::Text(text),
+        }),
         Json::String(text) if moved => Ok(Cell::Text(text)),
         other => cell(field, &other, schema, unchanged),
     }
@@ -349,15 +452,22 @@ fn decimal_text(bytes: &[u8], scale: i64) -> String {
     BigDecimal::new(BigInt::from_signed_bytes_be(bytes), scale).to_plain_string()
 }
 
-fn date_text(days: i64) -> Result<String, String> {
+fn date_of(days: i64) -> Result<NaiveDate, String> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).ok_or("the epoch is a date")?;
     let date = if days >= 0 {
         epoch.checked_add_days(Days::new(days.unsigned_abs()))
     } else {
         epoch.checked_sub_days(Days::new(days.unsigned_abs()))
     };
-    date.map(|d| d.format("%Y-%m-%d").to_string())
-        .ok_or_else(|| format!("{days} days from 1970-01-01 is out of range"))
+    date.ok_or_else(|| format!("{days} days from 1970-01-01 is out of range"))
+}
+
+fn date_text(days: i64) -> Result<String, String> {
+    date_of(days).map(date_text_of)
+}
+
+fn date_text_of(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
 }
 
 fn time_text(micros: i64) -> Result<String, String> {
@@ -375,10 +485,17 @@ fn time_text(micros: i64) -> Result<String, String> {
     ))
 }
 
+fn timestamp_of(micros: i64) -> Result<NaiveDateTime, String> {
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| "a timestamp out of range".to_owned())
+}
+
 fn timestamp_text(micros: i64) -> Result<String, String> {
-    let t = DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| "a timestamp out of range".to_owned())?
-        .naive_utc();
+    timestamp_of(micros).map(timestamp_text_of)
+}
+
+fn timestamp_text_of(t: NaiveDateTime) -> String {
     // chrono's years before 1 are 0, -1, …; PostgreSQL counts 1 BC, 2 BC, …
     let (year, era) = match t.year() {
         year if year >= 1 => (year, ""),
@@ -386,11 +503,11 @@ fn timestamp_text(micros: i64) -> Result<String, String> {
     };
     if era.is_empty() && year > 9999 {
         // As chrono writes it ("+10000-…").
-        return Ok(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string());
+        return t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
     }
     // Written field by field: `format` parses its pattern on every call, which showed up in
     // the sink's profile.
-    Ok(format!(
+    format!(
         "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}{era}",
         t.month(),
         t.day(),
@@ -398,7 +515,7 @@ fn timestamp_text(micros: i64) -> Result<String, String> {
         t.minute(),
         t.second(),
         t.nanosecond() % 1_000_000_000 / 1000
-    ))
+    )
 }
 
 /// `io.debezium.data.Bits`: little-endian bytes of a bit string `length` bits long.
@@ -527,7 +644,7 @@ mod tests {
         FieldSchema::from_json(&json).expect("a schema")
     }
 
-    fn text(value: Json, schema_json: Json) -> Cell {
+    fn typed(value: Json, schema_json: Json) -> Cell {
         cell(
             "f",
             &value,
@@ -535,6 +652,14 @@ mod tests {
             &Unchanged::default(),
         )
         .expect("converts")
+    }
+
+    /// The cell as PostgreSQL text (typed cells by their text).
+    fn text(value: Json, schema_json: Json) -> Cell {
+        match typed(value, schema_json) {
+            cell @ (Cell::Null | Cell::Unchanged) => cell,
+            cell => Cell::Text(cell.into_text().expect("a value")),
+        }
     }
 
     fn t(s: &str) -> Cell {
@@ -687,6 +812,64 @@ mod tests {
         assert_eq!(text(json!(true), json!({"type": "boolean"})), t("true"));
         assert_eq!(text(json!(1.5), json!({"type": "double"})), t("1.5"));
         assert_eq!(text(json!(null), json!({"type": "int32"})), Cell::Null);
+    }
+
+    #[test]
+    fn integers_dates_and_timestamps_stay_typed() {
+        let at = |text: &str| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").expect("a timestamp")
+        };
+        assert_eq!(
+            typed(json!(-42), json!({"type": "int64"})),
+            Cell::Integer(-42)
+        );
+        assert_eq!(typed(json!(7), json!({"type": "int16"})), Cell::Integer(7));
+        assert_eq!(
+            typed(
+                json!(19782),
+                json!({"type": "int32", "name": "io.debezium.time.Date"})
+            ),
+            Cell::Date(NaiveDate::from_ymd_opt(2024, 2, 29).expect("a date"))
+        );
+        assert_eq!(
+            typed(
+                json!(1_709_210_701_000_001_i64),
+                json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"})
+            ),
+            Cell::Timestamp(at("2024-02-29 12:45:01.000001"))
+        );
+        assert_eq!(
+            typed(
+                json!(-1_500_i64),
+                json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"})
+            ),
+            Cell::Timestamp(at("1969-12-31 23:59:59.999998"))
+        );
+        let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
+        assert_eq!(
+            typed(json!("2024-02-29T12:45:01.5+02:00"), zoned.clone()),
+            Cell::Zoned {
+                utc: at("2024-02-29 10:45:01.5"),
+                text: "2024-02-29T12:45:01.5+02:00".to_owned()
+            }
+        );
+        // What PostgreSQL would round, or reads in ways of its own, stays text for it to read.
+        for text in [
+            "2024-02-29T12:45:01.1234567Z",
+            "infinity",
+            "2016-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+        ] {
+            assert_eq!(typed(json!(text), zoned.clone()), t(text), "{text}");
+        }
+        // Integers with a semantic type of their own are text (a time of day here).
+        assert_eq!(
+            typed(
+                json!(45_901_000_001_i64),
+                json!({"type": "int64", "name": "io.debezium.time.MicroTime"})
+            ),
+            t("12:45:01.000001")
+        );
     }
 
     #[test]

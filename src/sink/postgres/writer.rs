@@ -1,9 +1,12 @@
 //! The target side: tables (created and evolved from event schemas), batched writes and the
 //! offsets stored with them, all in one transaction per batch.
 //!
-//! Values are bound as `text[]` arrays (one per column) and cast in SQL to the column's catalog
-//! type, so one statement writes a whole batch of a table whatever its size
-//! (`INSERT … SELECT … FROM unnest(…)`).
+//! Values are bound as one array per column, so one statement writes a whole batch of a table
+//! whatever its size (`INSERT … SELECT … FROM (SELECT unnest($1), …)`). Integer, date and
+//! timestamp columns take arrays of their own type in binary form when every value of the batch
+//! has that type; everything else goes as `text[]`, cast in SQL to the column's catalog type.
+//! The arrays are unnested in the select list (a `ProjectSet`, row by row) rather than in `FROM`,
+//! which would first copy the batch into a tuplestore.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -12,6 +15,7 @@ use std::{
 };
 
 use bytes::{BufMut, BytesMut};
+use chrono::Datelike;
 use tokio_postgres::{
     Client, Statement, Transaction,
     types::{IsNull, ToSql, Type, to_sql_checked},
@@ -343,14 +347,12 @@ impl Writer {
         if !deletes.is_empty() {
             let key_names: Vec<&str> = deletes[0].key.iter().map(|c| &*c.name).collect();
             let columns = typed_columns(table, &target, &key_names)?;
-            let arrays: Vec<TextArray> = key_names
+            let arrays: Vec<ColumnArray> = columns
                 .iter()
-                .map(|name| {
-                    let mut array = TextArray::with_capacity(deletes.len());
-                    for delete in &deletes {
-                        array.push(key_text(delete, name));
-                    }
-                    array
+                .map(|(name, ty)| {
+                    let cells: Vec<Option<&Cell>> =
+                        deletes.iter().map(|d| key_cell(d, name)).collect();
+                    ColumnArray::new(Binding::for_column(ty), &cells)
                 })
                 .collect();
             let conditions: Vec<String> = columns
@@ -360,7 +362,7 @@ impl Writer {
                 .collect();
             let sql = format!(
                 "DELETE FROM {table} AS t USING {} WHERE {}",
-                unnest(columns.len()),
+                unnest(&arrays),
                 conditions.join(" AND ")
             );
             let statement = self.prepared(transaction, &sql, table).await?;
@@ -379,7 +381,7 @@ impl Writer {
                 .map(|&i| target.columns[i].0.as_str())
                 .collect();
             let columns = typed_columns(table, &target, &names)?;
-            let sql = self.write_sql(table, &columns, &key_names)?;
+            let sql = self.write_sql(table, &columns, &arrays, &key_names)?;
             let Some(sql) = sql else { continue };
             let statement = self.prepared(transaction, &sql, table).await?;
             execute_columns(transaction, &statement, &arrays, table).await?;
@@ -410,6 +412,7 @@ impl Writer {
         &self,
         table: &TableName,
         columns: &[(&str, &str)],
+        arrays: &[ColumnArray],
         key_names: &[&str],
     ) -> Result<Option<String>, Error> {
         let quoted: Vec<String> = columns.iter().map(|(n, _)| quote_identifier(n)).collect();
@@ -423,7 +426,7 @@ impl Writer {
             "INSERT INTO {table} ({}) SELECT {} FROM {}",
             quoted.join(", "),
             casts.join(", "),
-            unnest(columns.len())
+            unnest(arrays)
         );
         let updates: Vec<String> = columns
             .iter()
@@ -467,7 +470,7 @@ impl Writer {
                 format!(
                     "UPDATE {table} AS t SET {} FROM {} WHERE {}",
                     sets.join(", "),
-                    unnest(columns.len()),
+                    unnest(arrays),
                     conditions.join(" AND ")
                 )
             }
@@ -663,20 +666,17 @@ fn column_definition(name: &str, schema: &FieldSchema, is_key: bool) -> String {
     )
 }
 
-fn key_text<'a>(change: &'a PendingChange, name: &str) -> Option<&'a str> {
+fn key_cell<'a>(change: &'a PendingChange, name: &str) -> Option<&'a Cell> {
     change
         .key
         .iter()
         .find(|c| *c.name == *name)
-        .and_then(|c| match &c.cell {
-            Cell::Text(text) => Some(text.as_str()),
-            Cell::Null | Cell::Unchanged => None,
-        })
+        .map(|c| &c.cell)
 }
 
 /// The target columns present in a write, by their index in the table, and the values of
 /// each (column-major, encoded as parameters).
-type Shape = (Vec<usize>, Vec<TextArray>);
+type Shape = (Vec<usize>, Vec<ColumnArray>);
 
 /// Groups `writes` by the set of columns they carry (a row's own cell before its key's; cells
 /// the table has no column for and unchanged TOASTed values left out), in table column order.
@@ -692,7 +692,9 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
     let mut hints: Vec<(usize, &Arc<str>)> = Vec::new();
     let mut slots: Vec<Option<&'a Cell>> = vec![None; target.columns.len()];
     let mut present: Vec<usize> = Vec::new();
-    let mut shapes: Vec<Shape> = Vec::new();
+    // Per shape: its columns and their cells, column-major.
+    type Cells<'a> = Vec<Option<&'a Cell>>;
+    let mut shapes: Vec<(Vec<usize>, Vec<Cells<'a>>)> = Vec::new();
     let mut by_columns: HashMap<Vec<usize>, usize> = HashMap::new();
     for (row, write) in writes.iter().enumerate() {
         let Change::Write(cells) = &write.change else {
@@ -727,7 +729,7 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
             slots
                 .iter()
                 .enumerate()
-                .filter(|(_, cell)| matches!(cell, Some(Cell::Text(_) | Cell::Null)))
+                .filter(|(_, cell)| cell.is_some_and(|c| *c != Cell::Unchanged))
                 .map(|(i, _)| i),
         );
         let shape = match by_columns.get(present.as_slice()) {
@@ -743,28 +745,40 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
                 shapes.push((
                     present.clone(),
                     (0..present.len())
-                        .map(|_| TextArray::with_capacity(room))
+                        .map(|_| Vec::with_capacity(room))
                         .collect(),
                 ));
                 shapes.len() - 1
             }
         };
-        let arrays = &mut shapes[shape].1;
-        for (array, &i) in arrays.iter_mut().zip(&present) {
-            array.push(match slots[i] {
-                Some(Cell::Text(text)) => Some(text.as_str()),
-                _ => None,
-            });
+        let columns = &mut shapes[shape].1;
+        for (cells, &i) in columns.iter_mut().zip(&present) {
+            cells.push(slots[i]);
         }
     }
     shapes
+        .into_iter()
+        .map(|(present, columns)| {
+            let arrays = present
+                .iter()
+                .zip(&columns)
+                .map(|(&i, cells)| {
+                    ColumnArray::new(Binding::for_column(&target.columns[i].1), cells)
+                })
+                .collect();
+            (present, arrays)
+        })
+        .collect()
 }
 
-/// `unnest($1::text[], …) AS u(c0, …)`.
-fn unnest(count: usize) -> String {
-    let params: Vec<String> = (1..=count).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
-    format!("unnest({}) AS u({})", params.join(", "), aliases.join(", "))
+/// `(SELECT unnest($1::int8[]) AS c0, unnest($2::text[]) AS c1, …) AS u`: the arrays as rows.
+fn unnest(arrays: &[ColumnArray]) -> String {
+    let columns: Vec<String> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, array)| format!("unnest(${}::{}[]) AS c{i}", i + 1, array.binding.sql_type()))
+        .collect();
+    format!("(SELECT {}) AS u", columns.join(", "))
 }
 
 /// The named columns with their catalog types, or which one the table lacks.
@@ -787,54 +801,174 @@ fn typed_columns<'a>(
         .collect()
 }
 
-/// A `text[]` parameter, encoded as it is built (PostgreSQL's binary array format, without
-/// its header): binding it copies one buffer, reserved once, rather than growing the
-/// connection's buffer value by value.
+/// How a column's values are bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// `text[]`, cast in SQL to the column's type: any value.
+    Text,
+    Int8,
+    Int4,
+    Int2,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+/// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from 1970-01-01 to 2000-01-01.
+const POSTGRES_EPOCH_DAYS: i64 = 10_957;
+
+impl Binding {
+    /// The binding a column of catalog type `ty` (as `format_type` writes it) takes when every
+    /// value fits it.
+    fn for_column(ty: &str) -> Self {
+        let timestamp = ty.starts_with("timestamp");
+        match ty {
+            "bigint" => Self::Int8,
+            "integer" => Self::Int4,
+            "smallint" => Self::Int2,
+            "date" => Self::Date,
+            _ if timestamp && ty.ends_with("without time zone") => Self::Timestamp,
+            _ if timestamp && ty.ends_with("with time zone") => Self::TimestampTz,
+            _ => Self::Text,
+        }
+    }
+
+    /// Whether `cell` can be bound this way (`None` is NULL).
+    fn fits(self, cell: Option<&Cell>) -> bool {
+        match (self, cell) {
+            (Self::Text, _) | (_, None | Some(Cell::Null | Cell::Unchanged)) => true,
+            (Self::Int8, Some(Cell::Integer(_))) => true,
+            (Self::Int4, Some(Cell::Integer(i))) => i32::try_from(*i).is_ok(),
+            (Self::Int2, Some(Cell::Integer(i))) => i16::try_from(*i).is_ok(),
+            (Self::Date, Some(Cell::Date(_))) => true,
+            (Self::Timestamp, Some(Cell::Timestamp(_))) => true,
+            (Self::TimestampTz, Some(Cell::Zoned { .. })) => true,
+            _ => false,
+        }
+    }
+
+    fn sql_type(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Int8 => "int8",
+            Self::Int4 => "int4",
+            Self::Int2 => "int2",
+            Self::Date => "date",
+            Self::Timestamp => "timestamp",
+            Self::TimestampTz => "timestamptz",
+        }
+    }
+
+    fn element_type(self) -> Type {
+        match self {
+            Self::Text => Type::TEXT,
+            Self::Int8 => Type::INT8,
+            Self::Int4 => Type::INT4,
+            Self::Int2 => Type::INT2,
+            Self::Date => Type::DATE,
+            Self::Timestamp => Type::TIMESTAMP,
+            Self::TimestampTz => Type::TIMESTAMPTZ,
+        }
+    }
+
+    fn array_type(self) -> Type {
+        match self {
+            Self::Text => Type::TEXT_ARRAY,
+            Self::Int8 => Type::INT8_ARRAY,
+            Self::Int4 => Type::INT4_ARRAY,
+            Self::Int2 => Type::INT2_ARRAY,
+            Self::Date => Type::DATE_ARRAY,
+            Self::Timestamp => Type::TIMESTAMP_ARRAY,
+            Self::TimestampTz => Type::TIMESTAMPTZ_ARRAY,
+        }
+    }
+}
+
+/// One column's values as an array parameter, encoded when built (PostgreSQL's binary array
+/// format, without its header): binding it copies one buffer, reserved once, rather than
+/// growing the connection's buffer value by value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TextArray {
+pub(crate) struct ColumnArray {
+    binding: Binding,
     /// Per element: its length as a big-endian `i32` (-1 for NULL), then its bytes.
     elements: Vec<u8>,
     len: usize,
     has_nulls: bool,
 }
 
-impl TextArray {
-    /// Room for `rows` elements of a few bytes each (it grows for longer ones).
-    fn with_capacity(rows: usize) -> Self {
-        Self {
-            elements: Vec::with_capacity(rows * 12),
+impl ColumnArray {
+    /// The cells (`None` and unchanged TOASTed values are NULL) bound as `wanted` when all of
+    /// them fit it, else as text.
+    fn new(wanted: Binding, cells: &[Option<&Cell>]) -> Self {
+        let binding = if cells.iter().all(|&c| wanted.fits(c)) {
+            wanted
+        } else {
+            Binding::Text
+        };
+        let mut array = Self {
+            binding,
+            elements: Vec::with_capacity(cells.len() * 12),
             len: 0,
             has_nulls: false,
+        };
+        for &cell in cells {
+            array.push(cell);
         }
+        array
     }
 
-    fn push(&mut self, value: Option<&str>) {
-        match value {
-            Some(text) => {
+    fn push(&mut self, cell: Option<&Cell>) {
+        self.len += 1;
+        let mut fixed = |bytes: &[u8]| {
+            // A fixed-width value: 2, 4 or 8 bytes.
+            self.elements
+                .extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+            self.elements.extend_from_slice(bytes);
+        };
+        match (self.binding, cell) {
+            (_, None | Some(Cell::Null | Cell::Unchanged)) => {
+                self.elements.extend_from_slice(&(-1i32).to_be_bytes());
+                self.has_nulls = true;
+            }
+            (Binding::Int8, Some(Cell::Integer(i))) => fixed(&i.to_be_bytes()),
+            (Binding::Int4, Some(Cell::Integer(i))) => fixed(&(*i as i32).to_be_bytes()),
+            (Binding::Int2, Some(Cell::Integer(i))) => fixed(&(*i as i16).to_be_bytes()),
+            (Binding::Date, Some(Cell::Date(date))) => {
+                let days = i64::from(date.num_days_from_ce()) - EPOCH_DAYS_FROM_CE;
+                // Dates PostgreSQL can hold fit; others fail there as their text would.
+                fixed(&((days - POSTGRES_EPOCH_DAYS) as i32).to_be_bytes());
+            }
+            (Binding::Timestamp, Some(Cell::Timestamp(utc)))
+            | (Binding::TimestampTz, Some(Cell::Zoned { utc, .. })) => {
+                fixed(&(utc.and_utc().timestamp_micros() - POSTGRES_EPOCH_MICROS).to_be_bytes());
+            }
+            (_, Some(cell)) => {
+                let text = cell.text().unwrap_or_default();
                 // Longer than i32::MAX fails in `to_sql`, as PostgreSQL would refuse it anyway.
                 let length = i32::try_from(text.len()).unwrap_or(i32::MAX);
                 self.elements.extend_from_slice(&length.to_be_bytes());
                 self.elements.extend_from_slice(text.as_bytes());
             }
-            None => {
-                self.elements.extend_from_slice(&(-1i32).to_be_bytes());
-                self.has_nulls = true;
-            }
         }
-        self.len += 1;
     }
 
     #[cfg(test)]
-    fn from_values(values: &[Option<&str>]) -> Self {
-        let mut array = Self::with_capacity(values.len());
-        for value in values {
-            array.push(*value);
-        }
-        array
+    fn from_texts(values: &[Option<&str>]) -> Self {
+        let cells: Vec<Option<Cell>> = values
+            .iter()
+            .map(|v| v.map(|t| Cell::Text(t.to_owned())))
+            .collect();
+        let refs: Vec<Option<&Cell>> = cells.iter().map(Option::as_ref).collect();
+        Self::new(Binding::Text, &refs)
     }
 }
 
-impl ToSql for TextArray {
+/// `NaiveDate::num_days_from_ce` of 1970-01-01.
+const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
+impl ToSql for ColumnArray {
     fn to_sql(
         &self,
         _: &Type,
@@ -847,7 +981,7 @@ impl ToSql for TextArray {
         out.reserve(20 + self.elements.len());
         out.put_i32(1); // dimensions
         out.put_i32(i32::from(self.has_nulls));
-        out.put_u32(Type::TEXT.oid());
+        out.put_u32(self.binding.element_type().oid());
         out.put_i32(len);
         out.put_i32(1); // lower bound
         out.extend_from_slice(&self.elements);
@@ -855,17 +989,27 @@ impl ToSql for TextArray {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::TEXT_ARRAY
+        [
+            Binding::Text,
+            Binding::Int8,
+            Binding::Int4,
+            Binding::Int2,
+            Binding::Date,
+            Binding::Timestamp,
+            Binding::TimestampTz,
+        ]
+        .iter()
+        .any(|b| b.array_type() == *ty)
     }
 
     to_sql_checked!();
 }
 
-/// Runs `sql` with one `text[]` parameter per column.
+/// Runs `sql` with one array parameter per column.
 async fn execute_columns(
     transaction: &Transaction<'_>,
     statement: &Statement,
-    arrays: &[TextArray],
+    arrays: &[ColumnArray],
     table: &TableName,
 ) -> Result<u64, Error> {
     let params: Vec<&(dyn ToSql + Sync)> =
@@ -1029,26 +1173,145 @@ mod tests {
         assert_eq!(
             shapes[0].1,
             [
-                TextArray::from_values(&[Some("1"), Some("2")]),
-                TextArray::from_values(&[Some("a"), Some("b")]),
-                TextArray::from_values(&[None, Some("5")])
+                ColumnArray::from_texts(&[Some("1"), Some("2")]),
+                ColumnArray::from_texts(&[Some("a"), Some("b")]),
+                ColumnArray::from_texts(&[None, Some("5")])
             ]
         );
         assert_eq!(shapes[1].0, [0, 2]);
         assert_eq!(
             shapes[1].1,
             [
-                TextArray::from_values(&[Some("3")]),
-                TextArray::from_values(&[Some("7")])
+                ColumnArray::from_texts(&[Some("3")]),
+                ColumnArray::from_texts(&[Some("7")])
             ]
         );
+    }
+
+    fn encoded(array: &ColumnArray) -> BytesMut {
+        let mut out = BytesMut::new();
+        array
+            .to_sql(&array.binding.array_type(), &mut out)
+            .expect("encodes");
+        out
+    }
+
+    fn theirs<T: ToSql>(values: Vec<T>, ty: &Type) -> BytesMut {
+        let mut out = BytesMut::new();
+        values.to_sql(ty, &mut out).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn typed_cells_bind_in_binary_when_every_value_fits_the_column() {
+        let integers = [
+            Some(Cell::Integer(-3)),
+            Some(Cell::Null),
+            None,
+            Some(Cell::Integer(1 << 40)),
+        ];
+        let refs: Vec<Option<&Cell>> = integers.iter().map(Option::as_ref).collect();
+        let bigint = ColumnArray::new(Binding::for_column("bigint"), &refs);
+        assert_eq!(bigint.binding, Binding::Int8);
+        assert_eq!(
+            encoded(&bigint),
+            theirs(
+                vec![Some(-3i64), None, None, Some(1 << 40)],
+                &Type::INT8_ARRAY
+            )
+        );
+        // 2^40 does not fit an integer column: the whole array goes as text, and PostgreSQL
+        // reports the value out of range as it always did.
+        let integer = ColumnArray::new(Binding::for_column("integer"), &refs);
+        assert_eq!(integer.binding, Binding::Text);
+        assert_eq!(
+            encoded(&integer),
+            theirs(
+                vec![Some("-3"), None, None, Some("1099511627776")],
+                &Type::TEXT_ARRAY
+            )
+        );
+        let small = [Some(Cell::Integer(7)), Some(Cell::Integer(-9))];
+        let refs: Vec<Option<&Cell>> = small.iter().map(Option::as_ref).collect();
+        assert_eq!(
+            encoded(&ColumnArray::new(Binding::for_column("smallint"), &refs)),
+            theirs(vec![7i16, -9], &Type::INT2_ARRAY)
+        );
+        assert_eq!(
+            encoded(&ColumnArray::new(Binding::for_column("integer"), &refs)),
+            theirs(vec![7i32, -9], &Type::INT4_ARRAY)
+        );
+        // A text column takes the integers' text.
+        assert_eq!(
+            encoded(&ColumnArray::new(Binding::for_column("text"), &refs)),
+            theirs(vec!["7", "-9"], &Type::TEXT_ARRAY)
+        );
+    }
+
+    #[test]
+    fn timestamps_and_dates_bind_as_microseconds_and_days_since_2000() {
+        let at = |micros: i64| {
+            chrono::DateTime::from_timestamp_micros(micros)
+                .expect("in range")
+                .naive_utc()
+        };
+        let system = |micros: i64| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros.unsigned_abs())
+        };
+        let micros = [1_709_210_701_000_001_i64, 0, 946_684_800_000_000];
+        let cells: Vec<Cell> = micros.iter().map(|&m| Cell::Timestamp(at(m))).collect();
+        let refs: Vec<Option<&Cell>> = cells.iter().map(Some).collect();
+        let array = ColumnArray::new(Binding::for_column("timestamp(6) without time zone"), &refs);
+        assert_eq!(array.binding, Binding::Timestamp);
+        let expected: Vec<_> = micros.iter().map(|&m| system(m)).collect();
+        assert_eq!(
+            encoded(&array),
+            theirs(expected.clone(), &Type::TIMESTAMP_ARRAY)
+        );
+        // A wall-clock timestamp never goes to a timestamptz column in binary: its text is
+        // read in the session's time zone, as before.
+        let array = ColumnArray::new(Binding::for_column("timestamp with time zone"), &refs);
+        assert_eq!(array.binding, Binding::Text);
+
+        let zoned: Vec<Cell> = micros
+            .iter()
+            .map(|&m| Cell::Zoned {
+                utc: at(m),
+                text: "original".to_owned(),
+            })
+            .collect();
+        let refs: Vec<Option<&Cell>> = zoned.iter().map(Some).collect();
+        let array = ColumnArray::new(Binding::for_column("timestamp with time zone"), &refs);
+        assert_eq!(encoded(&array), theirs(expected, &Type::TIMESTAMPTZ_ARRAY));
+        // Any other column receives the text it was read from.
+        let array = ColumnArray::new(Binding::for_column("text"), &refs);
+        assert_eq!(
+            encoded(&array),
+            theirs(vec!["original"; 3], &Type::TEXT_ARRAY)
+        );
+
+        let day = |y, m, d| Cell::Date(chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date"));
+        let dates = [day(1999, 12, 31), day(2000, 1, 1), day(2000, 3, 1)];
+        let refs: Vec<Option<&Cell>> = dates.iter().map(Some).collect();
+        let array = ColumnArray::new(Binding::for_column("date"), &refs);
+        let mut expected = BytesMut::new();
+        expected.put_i32(1);
+        expected.put_i32(0);
+        expected.put_u32(Type::DATE.oid());
+        expected.put_i32(3);
+        expected.put_i32(1);
+        for days in [-1i32, 0, 60] {
+            expected.put_i32(4);
+            expected.put_i32(days);
+        }
+        assert_eq!(encoded(&array), expected);
     }
 
     #[test]
     fn text_arrays_encode_as_postgres_binary_arrays() {
         let values = [Some("ab"), None, Some("")];
         let mut ours = BytesMut::new();
-        TextArray::from_values(&values)
+        ColumnArray::from_texts(&values)
             .to_sql(&Type::TEXT_ARRAY, &mut ours)
             .expect("encodes");
         let mut theirs = BytesMut::new();
@@ -1066,6 +1329,13 @@ mod tests {
             name: "odd \"table\"".into(),
         };
         assert_eq!(table.to_string(), r#""My Schema"."odd ""table""""#);
-        assert_eq!(unnest(2), "unnest($1::text[], $2::text[]) AS u(c0, c1)");
+        let arrays = [
+            ColumnArray::new(Binding::Int8, &[]),
+            ColumnArray::new(Binding::Text, &[]),
+        ];
+        assert_eq!(
+            unnest(&arrays),
+            "(SELECT unnest($1::int8[]) AS c0, unnest($2::text[]) AS c1) AS u"
+        );
     }
 }
