@@ -6,7 +6,7 @@
 //! what is applied and where reading resumes can never disagree.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
@@ -33,8 +33,8 @@ use super::{
     },
     types::Unchanged,
     writer::{
-        PendingChange, TableName, Writer, claim_generation, ensure_state_tables, load_offsets,
-        reduce,
+        Encoded, KnownTables, PendingChange, TableName, Writer, claim_generation, encode_ahead,
+        ensure_state_tables, load_offsets, reduce,
     },
 };
 use crate::{
@@ -123,7 +123,17 @@ pub async fn run_with_metrics(
         _ => None,
     };
     let unchanged = Arc::new(Unchanged::default());
-    let (decoder, decoder_thread) = Decoder::start(Arc::clone(&config), Arc::clone(&unchanged))?;
+    let writer = Writer::new(
+        config.name.clone(),
+        generation,
+        config.insert_mode,
+        config.schema_changes,
+    );
+    let (decoder, decoder_thread) = Decoder::start(
+        Arc::clone(&config),
+        Arc::clone(&unchanged),
+        writer.known_tables(),
+    )?;
     let reading = Reading {
         config: Arc::clone(&config),
         consumer: Arc::clone(&consumer),
@@ -140,6 +150,7 @@ pub async fn run_with_metrics(
             json_schemas: SchemaCache::default(),
         },
         decoder: decoder.clone(),
+        known_tables: writer.known_tables(),
     };
     let writing = Writing {
         config: &config,
@@ -147,12 +158,7 @@ pub async fn run_with_metrics(
         shutdown: &shutdown,
         decoder,
         client,
-        writer: Writer::new(
-            config.name.clone(),
-            generation,
-            config.insert_mode,
-            config.schema_changes,
-        ),
+        writer,
         dead_letters,
         metrics,
     };
@@ -236,6 +242,7 @@ impl Decoder {
     fn start(
         config: Arc<PostgresSinkConfig>,
         unchanged: Arc<Unchanged>,
+        known: KnownTables,
     ) -> Result<(Self, std::thread::JoinHandle<()>), Error> {
         let (jobs, received) = mpsc::channel::<DecoderJob>();
         let thread = std::thread::Builder::new()
@@ -246,7 +253,13 @@ impl Decoder {
                     match job {
                         DecoderJob::Decode(batch, reply) => {
                             let documents = read_json_documents(&config, &mut schemas, &batch);
-                            let prepared = prepare(&config, &unchanged, &batch, documents);
+                            let prepared = prepare(&config, &unchanged, &batch, documents).map(
+                                |mut prepared| {
+                                    // Off the writer's path: it only sends these.
+                                    prepared.encoded = encode_ahead(&known, &prepared.changes);
+                                    prepared
+                                },
+                            );
                             // The reader may be gone (a failed write ended the wait).
                             let _ = reply.send((batch, prepared));
                         }
@@ -291,6 +304,8 @@ struct Reading {
     /// once rather than per batch (which left the allocator holding several of them).
     spare: Option<tokio::sync::mpsc::Receiver<Batch>>,
     decoder: Decoder,
+    /// The writer's table shapes, for encoding ahead.
+    known_tables: KnownTables,
 }
 
 impl Reading {
@@ -331,7 +346,8 @@ impl Reading {
             if self.readers.key.is_some() || self.readers.value.is_some() {
                 // Avro needs the registry (asynchronously) for schemas it has not seen.
                 let documents = read_documents(&self.config, &mut self.readers, &batch).await?;
-                let prepared = prepare(&self.config, &self.unchanged, &batch, documents)?;
+                let mut prepared = prepare(&self.config, &self.unchanged, &batch, documents)?;
+                prepared.encoded = encode_ahead(&self.known_tables, &prepared.changes);
                 return Ok(Some((batch, prepared)));
             }
             // JSON needs nothing but CPU: decoding runs on a thread of its own, next to the
@@ -361,6 +377,7 @@ impl Writing<'_> {
         let Prepared {
             truncates,
             mut changes,
+            mut encoded,
             offsets,
             rejected,
         } = prepared;
@@ -375,7 +392,7 @@ impl Writing<'_> {
         loop {
             let result = match self
                 .writer
-                .write(&mut self.client, &truncates, &changes, &offsets)
+                .write(&mut self.client, &truncates, &changes, &encoded, &offsets)
                 .await
             {
                 Err(err) if err.is_transient() && self.client.is_closed() => connect(config)
@@ -397,6 +414,8 @@ impl Writing<'_> {
                     if rejected.is_empty() {
                         return Err(err);
                     }
+                    // What was encoded ahead still has the rejected changes.
+                    encoded.clear();
                     for (table, index, sqlstate) in rejected.into_iter().rev() {
                         let Some(table_changes) = changes.get_mut(&table) else {
                             continue;
@@ -598,6 +617,8 @@ struct Prepared {
     /// Tables to empty before `changes` are applied.
     truncates: BTreeSet<TableName>,
     changes: TableChanges,
+    /// `changes` encoded as statement parameters for the tables' last known shapes.
+    encoded: HashMap<TableName, Encoded>,
     offsets: NextOffsets,
     rejected: Vec<(usize, RecordError)>,
 }
@@ -862,6 +883,7 @@ fn prepare(
     Ok(Prepared {
         truncates,
         changes,
+        encoded: HashMap::new(),
         offsets,
         rejected,
     })

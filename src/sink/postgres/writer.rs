@@ -11,7 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
-    sync::Arc,
+    sync::{Arc, RwLock},
 };
 
 use bytes::{BufMut, BytesMut};
@@ -59,8 +59,8 @@ pub(crate) struct PendingChange {
 }
 
 /// A table's columns as the catalog has them.
-#[derive(Debug, Clone)]
-struct TargetTable {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetTable {
     /// Name and `format_type` of every column, in column order.
     columns: Vec<(String, String)>,
 }
@@ -72,6 +72,91 @@ impl TargetTable {
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.as_str())
     }
+}
+
+/// The shapes of the tables as of the last committed batch, for encoding the next batch's
+/// values ahead of its transaction (`encode_ahead`).
+pub(crate) type KnownTables = Arc<RwLock<HashMap<TableName, TargetTable>>>;
+
+/// One table's changes of a batch, split and encoded as statement parameters for the table's
+/// shape `target`.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    target: TargetTable,
+    /// The key columns of the deletes (empty without deletes).
+    deletes: Vec<ColumnArray>,
+    writes: Vec<Shape>,
+}
+
+/// Encodes each table's changes for the shape the table had at the last commit, so that the
+/// decoder thread does it while the previous batch is written. Tables not known yet, and
+/// writes with columns the table lacks, are left to the writer.
+pub(crate) fn encode_ahead(
+    known: &KnownTables,
+    changes: &BTreeMap<TableName, Vec<PendingChange>>,
+) -> HashMap<TableName, Encoded> {
+    let known = match known.read() {
+        Ok(known) => known,
+        // A writer that panicked while publishing: nothing is encoded ahead.
+        Err(_) => return HashMap::new(),
+    };
+    changes
+        .iter()
+        .filter_map(|(table, changes)| {
+            let target = known.get(table)?;
+            let (writes, deletes) = split(changes);
+            let complete = writes.iter().all(|w| {
+                let Change::Write(cells) = &w.change else {
+                    return true;
+                };
+                cells
+                    .iter()
+                    .chain(&w.key)
+                    .all(|c| target.column_type(&c.name).is_some())
+            });
+            if !complete {
+                return None;
+            }
+            let encoded = encode(table, target, &writes, &deletes).ok()?;
+            Some((table.clone(), encoded))
+        })
+        .collect()
+}
+
+/// The writes and the deletes among `changes`.
+fn split(changes: &[PendingChange]) -> (Vec<&PendingChange>, Vec<&PendingChange>) {
+    let mut writes: Vec<&PendingChange> = Vec::with_capacity(changes.len());
+    let mut deletes: Vec<&PendingChange> = Vec::new();
+    for change in changes {
+        match change.change {
+            Change::Write(_) => writes.push(change),
+            Change::Delete => deletes.push(change),
+            Change::Truncate => {}
+        }
+    }
+    (writes, deletes)
+}
+
+/// The parameters of `writes` and `deletes` for `target`.
+fn encode(
+    table: &TableName,
+    target: &TargetTable,
+    writes: &[&PendingChange],
+    deletes: &[&PendingChange],
+) -> Result<Encoded, Error> {
+    let mut delete_keys = Vec::new();
+    if let Some(first) = deletes.first() {
+        let key_names: Vec<&str> = first.key.iter().map(|c| &*c.name).collect();
+        for (name, ty) in typed_columns(table, target, &key_names)? {
+            let cells: Vec<Option<&Cell>> = deletes.iter().map(|d| key_cell(d, name)).collect();
+            delete_keys.push(ColumnArray::new(Binding::for_column(ty), &cells));
+        }
+    }
+    Ok(Encoded {
+        target: target.clone(),
+        deletes: delete_keys,
+        writes: write_shapes(target, writes),
+    })
 }
 
 /// Creates the sink's own tables when missing.
@@ -184,6 +269,8 @@ pub(crate) struct Writer {
     insert_mode: InsertMode,
     schema_changes: SchemaChanges,
     tables: HashMap<TableName, TargetTable>,
+    /// `tables` as of the last commit, for `encode_ahead`.
+    published: KnownTables,
     /// Prepared once per statement text (one per table and column set), on this connection.
     statements: HashMap<String, Statement>,
 }
@@ -201,6 +288,7 @@ impl Writer {
             insert_mode,
             schema_changes,
             tables: HashMap::new(),
+            published: KnownTables::default(),
             statements: HashMap::new(),
         }
     }
@@ -208,23 +296,36 @@ impl Writer {
     /// Empties the `truncates` tables, then writes `changes` and the consumed `offsets` (next
     /// offset per topic-partition), in one transaction: nothing of it is visible unless all of
     /// it commits. (Changes read before a table's truncate in the batch are dropped beforehand.)
+    ///
+    /// `encoded` holds tables' changes encoded ahead (`encode_ahead`); one is used when its
+    /// table still has the shape it was encoded for.
     pub(crate) async fn write(
         &mut self,
         client: &mut Client,
         truncates: &BTreeSet<TableName>,
         changes: &BTreeMap<TableName, Vec<PendingChange>>,
+        encoded: &HashMap<TableName, Encoded>,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), Error> {
         let result = self
-            .write_transaction(client, truncates, changes, offsets)
+            .write_transaction(client, truncates, changes, encoded, offsets)
             .await;
         if result.is_err() {
             // DDL of the rolled-back transaction is gone too, and the connection may be new:
             // read shapes and prepare statements afresh.
             self.tables.clear();
             self.statements.clear();
+        } else if let Ok(mut published) = self.published.write()
+            && *published != self.tables
+        {
+            published.clone_from(&self.tables);
         }
         result
+    }
+
+    /// The table shapes as of the last commit, shared with whoever encodes ahead.
+    pub(crate) fn known_tables(&self) -> KnownTables {
+        Arc::clone(&self.published)
     }
 
     /// Applies the changes one at a time, each under a savepoint, in a transaction that is
@@ -249,7 +350,7 @@ impl Writer {
                     .await
                     .map_err(Error::database("setting a savepoint"))?;
                 match self
-                    .apply(&savepoint, table, std::slice::from_ref(change))
+                    .apply(&savepoint, table, std::slice::from_ref(change), None)
                     .await
                 {
                     Ok(()) => savepoint
@@ -286,6 +387,7 @@ impl Writer {
         client: &mut Client,
         truncates: &BTreeSet<TableName>,
         changes: &BTreeMap<TableName, Vec<PendingChange>>,
+        encoded: &HashMap<TableName, Encoded>,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), Error> {
         let transaction = client
@@ -295,7 +397,8 @@ impl Writer {
         check_generation(&transaction, &self.connector, self.generation).await?;
         self.truncate(&transaction, truncates).await?;
         for (table, table_changes) in changes {
-            self.apply(&transaction, table, table_changes).await?;
+            self.apply(&transaction, table, table_changes, encoded.get(table))
+                .await?;
         }
         store_offsets(&transaction, &self.connector, offsets).await?;
         transaction
@@ -326,16 +429,9 @@ impl Writer {
         transaction: &Transaction<'_>,
         table: &TableName,
         changes: &[PendingChange],
+        ahead: Option<&Encoded>,
     ) -> Result<(), Error> {
-        let mut writes: Vec<&PendingChange> = Vec::with_capacity(changes.len());
-        let mut deletes: Vec<&PendingChange> = Vec::new();
-        for change in changes {
-            match change.change {
-                Change::Write(_) => writes.push(change),
-                Change::Delete => deletes.push(change),
-                Change::Truncate => {}
-            }
-        }
+        let (writes, deletes) = split(changes);
         let Some(target) = self.target(transaction, table, &writes).await? else {
             // Only deletes for a table that does not exist: nothing to delete.
             return Ok(());
@@ -343,18 +439,18 @@ impl Writer {
         self.ensure_columns(transaction, table, &target, &writes)
             .await?;
         let target = self.tables.get(table).cloned().unwrap_or(target);
+        let built;
+        let encoded = match ahead {
+            Some(encoded) if encoded.target == target => encoded,
+            _ => {
+                built = encode(table, &target, &writes, &deletes)?;
+                &built
+            }
+        };
 
-        if !deletes.is_empty() {
-            let key_names: Vec<&str> = deletes[0].key.iter().map(|c| &*c.name).collect();
+        if let Some(first) = deletes.first() {
+            let key_names: Vec<&str> = first.key.iter().map(|c| &*c.name).collect();
             let columns = typed_columns(table, &target, &key_names)?;
-            let arrays: Vec<ColumnArray> = columns
-                .iter()
-                .map(|(name, ty)| {
-                    let cells: Vec<Option<&Cell>> =
-                        deletes.iter().map(|d| key_cell(d, name)).collect();
-                    ColumnArray::new(Binding::for_column(ty), &cells)
-                })
-                .collect();
             let conditions: Vec<String> = columns
                 .iter()
                 .enumerate()
@@ -362,29 +458,28 @@ impl Writer {
                 .collect();
             let sql = format!(
                 "DELETE FROM {table} AS t USING {} WHERE {}",
-                unnest(&arrays),
+                unnest(&encoded.deletes),
                 conditions.join(" AND ")
             );
             let statement = self.prepared(transaction, &sql, table).await?;
-            execute_columns(transaction, &statement, &arrays, table).await?;
+            execute_columns(transaction, &statement, &encoded.deletes, table).await?;
         }
 
         // One statement per set of columns present (unchanged TOASTed values left out).
-        let shapes = write_shapes(&target, &writes);
         let key_names: Vec<&str> = writes
             .first()
             .map(|w| w.key.iter().map(|c| &*c.name).collect())
             .unwrap_or_default();
-        for (present, arrays) in shapes {
+        for (present, arrays) in &encoded.writes {
             let names: Vec<&str> = present
                 .iter()
                 .map(|&i| target.columns[i].0.as_str())
                 .collect();
             let columns = typed_columns(table, &target, &names)?;
-            let sql = self.write_sql(table, &columns, &arrays, &key_names)?;
+            let sql = self.write_sql(table, &columns, arrays, &key_names)?;
             let Some(sql) = sql else { continue };
             let statement = self.prepared(transaction, &sql, table).await?;
-            execute_columns(transaction, &statement, &arrays, table).await?;
+            execute_columns(transaction, &statement, arrays, table).await?;
         }
         Ok(())
     }
@@ -1305,6 +1400,68 @@ mod tests {
             expected.put_i32(days);
         }
         assert_eq!(encoded(&array), expected);
+    }
+
+    #[test]
+    fn only_known_tables_with_every_column_are_encoded_ahead() {
+        let table = |name: &str| TableName {
+            schema: "public".into(),
+            name: name.into(),
+        };
+        let known = KnownTables::default();
+        known.write().expect("not poisoned").insert(
+            table("a"),
+            TargetTable {
+                columns: vec![
+                    ("id".into(), "bigint".into()),
+                    ("note".into(), "text".into()),
+                ],
+            },
+        );
+        let write = |id: i64, cells: Vec<ColumnValue>| PendingChange {
+            key: vec![column("id", Cell::Integer(id))],
+            change: Change::Write(cells),
+            origin: 0,
+        };
+        let delete = PendingChange {
+            key: vec![column("id", Cell::Integer(9))],
+            change: Change::Delete,
+            origin: 1,
+        };
+        let changes = BTreeMap::from([
+            (
+                table("a"),
+                vec![
+                    write(
+                        1,
+                        vec![column("id", Cell::Integer(1)), column("note", Cell::Null)],
+                    ),
+                    delete.clone(),
+                ],
+            ),
+            // Not known yet: the writer reads or creates it first.
+            (
+                table("b"),
+                vec![write(2, vec![column("id", Cell::Integer(2))])],
+            ),
+        ]);
+        let encoded = encode_ahead(&known, &changes);
+        assert_eq!(encoded.keys().collect::<Vec<_>>(), [&table("a")]);
+        let a = &encoded[&table("a")];
+        assert_eq!(a.deletes.len(), 1);
+        assert_eq!(a.deletes[0].binding, Binding::Int8);
+        assert_eq!(a.writes.len(), 1);
+        assert_eq!(a.writes[0].0, [0, 1]);
+
+        // A column the table lacks is the writer's to add before anything is encoded.
+        let changes = BTreeMap::from([(
+            table("a"),
+            vec![write(
+                3,
+                vec![column("id", Cell::Integer(3)), column("new", Cell::Null)],
+            )],
+        )]);
+        assert!(encode_ahead(&known, &changes).is_empty());
     }
 
     #[test]
