@@ -1,7 +1,7 @@
 //! Kafka records in, changes to apply out: Debezium envelopes (and flattened records) in
 //! Connect JSON, with or without schemas.
 
-use std::{borrow::Cow, collections::HashMap, fmt, fmt::Write as _, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc};
 
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value as Json, value::RawValue};
@@ -651,20 +651,26 @@ fn identity_of(columns: &[ColumnValue]) -> String {
     for column in columns {
         // Lengths first: no name or value can run into the next. Typed cells count by their
         // text, so `1` read as an integer and as a string name the same row.
-        let text = column.cell.text();
+        let mut integer = itoa::Buffer::new();
+        let text = match &column.cell {
+            // Integer keys are the common case: no allocation for their text.
+            Cell::Integer(i) => Some(Cow::Borrowed(integer.format(*i))),
+            cell => cell.text(),
+        };
         let (tag, text) = match (&column.cell, &text) {
             (_, Some(text)) => ('t', &**text),
             (Cell::Unchanged, None) => ('u', ""),
             (_, None) => ('n', ""),
         };
-        // Writing to a String cannot fail.
-        let _ = write!(
-            identity,
-            "{}:{}{tag}{}:{text}",
-            column.name.len(),
-            column.name,
-            text.len()
-        );
+        // Pushed piece by piece: `write!` parses its format on every record.
+        let mut number = itoa::Buffer::new();
+        identity.push_str(number.format(column.name.len()));
+        identity.push(':');
+        identity.push_str(&column.name);
+        identity.push(tag);
+        identity.push_str(number.format(text.len()));
+        identity.push(':');
+        identity.push_str(text);
     }
     identity
 }

@@ -105,10 +105,19 @@ pub(crate) fn encode_ahead(
         .filter_map(|(table, changes)| {
             let target = known.get(table)?;
             let (writes, deletes) = split(changes);
+            // Rows named like the row checked before them need no look-ups (see
+            // `ensure_columns`).
+            let mut checked: Option<(&[ColumnValue], &[ColumnValue])> = None;
             let complete = writes.iter().all(|w| {
                 let Change::Write(cells) = &w.change else {
                     return true;
                 };
+                if checked.is_some_and(|(cells_before, key_before)| {
+                    same_names(cells_before, cells) && same_names(key_before, &w.key)
+                }) {
+                    return true;
+                }
+                checked = Some((cells, &w.key));
                 cells
                     .iter()
                     .chain(&w.key)
@@ -1142,7 +1151,9 @@ async fn read_table(
 /// Keeps the last change per key (PostgreSQL rejects an upsert touching one row twice); an
 /// update with unchanged TOASTed values takes them from the change it replaces.
 pub(crate) fn reduce(changes: Vec<(String, PendingChange)>) -> Vec<PendingChange> {
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(changes.len());
+    // foldhash: SipHash of every record's key identity was a visible share of the decoder.
+    let mut index: foldhash::HashMap<String, usize> =
+        HashMap::with_capacity_and_hasher(changes.len(), foldhash::fast::RandomState::default());
     let mut kept: Vec<PendingChange> = Vec::with_capacity(changes.len());
     for (identity, mut change) in changes {
         match index.get(&identity) {
