@@ -351,21 +351,18 @@ impl ResultTable {
             params.push(&starts);
             params.push(&ends);
             let sql = format!(
-                "DELETE FROM {table} t USING unnest({arrays}) AS d({names}) WHERE {conditions}",
+                "DELETE FROM {table} t USING {rows} WHERE {conditions}",
                 table = self.table,
-                arrays = (0..groups)
-                    .map(|i| format!("${}::text[]", i + 1))
-                    .chain([
+                rows = unnested(
+                    (0..groups).map(|i| format!("${}::text[]", i + 1)).chain([
                         format!("${}::int8[]", groups + 1),
                         format!("${}::int8[]", groups + 2)
-                    ])
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                names = (0..groups)
-                    .map(|i| format!("c{i}"))
-                    .chain(["ws".to_owned(), "we".to_owned()])
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                    ]),
+                    (0..groups)
+                        .map(|i| format!("c{i}"))
+                        .chain(["ws".to_owned(), "we".to_owned()]),
+                    "d"
+                ),
                 conditions = conditions.join(" AND "),
             );
             transaction
@@ -443,27 +440,28 @@ impl ResultTable {
                 .map(|c| format!("{c} = EXCLUDED.{c}"))
                 .collect();
             let sql = format!(
-                "INSERT INTO {table} ({target}) SELECT {selected} FROM unnest({arrays}) AS u({names})
+                "INSERT INTO {table} ({target}) SELECT {selected} FROM {rows}
                  ON CONFLICT ({key}) DO UPDATE SET {updates}",
                 table = self.table,
                 target = target.join(", "),
                 selected = selected.join(", "),
-                arrays = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
-                    .chain([
-                        format!("${}::timestamptz[]", n + 1),
-                        format!("${}::timestamptz[]", n + 2),
-                        format!("${}::bool[]", n + 3),
-                    ])
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                names = (0..n)
-                    .map(|i| format!("c{i}"))
-                    .chain(["ws".to_owned(), "we".to_owned(), "f".to_owned()])
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                rows = unnested(
+                    columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
+                        .chain([
+                            format!("${}::timestamptz[]", n + 1),
+                            format!("${}::timestamptz[]", n + 2),
+                            format!("${}::bool[]", n + 3),
+                        ]),
+                    (0..n).map(|i| format!("c{i}")).chain([
+                        "ws".to_owned(),
+                        "we".to_owned(),
+                        "f".to_owned()
+                    ]),
+                    "u"
+                ),
                 key = key.join(", "),
                 updates = updates.join(", "),
             );
@@ -728,4 +726,19 @@ pub async fn reset(config: &WindowAggregateConfig) -> Result<(), Error> {
         .commit()
         .await
         .map_err(Error::database("resetting the window stage"))
+}
+
+/// `(SELECT unnest(<array>) AS <name>, …) AS <alias>`: parameter arrays as rows, unnested
+/// in the select list (row by row) rather than in `FROM`, which copies them into a
+/// tuplestore first.
+fn unnested(
+    arrays: impl Iterator<Item = String>,
+    names: impl Iterator<Item = String>,
+    alias: &str,
+) -> String {
+    let columns: Vec<String> = arrays
+        .zip(names)
+        .map(|(array, name)| format!("unnest({array}) AS {name}"))
+        .collect();
+    format!("(SELECT {}) AS {alias}", columns.join(", "))
 }
