@@ -288,6 +288,41 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
     }
 }
 
+/// A JSON object's members in order, their values read as `serde_json::Value`s in the same
+/// pass: a row image, whose every value becomes a cell (reading it as a `RawObject` and then
+/// each value again scanned it twice).
+#[derive(Debug)]
+struct JsonMembers<'a>(Vec<(Cow<'a, str>, Json)>);
+
+impl<'a> JsonMembers<'a> {
+    /// `None` when `raw` is not an object.
+    fn parse(raw: &'a RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonMembers<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> de::Visitor<'de> for Members {
+            type Value = JsonMembers<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(RawText(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(JsonMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 /// A JSON string, borrowed from the record unless it has escapes.
 struct RawText<'a>(Cow<'a, str>);
 
@@ -464,7 +499,7 @@ pub fn decode_raw_document<'a>(
             let row_field = row_field(&op);
             let row = members
                 .get(row_field)
-                .and_then(RawObject::parse)
+                .and_then(JsonMembers::parse)
                 .map(Row::Raw);
             let row_schema = value_schema
                 .as_ref()
@@ -486,7 +521,7 @@ pub fn decode_raw_document<'a>(
         // A flattened record (ExtractNewRecordState): the value is the row.
         None => Envelope {
             op: Cow::Borrowed("c"),
-            row: Some(Row::Raw(members)),
+            row: JsonMembers::parse(payload).map(Row::Raw),
             row_schema: value_schema,
             source: SourceNames::default(),
         },
@@ -509,7 +544,7 @@ fn row_field(op: &str) -> &'static str {
 /// A row image as read from the record.
 enum Row<'a> {
     Tree(Map<String, Json>),
-    Raw(RawObject<'a>),
+    Raw(JsonMembers<'a>),
 }
 
 /// The `source` block's names (for `collection.name.format`).
@@ -794,18 +829,13 @@ fn field_at<'s>(
 }
 
 fn raw_row_columns(
-    row: RawObject<'_>,
+    row: JsonMembers<'_>,
     schema: Option<&FieldSchema>,
     unchanged: &Unchanged,
 ) -> Result<Vec<ColumnValue>, ValueError> {
     let mut columns = Vec::with_capacity(row.0.len());
-    for (index, (name, raw)) in row.0.into_iter().enumerate() {
+    for (index, (name, value)) in row.0.into_iter().enumerate() {
         let field = schema.and_then(|s| field_at(s, index, &name));
-        // Members of a RawObject are valid JSON: this cannot fail.
-        let value: Json = serde_json::from_str(raw.get()).map_err(|_| ValueError {
-            field: name.to_string(),
-            reason: "not a JSON value".to_owned(),
-        })?;
         let cell = cell_of(&name, value, field.map(|(_, s)| &**s), unchanged)?;
         let (name, schema) = match field {
             Some((shared, schema)) => (Arc::clone(shared), Some(Arc::clone(schema))),
