@@ -146,6 +146,11 @@ pub enum Cell {
     Text(String),
     /// A Connect integer (`int8` … `int64`).
     Integer(i64),
+    /// A Connect `Decimal` whose unscaled value fits an `i128`, at a scale of 0–38.
+    Decimal {
+        unscaled: i128,
+        scale: u32,
+    },
     /// A Connect/Debezium date.
     Date(NaiveDate),
     /// A timestamp without time zone (Debezium's `Timestamp`, `MicroTimestamp`, `NanoTimestamp`).
@@ -167,6 +172,9 @@ impl Cell {
             Cell::Null | Cell::Unchanged => return None,
             Cell::Text(text) | Cell::Zoned { text, .. } => Cow::Borrowed(text.as_str()),
             Cell::Integer(i) => Cow::Owned(i.to_string()),
+            Cell::Decimal { unscaled, scale } => {
+                Cow::Owned(small_decimal_text_of(*unscaled, *scale))
+            }
             Cell::Date(date) => Cow::Owned(date_text_of(*date)),
             Cell::Timestamp(t) => Cow::Owned(timestamp_text_of(*t)),
         })
@@ -289,6 +297,11 @@ fn typed_cell(value: &Json, schema: &FieldSchema) -> Result<Option<Cell>, String
         timestamp_of(micros).map(|t| Some(Cell::Timestamp(t)))
     };
     match schema.name.as_deref() {
+        Some("org.apache.kafka.connect.data.Decimal") if schema.kind == "bytes" => Ok(schema
+            .parameter("scale")
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(|scale| small_decimal(value, scale))
+            .map(|(unscaled, scale)| Cell::Decimal { unscaled, scale })),
         Some("io.debezium.time.Date" | "org.apache.kafka.connect.data.Date")
             if value.is_number() =>
         {
@@ -410,11 +423,11 @@ fn decode_base64(value: &Json) -> Result<Vec<u8>, String> {
         .map_err(|_| "expected base64 bytes, found invalid base64".to_owned())
 }
 
-/// `decimal_text` of base64 `value` without allocating more than the text, when the unscaled
-/// value fits an `i128` and the scale is 0–38 (nearly every decimal column); `None` otherwise.
-fn small_decimal_text(value: &Json, scale: i64) -> Option<String> {
+/// The unscaled value and scale of base64 `value` without big integers, when the unscaled value
+/// fits an `i128` and the scale is 0–38 (nearly every decimal column); `None` otherwise.
+fn small_decimal(value: &Json, scale: i64) -> Option<(i128, u32)> {
     let encoded = value.as_str()?;
-    let scale = usize::try_from(scale).ok().filter(|&s| s <= 38)?;
+    let scale = u32::try_from(scale).ok().filter(|&s| s <= 38)?;
     if encoded.len() > 24 {
         return None;
     }
@@ -426,14 +439,25 @@ fn small_decimal_text(value: &Json, scale: i64) -> Option<String> {
     let fill = if bytes[0] & 0x80 == 0 { 0 } else { 0xff };
     let mut wide = [fill; 16];
     wide[16 - bytes.len()..].copy_from_slice(bytes);
-    let unscaled = i128::from_be_bytes(wide);
-    let digits = unscaled.unsigned_abs().to_string();
+    Some((i128::from_be_bytes(wide), scale))
+}
+
+/// `decimal_text` of base64 `value` without allocating more than the text (see `small_decimal`).
+#[cfg(test)]
+fn small_decimal_text(value: &Json, scale: i64) -> Option<String> {
+    small_decimal(value, scale).map(|(unscaled, scale)| small_decimal_text_of(unscaled, scale))
+}
+
+fn small_decimal_text_of(unscaled: i128, scale: u32) -> String {
+    let scale = scale as usize;
+    let mut number = itoa::Buffer::new();
+    let digits = number.format(unscaled.unsigned_abs());
     let mut text = String::with_capacity(digits.len() + scale + 3);
     if unscaled < 0 {
         text.push('-');
     }
     if scale == 0 {
-        text.push_str(&digits);
+        text.push_str(digits);
     } else if digits.len() > scale {
         let (whole, fraction) = digits.split_at(digits.len() - scale);
         text.push_str(whole);
@@ -442,9 +466,9 @@ fn small_decimal_text(value: &Json, scale: i64) -> Option<String> {
     } else {
         text.push_str("0.");
         text.extend(std::iter::repeat_n('0', scale - digits.len()));
-        text.push_str(&digits);
+        text.push_str(digits);
     }
-    Some(text)
+    text
 }
 
 /// Connect's Decimal: the two's-complement big-endian unscaled value at `scale`.
@@ -542,8 +566,8 @@ fn text_of(value: &Json, schema: &FieldSchema) -> Result<String, String> {
                         .parameter("scale")
                         .and_then(|s| s.parse::<i64>().ok())
                         .ok_or("a Decimal schema without a scale parameter")?;
-                    if let Some(text) = small_decimal_text(value, scale) {
-                        return Ok(text);
+                    if let Some((unscaled, scale)) = small_decimal(value, scale) {
+                        return Ok(small_decimal_text_of(unscaled, scale));
                     }
                     Ok(decimal_text(&decode_base64(value)?, scale))
                 }
@@ -824,6 +848,17 @@ mod tests {
             Cell::Integer(-42)
         );
         assert_eq!(typed(json!(7), json!({"type": "int16"})), Cell::Integer(7));
+        assert_eq!(
+            typed(
+                json!("BOI="),
+                json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+                       "parameters": {"scale": "2"}})
+            ),
+            Cell::Decimal {
+                unscaled: 1250,
+                scale: 2
+            }
+        );
         assert_eq!(
             typed(
                 json!(19782),

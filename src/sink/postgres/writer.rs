@@ -913,6 +913,7 @@ enum Binding {
     Int8,
     Int4,
     Int2,
+    Numeric,
     Date,
     Timestamp,
     TimestampTz,
@@ -933,6 +934,8 @@ impl Binding {
             "integer" => Self::Int4,
             "smallint" => Self::Int2,
             "date" => Self::Date,
+            // `numeric` and `numeric(p,s)`: the cast to the column's type applies its typmod.
+            _ if ty == "numeric" || ty.starts_with("numeric(") => Self::Numeric,
             _ if timestamp && ty.ends_with("without time zone") => Self::Timestamp,
             _ if timestamp && ty.ends_with("with time zone") => Self::TimestampTz,
             _ => Self::Text,
@@ -946,6 +949,7 @@ impl Binding {
             (Self::Int8, Some(Cell::Integer(_))) => true,
             (Self::Int4, Some(Cell::Integer(i))) => i32::try_from(*i).is_ok(),
             (Self::Int2, Some(Cell::Integer(i))) => i16::try_from(*i).is_ok(),
+            (Self::Numeric, Some(Cell::Decimal { .. })) => true,
             (Self::Date, Some(Cell::Date(_))) => true,
             (Self::Timestamp, Some(Cell::Timestamp(_))) => true,
             (Self::TimestampTz, Some(Cell::Zoned { .. })) => true,
@@ -959,6 +963,7 @@ impl Binding {
             Self::Int8 => "int8",
             Self::Int4 => "int4",
             Self::Int2 => "int2",
+            Self::Numeric => "numeric",
             Self::Date => "date",
             Self::Timestamp => "timestamp",
             Self::TimestampTz => "timestamptz",
@@ -971,6 +976,7 @@ impl Binding {
             Self::Int8 => Type::INT8,
             Self::Int4 => Type::INT4,
             Self::Int2 => Type::INT2,
+            Self::Numeric => Type::NUMERIC,
             Self::Date => Type::DATE,
             Self::Timestamp => Type::TIMESTAMP,
             Self::TimestampTz => Type::TIMESTAMPTZ,
@@ -983,6 +989,7 @@ impl Binding {
             Self::Int8 => Type::INT8_ARRAY,
             Self::Int4 => Type::INT4_ARRAY,
             Self::Int2 => Type::INT2_ARRAY,
+            Self::Numeric => Type::NUMERIC_ARRAY,
             Self::Date => Type::DATE_ARRAY,
             Self::Timestamp => Type::TIMESTAMP_ARRAY,
             Self::TimestampTz => Type::TIMESTAMPTZ_ARRAY,
@@ -1039,6 +1046,13 @@ impl ColumnArray {
             (Binding::Int8, Some(Cell::Integer(i))) => fixed(&i.to_be_bytes()),
             (Binding::Int4, Some(Cell::Integer(i))) => fixed(&(*i as i32).to_be_bytes()),
             (Binding::Int2, Some(Cell::Integer(i))) => fixed(&(*i as i16).to_be_bytes()),
+            (Binding::Numeric, Some(Cell::Decimal { unscaled, scale })) => {
+                let start = self.elements.len();
+                self.elements.extend_from_slice(&0i32.to_be_bytes());
+                encode_numeric(*unscaled, *scale, &mut self.elements);
+                let length = (self.elements.len() - start - 4) as i32;
+                self.elements[start..start + 4].copy_from_slice(&length.to_be_bytes());
+            }
             (Binding::Date, Some(Cell::Date(date))) => {
                 let days = i64::from(date.num_days_from_ce()) - EPOCH_DAYS_FROM_CE;
                 // Dates PostgreSQL can hold fit; others fail there as their text would.
@@ -1066,6 +1080,55 @@ impl ColumnArray {
             .collect();
         let refs: Vec<Option<&Cell>> = cells.iter().map(Option::as_ref).collect();
         Self::new(Binding::Text, &refs)
+    }
+}
+
+/// PostgreSQL's binary `numeric` of `unscaled` × 10^-`scale` (scale ≤ 38): base-10000 digits
+/// around the decimal point, without leading or trailing zero digits, and the display scale.
+fn encode_numeric(unscaled: i128, scale: u32, out: &mut Vec<u8>) {
+    let mut number = itoa::Buffer::new();
+    let digits = number.format(unscaled.unsigned_abs()).as_bytes();
+    let scale = scale as usize;
+    let (whole, fraction): (&[u8], &[u8]) = if digits.len() > scale {
+        digits.split_at(digits.len() - scale)
+    } else {
+        (&[], digits)
+    };
+    // The decimal digits in groups of four aligned on the point (whole part padded on the
+    // left, fraction on the right): at most 3 + 39 + 38 + 3 of them.
+    let mut padded = [b'0'; 96];
+    let point = whole.len().div_ceil(4) * 4;
+    padded[point - whole.len()..point].copy_from_slice(whole);
+    let fraction_start = point + (scale - fraction.len());
+    padded[fraction_start..fraction_start + fraction.len()].copy_from_slice(fraction);
+    let end = point + scale.div_ceil(4) * 4;
+    let mut groups = [0i16; 24];
+    let mut count = 0;
+    for chunk in padded[..end].chunks(4) {
+        groups[count] = chunk
+            .iter()
+            .fold(0i16, |n, digit| n * 10 + i16::from(digit - b'0'));
+        count += 1;
+    }
+    let leading = groups[..count].iter().take_while(|&&g| g == 0).count();
+    let trailing = groups[leading..count]
+        .iter()
+        .rev()
+        .take_while(|&&g| g == 0)
+        .count();
+    let significant = &groups[leading..count - trailing];
+    let (weight, sign) = if significant.is_empty() {
+        (0i16, 0u16)
+    } else {
+        let weight = (point / 4) as i16 - 1 - leading as i16;
+        (weight, if unscaled < 0 { 0x4000 } else { 0 })
+    };
+    out.extend_from_slice(&(significant.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(scale as i16).to_be_bytes());
+    for group in significant {
+        out.extend_from_slice(&group.to_be_bytes());
     }
 }
 
@@ -1098,6 +1161,7 @@ impl ToSql for ColumnArray {
             Binding::Int8,
             Binding::Int4,
             Binding::Int2,
+            Binding::Numeric,
             Binding::Date,
             Binding::Timestamp,
             Binding::TimestampTz,
@@ -1473,6 +1537,59 @@ mod tests {
             )],
         )]);
         assert!(encode_ahead(&known, &changes).is_empty());
+    }
+
+    #[test]
+    fn decimals_encode_as_postgres_sends_numerics() {
+        // `SELECT encode(numeric_send('<text>'::numeric), 'hex')` on PostgreSQL 15.
+        let cases: [(i128, u32, &str); 9] = [
+            (1250, 2, "0002000000000002000c1388"),
+            (1, 4, "0001ffff000000040001"),
+            (100_000, 0, "0001000100000000000a"),
+            (-100, 2, "00010000400000020001"),
+            (0, 2, "0000000000000002"),
+            (
+                123_456_789_123_456_789,
+                9,
+                "0006000200000009000109291a8504d2162e2328",
+            ),
+            (-1, 36, "0001fff7400000240001"),
+            (
+                i128::MAX,
+                0,
+                "000a00090000000000aa0583209a01d5090d0c601c871bf620da165f",
+            ),
+            (
+                i128::MIN,
+                38,
+                "000b00004000002600011b66049f11fc1b0b06c31ad9017316fc04210af0",
+            ),
+        ];
+        for (unscaled, scale, expected) in cases {
+            let mut out = Vec::new();
+            encode_numeric(unscaled, scale, &mut out);
+            let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, expected, "{unscaled} at scale {scale}");
+        }
+        // In an array: each element framed by its length.
+        let cells = [Some(Cell::Decimal {
+            unscaled: 1250,
+            scale: 2,
+        })];
+        let refs: Vec<Option<&Cell>> = cells.iter().map(Option::as_ref).collect();
+        let array = ColumnArray::new(Binding::for_column("numeric(12,2)"), &refs);
+        assert_eq!(array.binding, Binding::Numeric);
+        assert_eq!(
+            array.elements,
+            [
+                &12i32.to_be_bytes()[..],
+                &[0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 0x13, 0x88]
+            ]
+            .concat()
+        );
+        // A text column takes the decimal's text.
+        let array = ColumnArray::new(Binding::for_column("text"), &refs);
+        assert_eq!(array, ColumnArray::from_texts(&[Some("12.50")]));
     }
 
     #[test]
