@@ -1,9 +1,9 @@
 //! Kafka Connect schemas (with Debezium's semantic names) as PostgreSQL column types, and
 //! Connect JSON values as the PostgreSQL text each column type reads.
 //!
-//! Integers, dates and timestamps stay typed (`Cell::Integer`, `Date`, `Timestamp`, `Zoned`) so
-//! that the writer can bind them in PostgreSQL's binary form when the column has their type:
-//! parsing their text was a large share of the target's CPU. Every other value, and a typed one
+//! Integers, decimals, dates and timestamps stay typed (`Cell::Integer`, `Decimal`, `Date`,
+//! `Timestamp`, `Zoned`) so that the writer can bind them in PostgreSQL's binary form when the
+//! column has their type: parsing their text was a large share of the target's CPU. Every other value, and a typed one
 //! whose column has another type, is bound as text and cast in SQL to the column's type, whose
 //! text input PostgreSQL itself validates.
 

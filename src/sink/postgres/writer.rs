@@ -2,9 +2,9 @@
 //! offsets stored with them, all in one transaction per batch.
 //!
 //! Values are bound as one array per column, so one statement writes a whole batch of a table
-//! whatever its size (`INSERT … SELECT … FROM (SELECT unnest($1), …)`). Integer, date and
-//! timestamp columns take arrays of their own type in binary form when every value of the batch
-//! has that type; everything else goes as `text[]`, cast in SQL to the column's catalog type.
+//! whatever its size (`INSERT … SELECT … FROM (SELECT unnest($1), …)`). Integer, numeric, date
+//! and timestamp columns take arrays of their own type in binary form when every value of the
+//! batch has that type; everything else goes as `text[]`, cast in SQL to the column's catalog type.
 //! The arrays are unnested in the select list (a `ProjectSet`, row by row) rather than in `FROM`,
 //! which would first copy the batch into a tuplestore.
 
