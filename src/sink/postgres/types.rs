@@ -3,9 +3,9 @@
 //!
 //! Integers, decimals, dates and timestamps stay typed (`Cell::Integer`, `Decimal`, `Date`,
 //! `Timestamp`, `Zoned`) so that the writer can bind them in PostgreSQL's binary form when the
-//! column has their type: parsing their text was a large share of the target's CPU. Every other value, and a typed one
-//! whose column has another type, is bound as text and cast in SQL to the column's type, whose
-//! text input PostgreSQL itself validates.
+//! column has their type: parsing their text was a large share of the target's CPU. Every other
+//! value, and a typed one whose column has another type, is bound as text and cast in SQL to the
+//! column's type, whose text input PostgreSQL itself validates.
 
 use std::{borrow::Cow, sync::Arc};
 
