@@ -244,18 +244,28 @@ pub(crate) struct RawEnvelope<'a> {
     pub payload: &'a RawValue,
 }
 
-/// A JSON object's members in order, their values left as JSON text. Reading a record this way
-/// builds no `serde_json::Value` tree (a map, a key and a value allocated per member), which was
-/// most of the cost of reading a Debezium envelope.
+/// A JSON object's members in order, read in one pass, their names borrowed from the record.
 #[derive(Debug)]
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+struct Members<'a, V>(Vec<(Cow<'a, str>, V)>);
 
-impl<'a> RawObject<'a> {
+/// Members with their values left as JSON text. Reading a record this way builds no
+/// `serde_json::Value` tree (a map, a key and a value allocated per member), which was most of
+/// the cost of reading a Debezium envelope.
+type RawObject<'a> = Members<'a, &'a RawValue>;
+
+/// Members with their values read as `serde_json::Value`s in the same pass: a row image, whose
+/// every value becomes a cell (reading it as a `RawObject` and then each value again scanned it
+/// twice).
+type JsonMembers<'a> = Members<'a, Json>;
+
+impl<'a, V: Deserialize<'a>> Members<'a, V> {
     /// `None` when `raw` is not an object.
     fn parse(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
     }
+}
 
+impl<'a> RawObject<'a> {
     /// The member called `name` (the last one, as a `serde_json` map keeps it).
     fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.0
@@ -266,11 +276,11 @@ impl<'a> RawObject<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Members<'de, V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> de::Visitor<'de> for Members {
-            type Value = RawObject<'de>;
+        struct Visitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> de::Visitor<'de> for Visitor<V> {
+            type Value = Members<'de, V>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -281,45 +291,10 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 while let Some(RawText(name)) = map.next_key()? {
                     members.push((name, map.next_value()?));
                 }
-                Ok(RawObject(members))
+                Ok(Members(members))
             }
         }
-        deserializer.deserialize_map(Members)
-    }
-}
-
-/// A JSON object's members in order, their values read as `serde_json::Value`s in the same
-/// pass: a row image, whose every value becomes a cell (reading it as a `RawObject` and then
-/// each value again scanned it twice).
-#[derive(Debug)]
-struct JsonMembers<'a>(Vec<(Cow<'a, str>, Json)>);
-
-impl<'a> JsonMembers<'a> {
-    /// `None` when `raw` is not an object.
-    fn parse(raw: &'a RawValue) -> Option<Self> {
-        serde_json::from_str(raw.get()).ok()
-    }
-}
-
-impl<'de> Deserialize<'de> for JsonMembers<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> de::Visitor<'de> for Members {
-            type Value = JsonMembers<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(RawText(name)) = map.next_key()? {
-                    members.push((name, map.next_value()?));
-                }
-                Ok(JsonMembers(members))
-            }
-        }
-        deserializer.deserialize_map(Members)
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
     }
 }
 
