@@ -3,7 +3,7 @@
 //! `cargo bench --bench tributary-bench -- ceiling [--rows N] [--rows-per-txn N] [--row-width B]`
 //! `cargo bench --bench tributary-bench -- source [--rows N] [--variants small,large] [--formats json,avro]`
 //! `cargo bench --bench tributary-bench -- snapshot [--rows N] [--threads 1,2,4]`
-//! `cargo bench --bench tributary-bench -- sink [--rows N] [--batch-size N]`
+//! `cargo bench --bench tributary-bench -- sink [--rows N] [--batch-size N] [--op c|u]`
 //! `cargo bench --bench tributary-bench -- window [--events N] [--groups N]`
 //!
 //! Each workload prints a human-readable report and writes it as JSON under `target/bench/`.

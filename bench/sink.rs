@@ -2,7 +2,7 @@
 //! ratio of one COPY of the same rows into an unlogged table (the ceiling), in the same run.
 //!
 //! 1. Writes `--rows` Debezium JSON change records (with schemas, as the JsonConverter writes
-//!    them; distinct keys, so every one becomes a row) of the Sequin table shape
+//!    them; distinct keys, so every one becomes a row; creates, or updates with `--op u`) of the Sequin table shape
 //!    `(id bigint, s text, n numeric(12,2), ts timestamptz, j jsonb, updated_at timestamp)` to a
 //!    fresh topic.
 //! 2. Runs the sink in this process into a fresh database until the stored offset reaches the
@@ -47,6 +47,10 @@ pub struct Args {
     /// The sink's batch.size.
     #[arg(long, default_value_t = 10_000)]
     batch_size: usize,
+    /// The records' `op`: `c` (creates: the sink INSERTs them) or `u` (updates of rows the
+    /// target does not have yet: every one goes through INSERT … ON CONFLICT DO UPDATE).
+    #[arg(long, default_value = "c", value_parser = ["c", "u"])]
+    op: String,
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap_servers: String,
@@ -97,7 +101,7 @@ fn columns(i: u64) -> (String, i64, &'static str, String, i64) {
 }
 
 /// Row `i` as (key, value) records.
-fn row(i: u64, schema: &str) -> (String, String) {
+fn row(i: u64, schema: &str, op: &str) -> (String, String) {
     let (s, unscaled, ts, j, micros) = columns(i);
     let key = format!(
         r#"{{"schema":{{"type":"struct","fields":[{{"type":"int64","optional":false,"field":"id"}}],"optional":false,"name":"bench.public.bench.Key"}},"payload":{{"id":{i}}}}}"#
@@ -105,7 +109,7 @@ fn row(i: u64, schema: &str) -> (String, String) {
     let after = json!({"id": i, "s": s, "n": STANDARD.encode(decimal_bytes(unscaled)),
                        "ts": ts, "j": j, "updated_at": micros});
     let value = format!(
-        r#"{{"schema":{schema},"payload":{{"before":null,"after":{after},"source":{{"schema":"public","table":"bench"}},"op":"c"}}}}"#
+        r#"{{"schema":{schema},"payload":{{"before":null,"after":{after},"source":{{"schema":"public","table":"bench"}},"op":"{op}"}}}}"#
     );
     (key, value)
 }
@@ -202,7 +206,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let admin = TopicAdmin::new(&settings, Duration::from_secs(30))?;
     admin.ensure_topic(&TopicSpec::new(&topic, 1)).await?;
 
-    println!("writing {} change records to {topic}", args.rows);
+    println!(
+        "writing {} change records (op {}) to {topic}",
+        args.rows, args.op
+    );
     let schema = value_schema().to_string();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap_servers)
@@ -214,7 +221,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         .context("a producer")?;
     let mut pending = Vec::new();
     for i in 1..=args.rows {
-        let (key, value) = row(i, &schema);
+        let (key, value) = row(i, &schema, &args.op);
         let delivery = producer
             .send_result(FutureRecord::to(&topic).key(&key).payload(&value))
             .map_err(|(e, _)| e)
@@ -391,6 +398,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         workload: "sink",
         body: json!({
             "rows": args.rows,
+            "op": args.op,
             "batch_size": args.batch_size,
             "sink_seconds": sink_seconds,
             "sink_rows_per_second": sink_rate,

@@ -93,6 +93,11 @@ impl Error {
         }
     }
 
+    /// A row with the same unique key is already there (SQLSTATE 23505).
+    pub fn is_unique_violation(&self) -> bool {
+        self.data_sqlstate() == Some("23505")
+    }
+
     /// Whether retrying (after a backoff) can succeed: connection loss, serialization failures,
     /// deadlocks, a broker that is away. Bad records, missing tables and fencing are final.
     pub fn is_transient(&self) -> bool {

@@ -94,6 +94,9 @@ pub struct Decoded<'a> {
     /// The key as text, to find the last change per key within a batch.
     pub key_identity: String,
     pub change: Change,
+    /// A Debezium create (`op` "c" in an envelope): the source row did not exist before it.
+    /// Flattened records and snapshot reads (`r`) say nothing of the kind.
+    pub created: bool,
 }
 
 /// A key or value: its Connect schema (when it has one) and its payload.
@@ -426,6 +429,7 @@ pub fn decode_document(
             };
             Envelope {
                 op: Cow::Owned(op),
+                flattened: false,
                 row,
                 row_schema,
                 source: SourceNames {
@@ -438,6 +442,7 @@ pub fn decode_document(
         // A flattened record (ExtractNewRecordState): the value is the row.
         None => Envelope {
             op: Cow::Borrowed("c"),
+            flattened: true,
             row: Some(Row::Tree(payload)),
             row_schema: value_schema,
             source: SourceNames::default(),
@@ -489,6 +494,7 @@ pub fn decode_raw_document<'a>(
                     table: text("table"),
                 },
                 op,
+                flattened: false,
                 row,
                 row_schema,
             }
@@ -496,6 +502,7 @@ pub fn decode_raw_document<'a>(
         // A flattened record (ExtractNewRecordState): the value is the row.
         None => Envelope {
             op: Cow::Borrowed("c"),
+            flattened: true,
             row: JsonMembers::parse(payload).map(Row::Raw),
             row_schema: value_schema,
             source: SourceNames::default(),
@@ -534,6 +541,8 @@ struct SourceNames<'a> {
 /// or not an object) with its schema, and the source names.
 struct Envelope<'a> {
     op: Cow<'a, str>,
+    /// The value is the row itself (ExtractNewRecordState): `op` is assumed, not read.
+    flattened: bool,
     row: Option<Row<'a>>,
     row_schema: Option<Arc<FieldSchema>>,
     source: SourceNames<'a>,
@@ -553,6 +562,7 @@ fn decode_envelope<'a>(
     };
     let Envelope {
         op,
+        flattened,
         row,
         row_schema,
         source,
@@ -569,6 +579,7 @@ fn decode_envelope<'a>(
                 key: Vec::new(),
                 key_identity: String::new(),
                 change: Change::Truncate,
+                created: false,
             }));
         }
         "d" | "t" | "m" => return Ok(None),
@@ -651,6 +662,7 @@ fn decode_envelope<'a>(
         key,
         key_identity,
         change,
+        created: !flattened && op == "c",
     }))
 }
 

@@ -859,6 +859,9 @@ fn prepare(
             key: decoded.key,
             change: decoded.change,
             origin: index,
+            // The record key is the source's primary key: a create names a row the target
+            // cannot have yet (if it follows the source; the writer checks).
+            created: decoded.created && config.primary_key_mode == PrimaryKeyMode::RecordKey,
         };
         match routed.get_mut(table) {
             Some(changes) => changes.push((identity, change)),
@@ -1016,6 +1019,7 @@ mod tests {
             key: Vec::new(),
             key_identity: String::new(),
             change: Change::Delete,
+            created: false,
         }
     }
 

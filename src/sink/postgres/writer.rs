@@ -20,7 +20,7 @@ use tokio_postgres::{
     Client, Statement, Transaction,
     types::{IsNull, ToSql, Type, to_sql_checked},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     Error,
@@ -56,6 +56,10 @@ pub(crate) struct PendingChange {
     pub change: Change,
     /// The index in its batch of the record this change comes from (the last one for its key).
     pub origin: usize,
+    /// The key's first change in the batch created its source row (a Debezium create keyed
+    /// by the source's primary key): a target that follows the source has no such row yet,
+    /// so a plain INSERT can write it (see `Writer::plain_creates_paused`).
+    pub created: bool,
 }
 
 /// A table's columns as the catalog has them.
@@ -282,7 +286,16 @@ pub(crate) struct Writer {
     published: KnownTables,
     /// Prepared once per statement text (one per table and column set), on this connection.
     statements: HashMap<String, Statement>,
+    /// Tables whose creates are upserted like any write for this many more batches: a plain
+    /// INSERT of a create found the row already there (a replaying source, rows written by
+    /// someone else, several topics into one table).
+    plain_creates_paused: HashMap<TableName, u32>,
+    /// The table whose plain INSERT of creates hit an existing row in the current attempt.
+    create_conflict: Option<TableName>,
 }
+
+/// Batches a table's creates are upserted after a plain INSERT of them met an existing row.
+const PLAIN_CREATES_PAUSE: u32 = 100;
 
 impl Writer {
     pub(crate) fn new(
@@ -299,6 +312,8 @@ impl Writer {
             tables: HashMap::new(),
             published: KnownTables::default(),
             statements: HashMap::new(),
+            plain_creates_paused: HashMap::new(),
+            create_conflict: None,
         }
     }
 
@@ -316,9 +331,28 @@ impl Writer {
         encoded: &HashMap<TableName, Encoded>,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), Error> {
-        let result = self
+        let mut result = self
             .write_transaction(client, truncates, changes, encoded, offsets)
             .await;
+        // Creates found their rows there: the same batch again, those upserted. (Nothing of
+        // the failed attempt is committed; the retry needs no backoff.)
+        while result.is_err()
+            && let Some(table) = self.create_conflict.take()
+        {
+            warn!(table = %table, "a created row was already in the table; its creates are upserted for the next {PLAIN_CREATES_PAUSE} batches");
+            self.plain_creates_paused.insert(table, PLAIN_CREATES_PAUSE);
+            self.tables.clear();
+            self.statements.clear();
+            result = self
+                .write_transaction(client, truncates, changes, encoded, offsets)
+                .await;
+        }
+        if result.is_ok() {
+            self.plain_creates_paused.retain(|_, left| {
+                *left -= 1;
+                *left > 0
+            });
+        }
         if result.is_err() {
             // DDL of the rolled-back transaction is gone too, and the connection may be new:
             // read shapes and prepare statements afresh.
@@ -359,7 +393,8 @@ impl Writer {
                     .await
                     .map_err(Error::database("setting a savepoint"))?;
                 match self
-                    .apply(&savepoint, table, std::slice::from_ref(change), None)
+                    // Upserts only: a create whose row exists is not a rejected record.
+                    .apply(&savepoint, table, std::slice::from_ref(change), None, false)
                     .await
                 {
                     Ok(()) => savepoint
@@ -406,8 +441,15 @@ impl Writer {
         check_generation(&transaction, &self.connector, self.generation).await?;
         self.truncate(&transaction, truncates).await?;
         for (table, table_changes) in changes {
-            self.apply(&transaction, table, table_changes, encoded.get(table))
-                .await?;
+            let plain_creates = !self.plain_creates_paused.contains_key(table);
+            self.apply(
+                &transaction,
+                table,
+                table_changes,
+                encoded.get(table),
+                plain_creates,
+            )
+            .await?;
         }
         store_offsets(&transaction, &self.connector, offsets).await?;
         transaction
@@ -439,6 +481,7 @@ impl Writer {
         table: &TableName,
         changes: &[PendingChange],
         ahead: Option<&Encoded>,
+        plain_creates: bool,
     ) -> Result<(), Error> {
         let (writes, deletes) = split(changes);
         let Some(target) = self.target(transaction, table, &writes).await? else {
@@ -479,16 +522,29 @@ impl Writer {
             .first()
             .map(|w| w.key.iter().map(|c| &*c.name).collect())
             .unwrap_or_default();
-        for (present, arrays) in &encoded.writes {
-            let names: Vec<&str> = present
+        for shape in &encoded.writes {
+            let names: Vec<&str> = shape
+                .present
                 .iter()
                 .map(|&i| target.columns[i].0.as_str())
                 .collect();
             let columns = typed_columns(table, &target, &names)?;
-            let sql = self.write_sql(table, &columns, arrays, &key_names)?;
+            // A plain INSERT of rows that cannot exist yet: ON CONFLICT inserts each row
+            // speculatively and confirms it, which took PostgreSQL 75 % longer per new row.
+            let plain = plain_creates && shape.created && self.insert_mode == InsertMode::Upsert;
+            let mode = if plain {
+                InsertMode::Insert
+            } else {
+                self.insert_mode
+            };
+            let sql = write_sql(mode, table, &columns, &shape.arrays, &key_names)?;
             let Some(sql) = sql else { continue };
             let statement = self.prepared(transaction, &sql, table).await?;
-            execute_columns(transaction, &statement, arrays, table).await?;
+            let result = execute_columns(transaction, &statement, &shape.arrays, table).await;
+            if plain && result.as_ref().is_err_and(Error::is_unique_violation) {
+                self.create_conflict = Some(table.clone());
+            }
+            result?;
         }
         Ok(())
     }
@@ -510,75 +566,6 @@ impl Writer {
             )))?;
         self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
-    }
-
-    fn write_sql(
-        &self,
-        table: &TableName,
-        columns: &[(&str, &str)],
-        arrays: &[ColumnArray],
-        key_names: &[&str],
-    ) -> Result<Option<String>, Error> {
-        let quoted: Vec<String> = columns.iter().map(|(n, _)| quote_identifier(n)).collect();
-        let casts: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, ty))| format!("u.c{i}::{ty}"))
-            .collect();
-        let is_key = |name: &str| key_names.contains(&name);
-        let insert = format!(
-            "INSERT INTO {table} ({}) SELECT {} FROM {}",
-            quoted.join(", "),
-            casts.join(", "),
-            unnest(arrays)
-        );
-        let updates: Vec<String> = columns
-            .iter()
-            .filter(|(n, _)| !is_key(n))
-            .map(|(n, _)| format!("{0} = EXCLUDED.{0}", quote_identifier(n)))
-            .collect();
-        let conflict_target: Vec<String> = key_names.iter().map(|n| quote_identifier(n)).collect();
-        Ok(Some(match self.insert_mode {
-            InsertMode::Insert => insert,
-            InsertMode::Upsert if key_names.is_empty() => {
-                return Err(Error::Table {
-                    table: table.to_string(),
-                    message: "upsert needs key columns; use primary.key.mode=record_key".to_owned(),
-                });
-            }
-            InsertMode::Upsert if updates.is_empty() => {
-                format!(
-                    "{insert} ON CONFLICT ({}) DO NOTHING",
-                    conflict_target.join(", ")
-                )
-            }
-            InsertMode::Upsert => format!(
-                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
-                conflict_target.join(", "),
-                updates.join(", ")
-            ),
-            InsertMode::Update => {
-                let mut sets = Vec::new();
-                let mut conditions = Vec::new();
-                for (i, (name, ty)) in columns.iter().enumerate() {
-                    let assignment = format!("{} = u.c{i}::{ty}", quote_identifier(name));
-                    if is_key(name) {
-                        conditions.push(format!("t.{assignment}"));
-                    } else {
-                        sets.push(assignment);
-                    }
-                }
-                if sets.is_empty() || conditions.len() != key_names.len() {
-                    return Ok(None);
-                }
-                format!(
-                    "UPDATE {table} AS t SET {} FROM {} WHERE {}",
-                    sets.join(", "),
-                    unnest(arrays),
-                    conditions.join(" AND ")
-                )
-            }
-        }))
     }
 
     /// The table's shape, creating the table when that is allowed; `None` when it does not
@@ -778,12 +765,90 @@ fn key_cell<'a>(change: &'a PendingChange, name: &str) -> Option<&'a Cell> {
         .map(|c| &c.cell)
 }
 
-/// The target columns present in a write, by their index in the table, and the values of
-/// each (column-major, encoded as parameters).
-type Shape = (Vec<usize>, Vec<ColumnArray>);
+/// The statement writing rows of `columns` from `arrays` as `insert_mode` says; `None` when
+/// there is nothing to do (an update of key columns only).
+fn write_sql(
+    insert_mode: InsertMode,
+    table: &TableName,
+    columns: &[(&str, &str)],
+    arrays: &[ColumnArray],
+    key_names: &[&str],
+) -> Result<Option<String>, Error> {
+    let quoted: Vec<String> = columns.iter().map(|(n, _)| quote_identifier(n)).collect();
+    let casts: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| format!("u.c{i}::{ty}"))
+        .collect();
+    let is_key = |name: &str| key_names.contains(&name);
+    let insert = format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {}",
+        quoted.join(", "),
+        casts.join(", "),
+        unnest(arrays)
+    );
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|(n, _)| !is_key(n))
+        .map(|(n, _)| format!("{0} = EXCLUDED.{0}", quote_identifier(n)))
+        .collect();
+    let conflict_target: Vec<String> = key_names.iter().map(|n| quote_identifier(n)).collect();
+    Ok(Some(match insert_mode {
+        InsertMode::Insert => insert,
+        InsertMode::Upsert if key_names.is_empty() => {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: "upsert needs key columns; use primary.key.mode=record_key".to_owned(),
+            });
+        }
+        InsertMode::Upsert if updates.is_empty() => {
+            format!(
+                "{insert} ON CONFLICT ({}) DO NOTHING",
+                conflict_target.join(", ")
+            )
+        }
+        InsertMode::Upsert => format!(
+            "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+            conflict_target.join(", "),
+            updates.join(", ")
+        ),
+        InsertMode::Update => {
+            let mut sets = Vec::new();
+            let mut conditions = Vec::new();
+            for (i, (name, ty)) in columns.iter().enumerate() {
+                let assignment = format!("{} = u.c{i}::{ty}", quote_identifier(name));
+                if is_key(name) {
+                    conditions.push(format!("t.{assignment}"));
+                } else {
+                    sets.push(assignment);
+                }
+            }
+            if sets.is_empty() || conditions.len() != key_names.len() {
+                return Ok(None);
+            }
+            format!(
+                "UPDATE {table} AS t SET {} FROM {} WHERE {}",
+                sets.join(", "),
+                unnest(arrays),
+                conditions.join(" AND ")
+            )
+        }
+    }))
+}
+
+/// Writes of one set of columns, as one array per column.
+#[derive(Debug)]
+struct Shape {
+    /// The columns' positions in the table.
+    present: Vec<usize>,
+    /// All of them are creates (`PendingChange::created`).
+    created: bool,
+    arrays: Vec<ColumnArray>,
+}
 
 /// Groups `writes` by the set of columns they carry (a row's own cell before its key's; cells
-/// the table has no column for and unchanged TOASTed values left out), in table column order.
+/// the table has no column for and unchanged TOASTed values left out), in table column order,
+/// and by whether they are creates.
 fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<Shape> {
     let positions: HashMap<&str, usize> = target
         .columns
@@ -798,8 +863,8 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
     let mut present: Vec<usize> = Vec::new();
     // Per shape: its columns and their cells, column-major.
     type Cells<'a> = Vec<Option<&'a Cell>>;
-    let mut shapes: Vec<(Vec<usize>, Vec<Cells<'a>>)> = Vec::new();
-    let mut by_columns: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut shapes: Vec<(Vec<usize>, bool, Vec<Cells<'a>>)> = Vec::new();
+    let mut by_columns: HashMap<(Vec<usize>, bool), usize> = HashMap::new();
     for (row, write) in writes.iter().enumerate() {
         let Change::Write(cells) = &write.change else {
             continue;
@@ -836,7 +901,8 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
                 .filter(|(_, cell)| cell.is_some_and(|c| *c != Cell::Unchanged))
                 .map(|(i, _)| i),
         );
-        let shape = match by_columns.get(present.as_slice()) {
+        let key = (present, write.created);
+        let shape = match by_columns.get(&key) {
             Some(&shape) => shape,
             None => {
                 // The first shape is nearly always the only one: room for every row left.
@@ -845,24 +911,24 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
                 } else {
                     0
                 };
-                by_columns.insert(present.clone(), shapes.len());
+                by_columns.insert(key.clone(), shapes.len());
                 shapes.push((
-                    present.clone(),
-                    (0..present.len())
-                        .map(|_| Vec::with_capacity(room))
-                        .collect(),
+                    key.0.clone(),
+                    key.1,
+                    (0..key.0.len()).map(|_| Vec::with_capacity(room)).collect(),
                 ));
                 shapes.len() - 1
             }
         };
-        let columns = &mut shapes[shape].1;
+        present = key.0;
+        let columns = &mut shapes[shape].2;
         for (cells, &i) in columns.iter_mut().zip(&present) {
             cells.push(slots[i]);
         }
     }
     shapes
         .into_iter()
-        .map(|(present, columns)| {
+        .map(|(present, created, columns)| {
             let arrays = present
                 .iter()
                 .zip(&columns)
@@ -870,7 +936,11 @@ fn write_shapes<'a>(target: &TargetTable, writes: &[&'a PendingChange]) -> Vec<S
                     ColumnArray::new(Binding::for_column(&target.columns[i].1), cells)
                 })
                 .collect();
-            (present, arrays)
+            Shape {
+                present,
+                created,
+                arrays,
+            }
         })
         .collect()
 }
@@ -1233,6 +1303,8 @@ pub(crate) fn reduce(changes: Vec<(String, PendingChange)>) -> Vec<PendingChange
                         }
                     }
                 }
+                // Whether the row existed before the batch is its first change's to say.
+                change.created = kept[at].created;
                 kept[at] = change;
             }
             None => {
@@ -1266,6 +1338,7 @@ mod tests {
                     column("note", note),
                 ]),
                 origin: 0,
+                created: false,
             },
         )
     }
@@ -1278,6 +1351,7 @@ mod tests {
                 key: vec![column("id", Cell::Text("2".into()))],
                 change: Change::Delete,
                 origin: 3,
+                created: false,
             },
         );
         let reduced = reduce(vec![
@@ -1295,6 +1369,85 @@ mod tests {
     }
 
     #[test]
+    fn a_key_counts_as_created_when_its_first_change_in_the_batch_was_a_create() {
+        let created = |(id, mut change): (String, PendingChange)| {
+            change.created = true;
+            (id, change)
+        };
+        let reduced = reduce(vec![
+            // Created, then updated: the row is still new to the target.
+            created(write("1", Cell::Text("a".into()))),
+            write("1", Cell::Text("b".into())),
+            // Updated, then deleted and created again: the target has the row.
+            write("2", Cell::Text("c".into())),
+            created(write("2", Cell::Text("d".into()))),
+            created(write("3", Cell::Text("e".into()))),
+        ]);
+        let flags: Vec<bool> = reduced.iter().map(|c| c.created).collect();
+        assert_eq!(flags, [true, false, true]);
+        let Change::Write(first) = &reduced[0].change else {
+            panic!("a write")
+        };
+        assert_eq!(
+            first[1].cell,
+            Cell::Text("b".into()),
+            "the last change's values"
+        );
+    }
+
+    #[test]
+    fn creates_are_written_apart_from_other_writes_and_without_on_conflict() {
+        let target = TargetTable {
+            columns: vec![
+                ("id".into(), "bigint".into()),
+                ("note".into(), "text".into()),
+            ],
+        };
+        let (_, mut created) = write("1", Cell::Text("a".into()));
+        created.created = true;
+        let (_, updated) = write("2", Cell::Text("b".into()));
+        let (_, created_too) = {
+            let (id, mut change) = write("3", Cell::Text("c".into()));
+            change.created = true;
+            (id, change)
+        };
+        let shapes = write_shapes(&target, &[&created, &updated, &created_too]);
+        let summary: Vec<(bool, usize)> = shapes
+            .iter()
+            .map(|s| (s.created, s.arrays[0].len))
+            .collect();
+        assert_eq!(summary, [(true, 2), (false, 1)]);
+        let table = TableName {
+            schema: "public".into(),
+            name: "t".into(),
+        };
+        let columns = [("id", "bigint"), ("note", "text")];
+        let plain = write_sql(
+            InsertMode::Insert,
+            &table,
+            &columns,
+            &shapes[0].arrays,
+            &["id"],
+        )
+        .expect("sql")
+        .expect("a statement");
+        assert!(!plain.contains("ON CONFLICT"), "{plain}");
+        let upsert = write_sql(
+            InsertMode::Upsert,
+            &table,
+            &columns,
+            &shapes[1].arrays,
+            &["id"],
+        )
+        .expect("sql")
+        .expect("a statement");
+        assert!(
+            upsert.ends_with(r#"ON CONFLICT ("id") DO UPDATE SET "note" = EXCLUDED."note""#),
+            "{upsert}"
+        );
+    }
+
+    #[test]
     fn writes_are_grouped_by_the_columns_they_carry() {
         let target = TargetTable {
             columns: vec![
@@ -1307,6 +1460,7 @@ mod tests {
             key: vec![column("id", Cell::Text(id.into()))],
             change: Change::Write(cells),
             origin: 0,
+            created: false,
         };
         let changes = [
             change(
@@ -1339,18 +1493,18 @@ mod tests {
         let writes: Vec<&PendingChange> = changes.iter().collect();
         let shapes = write_shapes(&target, &writes);
         assert_eq!(shapes.len(), 2);
-        assert_eq!(shapes[0].0, [0, 1, 2]);
+        assert_eq!(shapes[0].present, [0, 1, 2]);
         assert_eq!(
-            shapes[0].1,
+            shapes[0].arrays,
             [
                 ColumnArray::from_texts(&[Some("1"), Some("2")]),
                 ColumnArray::from_texts(&[Some("a"), Some("b")]),
                 ColumnArray::from_texts(&[None, Some("5")])
             ]
         );
-        assert_eq!(shapes[1].0, [0, 2]);
+        assert_eq!(shapes[1].present, [0, 2]);
         assert_eq!(
-            shapes[1].1,
+            shapes[1].arrays,
             [
                 ColumnArray::from_texts(&[Some("3")]),
                 ColumnArray::from_texts(&[Some("7")])
@@ -1497,11 +1651,13 @@ mod tests {
             key: vec![column("id", Cell::Integer(id))],
             change: Change::Write(cells),
             origin: 0,
+            created: false,
         };
         let delete = PendingChange {
             key: vec![column("id", Cell::Integer(9))],
             change: Change::Delete,
             origin: 1,
+            created: false,
         };
         let changes = BTreeMap::from([
             (
@@ -1526,7 +1682,7 @@ mod tests {
         assert_eq!(a.deletes.len(), 1);
         assert_eq!(a.deletes[0].binding, Binding::Int8);
         assert_eq!(a.writes.len(), 1);
-        assert_eq!(a.writes[0].0, [0, 1]);
+        assert_eq!(a.writes[0].present, [0, 1]);
 
         // A column the table lacks is the writer's to add before anything is encoded.
         let changes = BTreeMap::from([(
