@@ -156,6 +156,9 @@ pub struct ResultRow {
     /// One per aggregate.
     pub values: Vec<Value>,
     pub is_final: bool,
+    /// No earlier commit wrote this row: the result table follows the stored state, which
+    /// never held its cell (on_update), or the window closes only once (on_window_close).
+    pub is_new: bool,
 }
 
 /// Everything one commit writes.
@@ -534,7 +537,14 @@ impl Engine {
             .or_insert(true);
     }
 
-    fn row(&self, group: &GroupKey, window: Window, cell: &Cell, is_final: bool) -> ResultRow {
+    fn row(
+        &self,
+        group: &GroupKey,
+        window: Window,
+        cell: &Cell,
+        is_final: bool,
+        is_new: bool,
+    ) -> ResultRow {
         ResultRow {
             group: Arc::clone(group),
             window,
@@ -544,6 +554,7 @@ impl Engine {
                 .map(|a| a.result(cell.live_rows))
                 .collect(),
             is_final,
+            is_new,
         }
     }
 
@@ -564,9 +575,13 @@ impl Engine {
                 continue;
             };
             for (group, cell) in groups {
-                delta.upserts.push(self.row(&group, window, &cell, true));
                 // A cell created since the last commit has no stored state to remove.
-                if self.dirty_cells.remove(&(window, Arc::clone(&group))) != Some(false) {
+                let stored = self.dirty_cells.remove(&(window, Arc::clone(&group))) != Some(false);
+                let is_new = !emit_updates || !stored;
+                delta
+                    .upserts
+                    .push(self.row(&group, window, &cell, true, is_new));
+                if stored {
                     encode_cell_removed(&mut delta.state, window, &group);
                 }
                 if let Some(sessions) = self.sessions.get_mut(&group) {
@@ -581,7 +596,9 @@ impl Engine {
             match self.cells.get(&window).and_then(|g| g.get(&group)) {
                 Some(cell) => {
                     if emit_updates {
-                        delta.upserts.push(self.row(&group, window, cell, false));
+                        delta
+                            .upserts
+                            .push(self.row(&group, window, cell, false, !stored));
                     }
                     encode_cell(&mut delta.state, window, &group, cell);
                 }

@@ -22,12 +22,13 @@ use std::{
 
 use tokio::time::Instant;
 use tokio_postgres::{Client, Transaction, types::ToSql};
+use tracing::warn;
 
 use super::{
     Error,
     aggregate::{AggregateFn, Value},
     config::WindowAggregateConfig,
-    engine::{CommitDelta, Engine},
+    engine::{CommitDelta, Engine, ResultRow},
     state_codec::StateLog,
     time::Micros,
     watermark::{PartitionId, WatermarkTracker},
@@ -171,6 +172,11 @@ pub struct ResultTable {
     aggregates: Vec<(String, AggregateFn, Option<String>)>,
     /// Column types (group columns, then aggregates), once the table is known.
     types: Option<Vec<String>>,
+    /// Rows no commit wrote yet are plainly inserted; off once one of them was there after
+    /// all (a result table written by someone else too).
+    plain_inserts: bool,
+    /// A plain insert of new rows met an existing one in the current attempt.
+    new_rows_conflicted: bool,
 }
 
 const EPOCH_PLUS: &str = "timestamptz 'epoch' + interval '1 microsecond' *";
@@ -192,6 +198,8 @@ impl ResultTable {
                 .map(|a| (a.name.clone(), a.function, a.column.clone()))
                 .collect(),
             types: None,
+            plain_inserts: true,
+            new_rows_conflicted: false,
         }
     }
 
@@ -205,7 +213,7 @@ impl ResultTable {
         &mut self,
         transaction: &Transaction<'_>,
         known: &HashMap<String, String>,
-        sample: Option<&super::engine::ResultRow>,
+        sample: Option<&ResultRow>,
     ) -> Result<Vec<String>, Error> {
         if let Some(types) = &self.types {
             return Ok(types.clone());
@@ -373,106 +381,140 @@ impl ResultTable {
                     self.display()
                 )))?;
         }
-        if !delta.upserts.is_empty() {
-            let aggregates = self.aggregates.len();
-            let n = groups + aggregates;
-            // bigint columns whose values are all integers are bound as int8[] (no text to
-            // print here and parse there); the others as text, cast to the column's type.
-            let mut columns: Vec<ColumnArray> = types
-                .iter()
-                .map(|t| {
-                    if t == "bigint" {
-                        ColumnArray::Int8(Vec::with_capacity(delta.upserts.len()))
-                    } else {
-                        ColumnArray::Text(Vec::with_capacity(delta.upserts.len()))
-                    }
-                })
-                .collect();
-            let (mut starts, mut ends, mut finals) = (
-                Vec::with_capacity(delta.upserts.len()),
-                Vec::with_capacity(delta.upserts.len()),
-                Vec::with_capacity(delta.upserts.len()),
-            );
-            for row in &delta.upserts {
-                let values = row.group.iter().chain(row.values.iter());
-                for (column, value) in columns.iter_mut().zip(values) {
-                    column.push(value);
-                }
-                starts.push(system_time(row.window.start));
-                ends.push(system_time(row.window.end));
-                finals.push(row.is_final);
+        // Rows no commit wrote yet go in with a plain INSERT: ON CONFLICT inserts each one
+        // speculatively and confirms it, which costs PostgreSQL far more per new row.
+        let (new, known): (Vec<&ResultRow>, Vec<&ResultRow>) = delta
+            .upserts
+            .iter()
+            .partition(|row| row.is_new && self.plain_inserts);
+        for (rows, on_conflict) in [(new, false), (known, true)] {
+            if rows.is_empty() {
+                continue;
             }
-            let quoted_aggregates: Vec<String> = self
-                .aggregates
-                .iter()
-                .map(|(n, _, _)| quote_identifier(n))
-                .collect();
-            let mut params: Vec<&(dyn ToSql + Sync)> =
-                columns.iter().map(ColumnArray::param).collect();
-            params.push(&starts);
-            params.push(&ends);
-            params.push(&finals);
-            let cell = |i: usize| match &columns[i] {
-                ColumnArray::Int8(_) => format!("u.c{i}"),
-                ColumnArray::Text(_) => format!("u.c{i}::{}", types[i]),
-            };
-            let selected: Vec<String> = (0..groups)
-                .map(cell)
-                .chain(["u.ws".to_owned(), "u.we".to_owned()])
-                .chain((groups..n).map(cell))
-                .chain(["u.f".to_owned(), "now()".to_owned()])
-                .collect();
-            let target: Vec<String> = quoted_groups
-                .iter()
-                .cloned()
-                .chain(["window_start".to_owned(), "window_end".to_owned()])
-                .chain(quoted_aggregates.iter().cloned())
-                .chain(["_final".to_owned(), "_updated_at".to_owned()])
-                .collect();
-            let key: Vec<String> = quoted_groups
-                .iter()
-                .cloned()
-                .chain(["window_start".to_owned(), "window_end".to_owned()])
-                .collect();
+            let result = self
+                .write_rows(transaction, &types, &rows, on_conflict)
+                .await;
+            if !on_conflict
+                && let Err(Error::Sink(error)) = &result
+                && error.is_unique_violation()
+            {
+                self.new_rows_conflicted = true;
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Writes `rows` with one INSERT (`on_conflict`: updating the rows already there).
+    async fn write_rows(
+        &self,
+        transaction: &Transaction<'_>,
+        types: &[String],
+        rows: &[&ResultRow],
+        on_conflict: bool,
+    ) -> Result<(), Error> {
+        let groups = self.group_columns.len();
+        let aggregates = self.aggregates.len();
+        let n = groups + aggregates;
+        // bigint columns whose values are all integers are bound as int8[] (no text to
+        // print here and parse there); the others as text, cast to the column's type.
+        let mut columns: Vec<ColumnArray> = types
+            .iter()
+            .map(|t| {
+                if t == "bigint" {
+                    ColumnArray::Int8(Vec::with_capacity(rows.len()))
+                } else {
+                    ColumnArray::Text(Vec::with_capacity(rows.len()))
+                }
+            })
+            .collect();
+        let (mut starts, mut ends, mut finals) = (
+            Vec::with_capacity(rows.len()),
+            Vec::with_capacity(rows.len()),
+            Vec::with_capacity(rows.len()),
+        );
+        for row in rows {
+            let values = row.group.iter().chain(row.values.iter());
+            for (column, value) in columns.iter_mut().zip(values) {
+                column.push(value);
+            }
+            starts.push(system_time(row.window.start));
+            ends.push(system_time(row.window.end));
+            finals.push(row.is_final);
+        }
+        let quoted_groups = self.group_columns.iter().map(|c| quote_identifier(c));
+        let quoted_aggregates: Vec<String> = self
+            .aggregates
+            .iter()
+            .map(|(n, _, _)| quote_identifier(n))
+            .collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(ColumnArray::param).collect();
+        params.push(&starts);
+        params.push(&ends);
+        params.push(&finals);
+        let cell = |i: usize| match &columns[i] {
+            ColumnArray::Int8(_) => format!("u.c{i}"),
+            ColumnArray::Text(_) => format!("u.c{i}::{}", types[i]),
+        };
+        let selected: Vec<String> = (0..groups)
+            .map(cell)
+            .chain(["u.ws".to_owned(), "u.we".to_owned()])
+            .chain((groups..n).map(cell))
+            .chain(["u.f".to_owned(), "now()".to_owned()])
+            .collect();
+        let key: Vec<String> = quoted_groups
+            .chain(["window_start".to_owned(), "window_end".to_owned()])
+            .collect();
+        let target: Vec<String> = key
+            .iter()
+            .cloned()
+            .chain(quoted_aggregates.iter().cloned())
+            .chain(["_final".to_owned(), "_updated_at".to_owned()])
+            .collect();
+        let on_conflict = if on_conflict {
             let updates: Vec<String> = quoted_aggregates
                 .iter()
                 .chain(&["_final".to_owned(), "_updated_at".to_owned()])
                 .map(|c| format!("{c} = EXCLUDED.{c}"))
                 .collect();
-            let sql = format!(
-                "INSERT INTO {table} ({target}) SELECT {selected} FROM {rows}
-                 ON CONFLICT ({key}) DO UPDATE SET {updates}",
-                table = self.table,
-                target = target.join(", "),
-                selected = selected.join(", "),
-                rows = unnested(
-                    columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
-                        .chain([
-                            format!("${}::timestamptz[]", n + 1),
-                            format!("${}::timestamptz[]", n + 2),
-                            format!("${}::bool[]", n + 3),
-                        ]),
-                    (0..n).map(|i| format!("c{i}")).chain([
-                        "ws".to_owned(),
-                        "we".to_owned(),
-                        "f".to_owned()
+            format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key.join(", "),
+                updates.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "INSERT INTO {table} ({target}) SELECT {selected} FROM {rows}{on_conflict}",
+            table = self.table,
+            target = target.join(", "),
+            selected = selected.join(", "),
+            rows = unnested(
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
+                    .chain([
+                        format!("${}::timestamptz[]", n + 1),
+                        format!("${}::timestamptz[]", n + 2),
+                        format!("${}::bool[]", n + 3),
                     ]),
-                    "u"
-                ),
-                key = key.join(", "),
-                updates = updates.join(", "),
-            );
-            transaction
-                .execute(&sql, &params)
-                .await
-                .map_err(Error::database(format!(
-                    "writing results into {}",
-                    self.display()
-                )))?;
-        }
+                (0..n).map(|i| format!("c{i}")).chain([
+                    "ws".to_owned(),
+                    "we".to_owned(),
+                    "f".to_owned()
+                ]),
+                "u"
+            ),
+        );
+        transaction
+            .execute(&sql, &params)
+            .await
+            .map_err(Error::database(format!(
+                "writing results into {}",
+                self.display()
+            )))?;
         Ok(())
     }
 }
@@ -621,7 +663,17 @@ pub async fn commit(
     delta: &CommitDelta,
     progress: &Progress<'_>,
 ) -> Result<(), Error> {
-    let result = commit_transaction(client, table, delta, progress).await;
+    let mut result = commit_transaction(client, table, delta, progress).await;
+    if result.is_err() && std::mem::take(&mut table.new_rows_conflicted) {
+        // Nothing of the attempt is committed: the same commit again, every row upserted.
+        warn!(
+            connector = progress.connector, table = %table.display(),
+            "a result row thought new was already in the table; results are upserted from now on"
+        );
+        table.plain_inserts = false;
+        table.forget();
+        result = commit_transaction(client, table, delta, progress).await;
+    }
     if result.is_err() {
         table.forget();
     }
