@@ -70,6 +70,16 @@ pub struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap_servers: String,
+    /// A librdkafka property for the stage's clients, `key=value` (repeatable), as the
+    /// worker's `[kafka]` overrides would set it.
+    #[arg(long = "kafka-property", value_parser = key_value)]
+    kafka_properties: Vec<(String, String)>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
 /// splitmix64: a small, seeded, reproducible generator.
@@ -346,7 +356,8 @@ const DIFFERENCE: &str = "
 
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     let postgres = Postgres::from_env()?;
-    let settings = ClientSettings::new(&args.bootstrap_servers);
+    let mut settings = ClientSettings::new(&args.bootstrap_servers);
+    settings.overrides.clone_from(&args.kafka_properties);
     let topic = format!(
         "tributary-bench-window-{}",
         std::time::SystemTime::now()

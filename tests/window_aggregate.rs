@@ -441,6 +441,108 @@ async fn session_windows_equal_gaps_and_islands() {
     source.stop().await.expect("source stops");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_change_topics_aggregate_as_json_ones_do() {
+    let registry = crate::source_avro::Registry::start().await;
+    let mut fixture = SourceFixture::new().await;
+    fixture
+        .db
+        .client()
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount numeric(10,2),
+                                  created_at timestamp NOT NULL)",
+        )
+        .await
+        .expect("schema");
+    let avro = [
+        ("key.converter", "io.confluent.connect.avro.AvroConverter"),
+        ("key.converter.schema.registry.url", registry.url.as_str()),
+        ("value.converter", "io.confluent.connect.avro.AvroConverter"),
+        ("value.converter.schema.registry.url", registry.url.as_str()),
+    ];
+    let topic = fixture.table_topic("orders");
+    fixture.topic(&topic).await;
+    let mut source = InProcessSource::start(
+        fixture.config("public.orders", &avro),
+        fixture.destination(),
+    );
+    source.wait_until_streaming(&fixture).await;
+    let target = TestDatabase::create().await;
+    let mut keys = aggregate_keys(&[("window.type", "tumbling"), ("window.size", "5m")]);
+    keys.extend(avro);
+    let config = window_config(&target, &unique_name("window"), &topic, &keys);
+    let client = fixture.db.client();
+    let mut stage = InProcessWindow::start(config);
+    for transaction in workload(11, 15, true) {
+        client.batch_execute(&transaction).await.expect("workload");
+    }
+    wait_until_equal(
+        &mut stage,
+        client,
+        &fixed_windows_query(300, 300),
+        target.client(),
+        RESULT_QUERY,
+    )
+    .await;
+    stage.stop().await;
+    source.stop().await.expect("source stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_stops_the_stage_at_its_position_every_time() {
+    let input = TestTopic::create(1).await;
+    let target = TestDatabase::create().await;
+    let config = || {
+        window_config(
+            &target,
+            "unreadable",
+            &input.name,
+            &[
+                ("value.converter.schemas.enable", "false"),
+                ("key.converter.schemas.enable", "false"),
+                ("event.time.field", "ts"),
+                ("group.by", "g"),
+                ("aggregates", "n=count(*)"),
+                ("window.type", "tumbling"),
+                ("window.size", "10s"),
+            ],
+        )
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka::bootstrap_servers())
+        .create()
+        .expect("producer");
+    send(&producer, &input.name, 0, 1, 1, 1_000).await;
+    producer
+        .send(
+            FutureRecord::to(&input.name)
+                .partition(0)
+                .key(r#"{"id": 2}"#)
+                .payload("{not json"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(err, _)| panic!("cannot send a test record: {err}"));
+    send(&producer, &input.name, 0, 3, 1, 2_000).await;
+    let expected = format!("record {}/0@1: the value is not JSON", input.name);
+    for attempt in 0..2 {
+        let stage = InProcessWindow::start(config());
+        let ended = tokio::time::timeout(Duration::from_secs(30), stage.task)
+            .await
+            .expect("the stage stops on the unreadable record")
+            .expect("the window task does not panic");
+        let error = ended
+            .expect_err("an unreadable record is an error")
+            .to_string();
+        assert!(
+            error.starts_with(&expected),
+            "attempt {attempt}: {error:?} does not start with {expected:?}"
+        );
+        // Nothing of the batch holding it was committed: a restart meets it again.
+        assert_eq!(rows(target.client()).await, "", "attempt {attempt}");
+    }
+}
+
 /// A hand-written Debezium insert (schemaless JSON), event time `ts` in epoch milliseconds.
 async fn send(
     producer: &FutureProducer,

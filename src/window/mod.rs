@@ -2,8 +2,10 @@
 //! PostgreSQL analytics table, exactly once.
 //!
 //! ```text
-//!  change topics ──► task (read_committed, seeks to stored offsets)
+//!  change topics ──► reading thread (read_committed, seeks to stored offsets)
 //!                      │ decode: op, before/after image, event time, group key, inputs
+//!                      ▼ one batch ahead
+//!                    task
 //!                      ▼
 //!                    engine (pure): retract old image, add new; cells per (window, group);
 //!                      │            watermark = min over active partitions (max t − D)
@@ -22,6 +24,7 @@ mod aggregate;
 mod config;
 mod decode;
 mod engine;
+mod read;
 mod state_codec;
 mod store;
 mod task;

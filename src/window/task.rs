@@ -6,9 +6,9 @@
 //! commits, so none is lost; after a crash between the two they are sent again (the late topic
 //! is at-least-once, the result table exactly-once).
 //!
-//! A commit runs in a task of its own while the next changes are read and applied, so the
-//! database's work and the stage's overlap; one commit at a time, in order: the next waits for
-//! it before it starts.
+//! Three things overlap: the reading thread (`read.rs`) consumes and decodes the next batch,
+//! this task applies the current one to the engine, and a commit runs in a task of its own
+//! (one at a time, in order: the next waits for it before it starts).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -30,24 +30,22 @@ use tracing::{debug, info, warn};
 use super::{
     Error,
     config::WindowAggregateConfig,
-    decode::{DecodeError, Decoded, Decoder},
+    decode::{DecodeError, Decoded},
     engine::{Applied, CommitDelta, Engine, EngineSpec, LateNotice},
+    read::{Outcome, Reader},
     state_codec::StateLog,
     store::{self, Progress, ResultTable, StateLogSize, StateWrite},
     watermark::{PartitionId, WatermarkTracker},
 };
 use crate::{
-    config::Converter,
     kafka::{ClientSettings, TopicAdmin, TopicSpec, idempotent_producer, read_committed_consumer},
     metrics::ConsumerMetrics,
     sink::postgres::{
         self as sink,
-        avro::AvroReader,
         batch::Record,
         config::TopicSelection,
         connection::connect_to,
-        record::{Document, SchemaCache},
-        task::{avro_reader, json_document, next_batch, topic_partitions, with_prefetch_bounds},
+        task::{topic_partitions, with_prefetch_bounds},
         writer::claim_generation,
     },
 };
@@ -149,6 +147,7 @@ pub async fn run_with_metrics(
         watermark = ?tracker.current(), "window stage started"
     );
 
+    let mut reader = Reader::start(Arc::clone(&config), Arc::clone(&consumer), &shutdown)?;
     let mut task = Task {
         config: &config,
         application_name,
@@ -156,12 +155,7 @@ pub async fn run_with_metrics(
         pending: None,
         state_log,
         consumer: &consumer,
-        decoder: Decoder::new(&config),
-        readers: Readers {
-            key: avro_reader(&config.key_converter),
-            value: avro_reader(&config.value_converter),
-            json_schemas: SchemaCache::default(),
-        },
+        column_types: HashMap::new(),
         engine,
         tracker,
         late_events,
@@ -175,7 +169,6 @@ pub async fn run_with_metrics(
     task.committed_watermark = task.tracker.current();
     let mut last_commit = Instant::now();
     let mut last_refresh = Instant::now();
-    let mut recycled = None;
     loop {
         if last_refresh.elapsed() >= TOPIC_REFRESH {
             assign_new_partitions(
@@ -188,19 +181,19 @@ pub async fn run_with_metrics(
             .await?;
             last_refresh = Instant::now();
         }
-        let Some(batch) =
-            next_batch(&consumer, config.batch_size, 0, recycled.take(), &shutdown).await?
-        else {
+        let Some(decoded) = reader.next().await? else {
             task.commit().await?;
             task.finish_pending().await?;
             info!(connector = %config.name, "window stage stopped");
             return Ok(());
         };
-        for record in batch.iter() {
-            task.process(record).await?;
+        if let Some(types) = decoded.column_types {
+            task.column_types = types;
         }
-        // The batch's buffers are filled again by the next one.
-        recycled = Some(batch);
+        for (record, outcome) in decoded.batch.iter().zip(decoded.outcomes) {
+            task.apply(record, outcome)?;
+        }
+        reader.recycle(decoded.batch);
         let watermark = task.tracker.advance(Instant::now());
         task.engine.set_watermark(watermark);
         if last_commit.elapsed() >= config.commit_interval {
@@ -208,13 +201,6 @@ pub async fn run_with_metrics(
             last_commit = Instant::now();
         }
     }
-}
-
-/// Avro readers for keys and values written with the AvroConverter, and the JSON schemas seen.
-struct Readers {
-    key: Option<AvroReader>,
-    value: Option<AvroReader>,
-    json_schemas: SchemaCache,
 }
 
 struct LateEvents {
@@ -233,8 +219,8 @@ struct Task<'a> {
     /// The stored state log's size once the commits so far are done.
     state_log: StateLogSize,
     consumer: &'a Arc<StreamConsumer>,
-    decoder: Decoder,
-    readers: Readers,
+    /// PostgreSQL types of the group and input columns, as the decoder last saw them.
+    column_types: HashMap<String, String>,
     engine: Engine,
     tracker: WatermarkTracker,
     late_events: Option<LateEvents>,
@@ -250,8 +236,10 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    async fn process(&mut self, message: Record<'_>) -> Result<(), Error> {
+    /// Feeds a decoded record to the watermark and the engine.
+    fn apply(&mut self, message: Record<'_>, outcome: Outcome) -> Result<(), Error> {
         let id: PartitionId = (message.topic().to_owned(), message.partition());
+        let id = &id;
         let position = || {
             format!(
                 "{}/{}@{}",
@@ -262,69 +250,10 @@ impl Task<'_> {
         };
         self.offsets.insert(id.clone(), message.offset() + 1);
         self.read_since_commit += 1;
-        let value = message.payload().filter(|v| !v.is_empty());
-        let key = message.key().filter(|k| !k.is_empty());
-        let fast = match (
-            value,
-            &self.config.key_converter,
-            &self.config.value_converter,
-        ) {
-            (
-                Some(value),
-                Converter::Json {
-                    schemas_enable: key_schemas,
-                },
-                Converter::Json {
-                    schemas_enable: value_schemas,
-                },
-            ) => self
-                .decoder
-                .decode_json(key, value, *key_schemas, *value_schemas),
-            _ => None,
-        };
-        let decoded = match fast {
-            Some(decoded) => decoded,
-            None => self.decode_documents(key, value, &position).await?,
-        };
-        self.apply(message, &id, decoded, &position)
-    }
-
-    /// Reads key and value as Connect documents (JSON or Avro) and decodes them.
-    async fn decode_documents(
-        &mut self,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        position: &impl Fn() -> String,
-    ) -> Result<Result<Decoded, DecodeError>, Error> {
-        let value = read_document(
-            value,
-            self.readers.value.as_mut(),
-            &self.config.value_converter,
-            &mut self.readers.json_schemas,
-            "value",
-            position,
-        )
-        .await?;
-        let key = read_document(
-            key,
-            self.readers.key.as_mut(),
-            &self.config.key_converter,
-            &mut self.readers.json_schemas,
-            "key",
-            position,
-        )
-        .await?;
-        Ok(self.decoder.decode(key, value))
-    }
-
-    /// Feeds a decoded record to the watermark and the engine.
-    fn apply(
-        &mut self,
-        message: Record<'_>,
-        id: &PartitionId,
-        decoded: Result<Decoded, DecodeError>,
-        position: &impl Fn() -> String,
-    ) -> Result<(), Error> {
+        let decoded = outcome.map_err(|message| Error::Record {
+            position: position(),
+            message,
+        })?;
         let now = Instant::now();
         match decoded {
             Ok(Decoded::Ignored) => self.tracker.touch(id, false, now),
@@ -394,7 +323,7 @@ impl Task<'_> {
             generation: self.generation,
             tracker: self.tracker.clone(),
             offsets: std::mem::take(&mut self.offsets),
-            column_types: self.decoder.column_types().clone(),
+            column_types: self.column_types.clone(),
             read: std::mem::take(&mut self.read_since_commit),
         };
         self.state_log =
@@ -496,38 +425,6 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
-    }
-}
-
-/// A key or value as a Connect document (`None`: absent or empty).
-async fn read_document(
-    bytes: Option<&[u8]>,
-    reader: Option<&mut AvroReader>,
-    converter: &Converter,
-    schemas: &mut SchemaCache,
-    part: &str,
-    position: &impl Fn() -> String,
-) -> Result<Option<Document>, Error> {
-    let Some(bytes) = bytes else {
-        return Ok(None);
-    };
-    match reader {
-        None => json_document(bytes, converter, schemas)
-            .map(Some)
-            .map_err(|_| Error::Record {
-                position: position(),
-                message: format!("the {part} is not JSON; the stage reads Connect JSON or Avro"),
-            }),
-        Some(reader) => match reader.document(bytes).await {
-            Ok(document) => Ok(Some(document)),
-            Err(error) if error.is_transient() => {
-                Err(sink::Error::Registry(error.to_string()).into())
-            }
-            Err(error) => Err(Error::Record {
-                position: position(),
-                message: format!("the {part} cannot be read: {error}"),
-            }),
-        },
     }
 }
 
