@@ -132,7 +132,7 @@ impl Decoder {
         let Some(op) = op else {
             // A flattened record (ExtractNewRecordState): the value is the row.
             let image = Image {
-                row: Some(payload),
+                row: Some(Row::Object(payload)),
                 schema,
             };
             return Ok(self.change(
@@ -151,7 +151,7 @@ impl Decoder {
         let source = SourceInfo::of(&payload.remove("source").unwrap_or(Json::Null));
         let field = |name: &str| schema.as_ref().and_then(|s| s.field(name)).cloned();
         let object = |json: Option<Json>| match json {
-            Some(Json::Object(row)) => Some(row),
+            Some(Json::Object(row)) => Some(Row::Object(row)),
             _ => None,
         };
         let before = Image {
@@ -224,7 +224,7 @@ impl Decoder {
             None => SourceInfo::default(),
         };
         let columns = WantedColumns(&self.columns);
-        let row = |raw: Option<&RawValue>| -> Option<Option<Map<String, Json>>> {
+        let row = |raw: Option<&RawValue>| -> Option<Option<Row>> {
             match raw {
                 None => Some(None),
                 Some(raw) => {
@@ -258,7 +258,7 @@ impl Decoder {
         kind: ChangeKind,
         snapshot_record: bool,
         source: SourceInfo,
-        row_key: Option<Box<str>>,
+        row_key: Option<Arc<str>>,
         before: Image,
         after: Image,
     ) -> Decoded {
@@ -273,7 +273,7 @@ impl Decoder {
         // to this event, not to the image's own.
         let before_image = match (&before.row, &self.event_time) {
             (Some(row), EventTimeField::Column(column))
-                if row.get(column).is_some_and(|v| !v.is_null()) =>
+                if self.field(row, column).is_some_and(|v| !v.is_null()) =>
             {
                 Some(self.image(row, before.schema.as_deref(), source.time))
             }
@@ -299,17 +299,19 @@ impl Decoder {
 
     fn image(
         &self,
-        row: &Map<String, Json>,
+        row: &Row,
         schema: Option<&FieldSchema>,
         source_time: Option<Micros>,
     ) -> Result<Contribution, ImageProblem> {
         let field_schema = |name: &str| schema.and_then(|s| s.field(name)).map(|s| &**s);
         let time = match &self.event_time {
             EventTimeField::SourceTimestamp => source_time.ok_or(ImageProblem::InvalidEventTime)?,
-            EventTimeField::Column(column) => event_time(row.get(column), field_schema(column))
-                .map_err(|_| ImageProblem::InvalidEventTime)?,
+            EventTimeField::Column(column) => {
+                event_time(self.field(row, column), field_schema(column))
+                    .map_err(|_| ImageProblem::InvalidEventTime)?
+            }
         };
-        let value = |name: &String| self.value(name, row.get(name), field_schema(name));
+        let value = |name: &String| self.value(name, self.field(row, name), field_schema(name));
         let group: Vec<Value> = self.group_by.iter().map(value).collect();
         if group.contains(&Value::Null) {
             return Err(ImageProblem::NullGroupKey);
@@ -319,6 +321,17 @@ impl Decoder {
             group: group.into(),
             inputs: self.inputs.iter().map(value).collect(),
         })
+    }
+
+    /// A field of a row (`None`: absent).
+    fn field<'r>(&self, row: &'r Row, name: &str) -> Option<&'r Json> {
+        match row {
+            Row::Object(object) => object.get(name),
+            Row::Wanted(values) => {
+                let index = self.columns.iter().position(|c| c == name)?;
+                values.get(index)?.as_ref()
+            }
+        }
     }
 
     /// A field as a typed value: integers, exact decimals and booleans by their schema; other
@@ -373,10 +386,18 @@ impl Decoder {
     }
 }
 
+/// A row's fields as read: the whole object (the general path), or only the columns the
+/// stage reads, in [`Decoder`]'s `columns` order (the JSON path: no map, no names kept).
+#[derive(Debug)]
+enum Row {
+    Object(Map<String, Json>),
+    Wanted(Vec<Option<Json>>),
+}
+
 /// A row image as read: the row's fields (or none) and its Connect schema.
 #[derive(Debug, Default)]
 struct Image {
-    row: Option<Map<String, Json>>,
+    row: Option<Row>,
     schema: Option<Arc<FieldSchema>>,
 }
 
@@ -508,14 +529,14 @@ fn change_kind(op: &str) -> Result<Option<ChangeKind>, DecodeError> {
 }
 
 /// The row key: the record key's payload as compact JSON text (`None` for a null key).
-fn row_key_text(payload: &Json) -> Option<Box<str>> {
-    (!payload.is_null()).then(|| payload.to_string().into_boxed_str())
+fn row_key_text(payload: &Json) -> Option<Arc<str>> {
+    (!payload.is_null()).then(|| payload.to_string().into())
 }
 
 impl Decoder {
     /// A Connect JSON key's row key: the payload's compact JSON text (`None` for a null
     /// payload); `None` outside when the key is not the JSON `decode_json` expects.
-    fn row_key(&mut self, key: &[u8], schemas: bool) -> Option<Option<Box<str>>> {
+    fn row_key(&mut self, key: &[u8], schemas: bool) -> Option<Option<Arc<str>>> {
         let known = schemas
             .then(|| {
                 key.strip_prefix(br#"{"schema":"#)?
@@ -553,7 +574,7 @@ impl Decoder {
 struct WantedColumns<'c>(&'c [String]);
 
 impl<'de> DeserializeSeed<'de> for WantedColumns<'_> {
-    type Value = Map<String, Json>;
+    type Value = Row;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
@@ -561,23 +582,25 @@ impl<'de> DeserializeSeed<'de> for WantedColumns<'_> {
 }
 
 impl<'de> Visitor<'de> for WantedColumns<'_> {
-    type Value = Map<String, Json>;
+    type Value = Row;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a row object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut row = Map::new();
+        let mut values = vec![None; self.0.len()];
         // Borrowed names only: an escaped name makes the record take the general path.
         while let Some(name) = map.next_key::<&'de str>()? {
-            if self.0.iter().any(|wanted| wanted == name) {
-                row.insert(name.to_owned(), map.next_value()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+            match self.0.iter().position(|wanted| wanted == name) {
+                // A repeated name: the last value counts, as in a parsed object.
+                Some(index) => values[index] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        Ok(row)
+        Ok(Row::Wanted(values))
     }
 }
 

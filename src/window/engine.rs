@@ -16,7 +16,10 @@
 //! Sessions merge when their spans `[t, t + gap)` touch or overlap; a retraction does not split a
 //! session.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, hash_map::Entry},
+    sync::Arc,
+};
 
 use foldhash::HashMap;
 
@@ -81,12 +84,16 @@ pub enum ChangeKind {
     Delete,
 }
 
+/// A row's identity: the record key's payload as compact JSON text. Shared, since the row
+/// images, their expiry queue and the changes since the last commit all name it.
+pub type RowKey = Arc<str>;
+
 /// A decoded change event.
 #[derive(Debug, Clone)]
 pub struct ChangeInput {
     pub kind: ChangeKind,
     /// The record key's identity (the primary key); `None` for keyless tables.
-    pub row_key: Option<Box<str>>,
+    pub row_key: Option<RowKey>,
     /// The `before` image when it has the fields (not a key-only image).
     pub before: Option<Result<Contribution, ImageProblem>>,
     pub after: Option<Result<Contribution, ImageProblem>>,
@@ -189,20 +196,20 @@ pub struct Engine {
     cells: BTreeMap<Window, HashMap<GroupKey, Cell>>,
     /// Sessions per group: start → end.
     sessions: HashMap<GroupKey, BTreeMap<Micros, Micros>>,
-    rows: HashMap<Box<str>, RowImage>,
+    rows: HashMap<RowKey, RowImage>,
     watermark: Option<Micros>,
     /// The watermark up to which row images were purged.
     purged_at: Option<Micros>,
     /// Row keys by the watermark after which their image can go (tumbling and hopping
     /// windows), so that purging does not scan every image at every commit. An entry whose
     /// image changed since is checked and skipped.
-    expiry: BTreeMap<Micros, Vec<Box<str>>>,
+    expiry: BTreeMap<Micros, Vec<RowKey>>,
     /// Cells changed since the last commit, each with whether the stored state held it then
     /// (the state mirrors memory at each commit): one created and removed in between was
     /// never written, so there is nothing to delete.
     dirty_cells: HashMap<(Window, GroupKey), bool>,
     /// Row images changed since the last commit, with whether the stored state held one then.
-    dirty_rows: HashMap<Box<str>, bool>,
+    dirty_rows: HashMap<RowKey, bool>,
     /// Reused for window assignment.
     scratch: Vec<Window>,
 }
@@ -270,6 +277,7 @@ impl Engine {
                 {
                     return Applied::Duplicate;
                 }
+                let had_image = stored.is_some();
                 let old = match (stored, change.kind) {
                     (Some(image), _) => Some(Ok(image.contribution.clone())),
                     (None, ChangeKind::Insert) => None,
@@ -286,10 +294,8 @@ impl Engine {
                     self.add_image(change.after, &mut notice)
                 };
                 if let Some(key) = change.row_key {
-                    if !self.dirty_rows.contains_key(&key) {
-                        let stored = self.rows.contains_key(&key);
-                        self.dirty_rows.insert(key.clone(), stored);
-                    }
+                    // Whether an image was held before this change, as looked up above.
+                    self.dirty_rows.entry(Arc::clone(&key)).or_insert(had_image);
                     match added {
                         Some(contribution) => {
                             self.keep_row(
@@ -358,22 +364,24 @@ impl Engine {
     }
 
     fn add_to_cell(&mut self, window: Window, contribution: &Contribution) {
-        let groups = self.cells.entry(window).or_default();
-        let existed = groups.contains_key(&contribution.group);
-        if !existed {
-            let fresh = Cell {
-                live_rows: 0,
-                accumulators: self
-                    .spec
-                    .aggregates
-                    .iter()
-                    .map(|(function, _)| Accumulator::new(*function))
-                    .collect(),
-            };
-            groups.insert(Arc::clone(&contribution.group), fresh);
-        }
-        let Some(cell) = groups.get_mut(&contribution.group) else {
-            return;
+        let aggregates = &self.spec.aggregates;
+        let (cell, existed) = match self
+            .cells
+            .entry(window)
+            .or_default()
+            .entry(Arc::clone(&contribution.group))
+        {
+            Entry::Occupied(held) => (held.into_mut(), true),
+            Entry::Vacant(fresh) => (
+                fresh.insert(Cell {
+                    live_rows: 0,
+                    accumulators: aggregates
+                        .iter()
+                        .map(|(function, _)| Accumulator::new(*function))
+                        .collect(),
+                }),
+                false,
+            ),
         };
         cell.live_rows += 1;
         for (accumulator, (_, input)) in cell.accumulators.iter_mut().zip(&self.spec.aggregates) {
@@ -688,7 +696,7 @@ impl Engine {
                     }
                 }
                 ROW_STORED => {
-                    let key: Box<str> = input.str()?.into();
+                    let key: RowKey = input.str()?.into();
                     let time = input.i64()?;
                     let group = decode_group(&mut input)?;
                     let inputs = decode_values(&mut input)?.into();
@@ -724,7 +732,7 @@ impl Engine {
             .saturating_add(self.spec.allowed_lateness)
     }
 
-    fn keep_row(&mut self, key: Box<str>, image: RowImage) {
+    fn keep_row(&mut self, key: RowKey, image: RowImage) {
         if !matches!(self.spec.kind, WindowKind::Session { .. }) {
             let horizon = self.horizon(image.contribution.time);
             self.expiry.entry(horizon).or_default().push(key.clone());
@@ -741,7 +749,7 @@ impl Engine {
             return;
         }
         self.purged_at = Some(watermark);
-        let expired: Vec<Box<str>> = if matches!(self.spec.kind, WindowKind::Session { .. }) {
+        let expired: Vec<RowKey> = if matches!(self.spec.kind, WindowKind::Session { .. }) {
             // A session's end moves with its rows: scan.
             self.rows
                 .iter()

@@ -35,6 +35,7 @@ use super::{
     read::{Outcome, Reader},
     state_codec::StateLog,
     store::{self, Progress, ResultTable, StateLogSize, StateWrite},
+    time::Micros,
     watermark::{PartitionId, WatermarkTracker},
 };
 use crate::{
@@ -42,7 +43,7 @@ use crate::{
     metrics::ConsumerMetrics,
     sink::postgres::{
         self as sink,
-        batch::Record,
+        batch::{Batch, Record},
         config::TopicSelection,
         connection::connect_to,
         task::{topic_partitions, with_prefetch_bounds},
@@ -190,9 +191,7 @@ pub async fn run_with_metrics(
         if let Some(types) = decoded.column_types {
             task.column_types = types;
         }
-        for (record, outcome) in decoded.batch.iter().zip(decoded.outcomes) {
-            task.apply(record, outcome)?;
-        }
+        task.apply_batch(&decoded.batch, decoded.outcomes)?;
         reader.recycle(decoded.batch);
         let watermark = task.tracker.advance(Instant::now());
         task.engine.set_watermark(watermark);
@@ -236,58 +235,87 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    /// Feeds a decoded record to the watermark and the engine.
-    fn apply(&mut self, message: Record<'_>, outcome: Outcome) -> Result<(), Error> {
-        let id: PartitionId = (message.topic().to_owned(), message.partition());
-        let id = &id;
-        let position = || {
-            format!(
-                "{}/{}@{}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            )
-        };
-        self.offsets.insert(id.clone(), message.offset() + 1);
-        self.read_since_commit += 1;
-        let decoded = outcome.map_err(|message| Error::Record {
-            position: position(),
-            message,
-        })?;
+    /// Feeds a decoded batch to the watermark and the engine, in order; the first record that
+    /// cannot be applied stops it (and the stage) with its position.
+    fn apply_batch(&mut self, batch: &Batch, outcomes: Vec<Outcome>) -> Result<(), Error> {
+        // What the batch tells of one partition, noted when the batch moves to another: the
+        // watermark is advanced after the batch, so a batch's records can be noted at once.
+        let mut run: Option<PartitionRun> = None;
         let now = Instant::now();
-        match decoded {
-            Ok(Decoded::Ignored) => self.tracker.touch(id, false, now),
-            Ok(Decoded::Change {
-                change,
-                time,
-                in_snapshot,
-            }) => {
-                self.tracker.touch(id, in_snapshot, now);
-                if let Some(time) = time {
-                    self.tracker.observe(id, time);
+        for (message, outcome) in batch.iter().zip(outcomes) {
+            let same = run
+                .as_ref()
+                .is_some_and(|r| r.id.1 == message.partition() && r.id.0 == message.topic());
+            if !same {
+                if let Some(done) = run.take() {
+                    self.note_partition(done, now);
                 }
-                match self.engine.apply(change) {
-                    Applied::Done => {}
-                    Applied::Duplicate => {
-                        debug!(connector = %self.config.name, record = %position(), "duplicate change dropped");
+                run = Some(PartitionRun::new(&message));
+            }
+            let Some(current) = run.as_mut() else {
+                continue;
+            };
+            current.next_offset = message.offset() + 1;
+            current.in_snapshot = false;
+            self.read_since_commit += 1;
+            let position = || {
+                format!(
+                    "{}/{}@{}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                )
+            };
+            let decoded = outcome.map_err(|message| Error::Record {
+                position: position(),
+                message,
+            })?;
+            match decoded {
+                Ok(Decoded::Ignored) => {}
+                Ok(Decoded::Change {
+                    change,
+                    time,
+                    in_snapshot,
+                }) => {
+                    current.in_snapshot = in_snapshot;
+                    if let Some(time) = time {
+                        current.max_time = Some(current.max_time.map_or(time, |m| m.max(time)));
                     }
-                    Applied::Late(notice) => self.late.push((message.to_message(), notice)),
+                    match self.engine.apply(change) {
+                        Applied::Done => {}
+                        Applied::Duplicate => {
+                            debug!(connector = %self.config.name, record = %position(), "duplicate change dropped");
+                        }
+                        Applied::Late(notice) => self.late.push((message.to_message(), notice)),
+                    }
                 }
-            }
-            Err(DecodeError::Truncate) => {
-                return Err(Error::Record {
-                    position: position(),
-                    message: DecodeError::Truncate.to_string(),
-                });
-            }
-            Err(DecodeError::Shape(message)) => {
-                return Err(Error::Record {
-                    position: position(),
-                    message,
-                });
+                Err(DecodeError::Truncate) => {
+                    return Err(Error::Record {
+                        position: position(),
+                        message: DecodeError::Truncate.to_string(),
+                    });
+                }
+                Err(DecodeError::Shape(message)) => {
+                    return Err(Error::Record {
+                        position: position(),
+                        message,
+                    });
+                }
             }
         }
+        if let Some(done) = run {
+            self.note_partition(done, now);
+        }
         Ok(())
+    }
+
+    /// Notes a partition's records of a batch: its next offset and its watermark clock.
+    fn note_partition(&mut self, run: PartitionRun, now: Instant) {
+        self.tracker.touch(&run.id, run.in_snapshot, now);
+        if let Some(time) = run.max_time {
+            self.tracker.observe(&run.id, time);
+        }
+        self.offsets.insert(run.id, run.next_offset);
     }
 
     /// Starts committing what was read since the last commit (nothing when nothing changed),
@@ -469,6 +497,26 @@ async fn assign_new_partitions(
         assigned.insert(id);
     }
     Ok(())
+}
+
+/// Consecutive records of one partition in a batch, as the watermark and the offsets see them.
+struct PartitionRun {
+    id: PartitionId,
+    next_offset: i64,
+    /// The last record's snapshot flag (a record without a change is not in a snapshot).
+    in_snapshot: bool,
+    max_time: Option<Micros>,
+}
+
+impl PartitionRun {
+    fn new(first: &Record<'_>) -> Self {
+        Self {
+            id: (first.topic().to_owned(), first.partition()),
+            next_offset: first.offset() + 1,
+            in_snapshot: false,
+            max_time: None,
+        }
+    }
 }
 
 /// One commit, owned, so that it runs while the stage goes on.
