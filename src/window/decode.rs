@@ -178,17 +178,6 @@ impl Decoder {
         key_schemas: bool,
         value_schemas: bool,
     ) -> Option<Result<Decoded, DecodeError>> {
-        #[derive(Deserialize)]
-        struct Payload<'a> {
-            #[serde(borrow)]
-            op: Option<&'a str>,
-            #[serde(borrow)]
-            before: Option<&'a RawValue>,
-            #[serde(borrow)]
-            after: Option<&'a RawValue>,
-            #[serde(borrow)]
-            source: Option<&'a RawValue>,
-        }
         let known = if value_schemas {
             self.schemas.split_known(value)
         } else {
@@ -208,7 +197,10 @@ impl Decoder {
         if payload == "null" {
             return Some(Ok(Decoded::Ignored));
         }
-        let payload: Payload<'_> = serde_json::from_str(payload).ok()?;
+        let columns = WantedColumns(&self.columns);
+        let mut reader = serde_json::Deserializer::from_str(payload);
+        let payload = PayloadSeed(columns).deserialize(&mut reader).ok()?;
+        reader.end().ok()?;
         let op = payload.op?;
         let row_key = match key {
             None => None,
@@ -219,27 +211,17 @@ impl Decoder {
             Ok(None) => return Some(Ok(Decoded::Ignored)),
             Err(error) => return Some(Err(error)),
         };
-        let source = match payload.source {
-            Some(source) => SourceInfo::of_raw(source)?,
+        let source = match &payload.source {
+            Some(fields) => SourceInfo::of_fields(fields)?,
             None => SourceInfo::default(),
-        };
-        let columns = WantedColumns(&self.columns);
-        let row = |raw: Option<&RawValue>| -> Option<Option<Row>> {
-            match raw {
-                None => Some(None),
-                Some(raw) => {
-                    let mut reader = serde_json::Deserializer::from_str(raw.get());
-                    columns.deserialize(&mut reader).ok().map(Some)
-                }
-            }
         };
         let field = |name: &str| schema.as_ref().and_then(|s| s.field(name)).cloned();
         let before = Image {
-            row: row(payload.before)?,
+            row: payload.before,
             schema: field("before"),
         };
         let after = Image {
-            row: row(payload.after)?,
+            row: payload.after,
             schema: field("after"),
         };
         Some(Ok(self.change(
@@ -435,12 +417,18 @@ impl SourceInfo {
     }
 
     /// From the raw `source` object; `None` when it is not one.
+    #[cfg(test)]
     fn of_raw(source: &RawValue) -> Option<Self> {
         if source.get() == "null" {
             return Some(Self::default());
         }
         let fields: Fields<'_> = serde_json::from_str(source.get()).ok()?;
-        if let Some(info) = Self::of_plain_fields(&fields) {
+        Self::of_fields(&fields)
+    }
+
+    /// From the `source` fields as read; `None` when one is not what Debezium writes.
+    fn of_fields(fields: &Fields<'_>) -> Option<Self> {
+        if let Some(info) = Self::of_plain_fields(fields) {
             return Some(info);
         }
         let json = |raw: Option<&RawValue>| -> Option<Option<Json>> {
@@ -601,6 +589,87 @@ impl<'de> Visitor<'de> for WantedColumns<'_> {
             }
         }
         Ok(Row::Wanted(values))
+    }
+}
+
+/// The fields of a change payload the stage reads, parsed in one pass: the images straight
+/// into their wanted columns, `source` into its raw fields, everything else skipped.
+struct Payload<'de> {
+    op: Option<&'de str>,
+    before: Option<Row>,
+    after: Option<Row>,
+    source: Option<Fields<'de>>,
+}
+
+#[derive(Clone, Copy)]
+struct PayloadSeed<'c>(WantedColumns<'c>);
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
+    type Value = Payload<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PayloadSeed<'_> {
+    type Value = Payload<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a change payload")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut payload = Payload {
+            op: None,
+            before: None,
+            after: None,
+            source: None,
+        };
+        // Borrowed names only: an escaped one makes the record take the general path.
+        while let Some(name) = map.next_key::<&'de str>()? {
+            match name {
+                "op" => payload.op = map.next_value()?,
+                "before" => payload.before = map.next_value_seed(NullOr(self.0))?,
+                "after" => payload.after = map.next_value_seed(NullOr(self.0))?,
+                "source" => payload.source = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(payload)
+    }
+}
+
+/// `null`, or what the inner seed reads.
+struct NullOr<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for NullOr<S> {
+    type Value = Option<S::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for NullOr<S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("null or an object")
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(deserializer).map(Some)
     }
 }
 
