@@ -744,12 +744,7 @@ async fn avro_records_through_the_registry_drain_into_equal_tables() {
         )
         .await
         .expect("schema");
-    let avro = [
-        ("key.converter", "io.confluent.connect.avro.AvroConverter"),
-        ("key.converter.schema.registry.url", registry.url.as_str()),
-        ("value.converter", "io.confluent.connect.avro.AvroConverter"),
-        ("value.converter.schema.registry.url", registry.url.as_str()),
-    ];
+    let avro = registry.converters();
     let source_config = fixture.config("public.accounts", &avro);
     let topic = topic_of(&source_config, "accounts");
     fixture.topic(&topic).await;

@@ -49,6 +49,18 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The connector keys that make keys and values Avro through this registry.
+    pub(crate) fn converters(&self) -> [(&'static str, &str); 4] {
+        [
+            ("key.converter", "io.confluent.connect.avro.AvroConverter"),
+            ("key.converter.schema.registry.url", &self.url),
+            ("value.converter", "io.confluent.connect.avro.AvroConverter"),
+            ("value.converter.schema.registry.url", &self.url),
+        ]
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         self.server.abort();
@@ -60,17 +72,12 @@ impl Drop for Registry {
 fn avro_config(fixture: &SourceFixture, registry: &Registry, tables: &str) -> PostgresSourceConfig {
     let prefix = format!("{}-avro", fixture.prefix);
     let slot = format!("{}_avro", fixture.slot);
-    let mut config = fixture.config(
-        tables,
-        &[
-            ("topic.prefix", &prefix),
-            ("slot.name", &slot),
-            ("key.converter", "io.confluent.connect.avro.AvroConverter"),
-            ("key.converter.schema.registry.url", &registry.url),
-            ("value.converter", "io.confluent.connect.avro.AvroConverter"),
-            ("value.converter.schema.registry.url", &registry.url),
-        ],
-    );
+    let mut keys = vec![
+        ("topic.prefix", prefix.as_str()),
+        ("slot.name", slot.as_str()),
+    ];
+    keys.extend(registry.converters());
+    let mut config = fixture.config(tables, &keys);
     config.name = format!("{}_avro", fixture.name);
     config
 }

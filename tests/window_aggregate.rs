@@ -445,23 +445,8 @@ async fn session_windows_equal_gaps_and_islands() {
 async fn avro_change_topics_aggregate_as_json_ones_do() {
     let registry = crate::source_avro::Registry::start().await;
     let mut fixture = SourceFixture::new().await;
-    fixture
-        .db
-        .client()
-        .batch_execute(
-            "CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount numeric(10,2),
-                                  created_at timestamp NOT NULL)",
-        )
-        .await
-        .expect("schema");
-    let avro = [
-        ("key.converter", "io.confluent.connect.avro.AvroConverter"),
-        ("key.converter.schema.registry.url", registry.url.as_str()),
-        ("value.converter", "io.confluent.connect.avro.AvroConverter"),
-        ("value.converter.schema.registry.url", registry.url.as_str()),
-    ];
-    let topic = fixture.table_topic("orders");
-    fixture.topic(&topic).await;
+    let topic = orders_table_and_topic(&mut fixture).await;
+    let avro = registry.converters();
     let mut source = InProcessSource::start(
         fixture.config("public.orders", &avro),
         fixture.destination(),
