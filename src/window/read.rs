@@ -25,7 +25,7 @@ use crate::{
     sink::postgres::{
         self as sink,
         avro::AvroReader,
-        batch::{Batch, Record},
+        batch::Batch,
         record::{Document, SchemaCache},
         task::{avro_reader, json_document, next_batch},
     },
@@ -167,9 +167,9 @@ impl Reading {
         else {
             return Ok(None);
         };
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let config = &*self.config;
-        match (&config.key_converter, &config.value_converter) {
+        // Connect JSON records the decoder reads without building documents; any other
+        // record (Avro, or a JSON shape the fast path leaves) goes through documents.
+        let fast_json = match (&self.config.key_converter, &self.config.value_converter) {
             (
                 Converter::Json {
                     schemas_enable: key_schemas,
@@ -177,25 +177,32 @@ impl Reading {
                 Converter::Json {
                     schemas_enable: value_schemas,
                 },
-            ) => {
-                let schemas = (*key_schemas, *value_schemas);
-                for record in batch.iter() {
-                    outcomes.push(decode_json(
-                        config,
-                        schemas,
+            ) => Some((*key_schemas, *value_schemas)),
+            _ => None,
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for record in batch.iter() {
+            let value = record.payload().filter(|v| !v.is_empty());
+            let key = record.key().filter(|k| !k.is_empty());
+            let fast = fast_json
+                .zip(value)
+                .and_then(|((key_schemas, value_schemas), value)| {
+                    self.decoder
+                        .decode_json(key, value, key_schemas, value_schemas)
+                });
+            outcomes.push(match fast {
+                Some(decoded) => Ok(decoded),
+                None => {
+                    decode_documents(
+                        &self.config,
                         &mut self.decoder,
-                        &mut self.readers.json_schemas,
-                        record,
-                    ));
+                        &mut self.readers,
+                        key,
+                        value,
+                    )
+                    .await?
                 }
-            }
-            _ => {
-                for record in batch.iter() {
-                    outcomes.push(
-                        decode_any(config, &mut self.decoder, &mut self.readers, record).await?,
-                    );
-                }
-            }
+            });
         }
         let types = self.decoder.column_types();
         let column_types = (types.len() != self.types_sent).then(|| {
@@ -210,42 +217,16 @@ impl Reading {
     }
 }
 
-/// Decodes a record whose key and value converters are both Connect JSON.
-fn decode_json(
-    config: &WindowAggregateConfig,
-    (key_schemas, value_schemas): (bool, bool),
-    decoder: &mut Decoder,
-    schemas: &mut SchemaCache,
-    record: Record<'_>,
-) -> Outcome {
-    let value = record.payload().filter(|v| !v.is_empty());
-    let key = record.key().filter(|k| !k.is_empty());
-    if let Some(value) = value
-        && let Some(decoded) = decoder.decode_json(key, value, key_schemas, value_schemas)
-    {
-        return Ok(decoded);
-    }
-    let json = |bytes: Option<&[u8]>, converter: &Converter, schemas: &mut SchemaCache, part| {
-        bytes
-            .map(|bytes| json_document(bytes, converter, schemas))
-            .transpose()
-            .map_err(|_| not_readable(part))
-    };
-    let value = json(value, &config.value_converter, schemas, "value")?;
-    let key = json(key, &config.key_converter, schemas, "key")?;
-    Ok(decoder.decode(key, value))
-}
-
-/// Decodes a record with any converters, asking the registry for Avro schemas it has not
-/// seen; `Err` only for what retrying may mend (the registry away).
-async fn decode_any(
+/// Decodes a record's key and value (absent when empty) through Connect documents, asking the
+/// registry for Avro schemas it has not seen; `Err` only for what retrying may mend (the
+/// registry away).
+async fn decode_documents(
     config: &WindowAggregateConfig,
     decoder: &mut Decoder,
     readers: &mut Readers,
-    record: Record<'_>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
 ) -> Result<Outcome, Error> {
-    let value = record.payload().filter(|v| !v.is_empty());
-    let key = record.key().filter(|k| !k.is_empty());
     let value = match read_document(
         value,
         readers.value.as_mut(),
@@ -273,10 +254,6 @@ async fn decode_any(
     Ok(Ok(decoder.decode(key, value)))
 }
 
-fn not_readable(part: &str) -> String {
-    format!("the {part} is not JSON; the stage reads Connect JSON or Avro")
-}
-
 /// A key or value as a Connect document (`None`: absent or empty); the inner `Err` says why
 /// it cannot be read.
 async fn read_document(
@@ -292,7 +269,7 @@ async fn read_document(
     match reader {
         None => Ok(json_document(bytes, converter, schemas)
             .map(Some)
-            .map_err(|_| not_readable(part))),
+            .map_err(|_| format!("the {part} is not JSON; the stage reads Connect JSON or Avro"))),
         Some(reader) => match reader.document(bytes).await {
             Ok(document) => Ok(Ok(Some(document))),
             Err(error) if error.is_transient() => {

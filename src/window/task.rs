@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use super::{
     Error,
     config::WindowAggregateConfig,
-    decode::{DecodeError, Decoded},
+    decode::Decoded,
     engine::{Applied, CommitDelta, Engine, EngineSpec, LateNotice},
     read::{Outcome, Reader},
     state_codec::StateLog,
@@ -243,18 +243,10 @@ impl Task<'_> {
         let mut run: Option<PartitionRun> = None;
         let now = Instant::now();
         for (message, outcome) in batch.iter().zip(outcomes) {
-            let same = run
-                .as_ref()
-                .is_some_and(|r| r.id.1 == message.partition() && r.id.0 == message.topic());
-            if !same {
-                if let Some(done) = run.take() {
-                    self.note_partition(done, now);
-                }
-                run = Some(PartitionRun::new(&message));
+            if let Some(done) = run.take_if(|r| !r.holds(&message)) {
+                self.note_partition(done, now);
             }
-            let Some(current) = run.as_mut() else {
-                continue;
-            };
+            let current = run.get_or_insert_with(|| PartitionRun::new(&message));
             current.next_offset = message.offset() + 1;
             current.in_snapshot = false;
             self.read_since_commit += 1;
@@ -289,16 +281,10 @@ impl Task<'_> {
                         Applied::Late(notice) => self.late.push((message.to_message(), notice)),
                     }
                 }
-                Err(DecodeError::Truncate) => {
+                Err(error) => {
                     return Err(Error::Record {
                         position: position(),
-                        message: DecodeError::Truncate.to_string(),
-                    });
-                }
-                Err(DecodeError::Shape(message)) => {
-                    return Err(Error::Record {
-                        position: position(),
-                        message,
+                        message: error.to_string(),
                     });
                 }
             }
@@ -509,6 +495,10 @@ struct PartitionRun {
 }
 
 impl PartitionRun {
+    fn holds(&self, record: &Record<'_>) -> bool {
+        self.id.1 == record.partition() && self.id.0 == record.topic()
+    }
+
     fn new(first: &Record<'_>) -> Self {
         Self {
             id: (first.topic().to_owned(), first.partition()),
