@@ -7,7 +7,8 @@
 //! it, until the stage yields again — reading and applying would take turns. The thread runs
 //! a runtime of its own for the consumer and the schema registry (Avro).
 //!
-//! Batches come out in the order they were consumed, at most one ahead of the one applied.
+//! Batches come out in the order they were consumed, at most [`READ_AHEAD`] ahead of the one
+//! applied.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -44,6 +45,10 @@ pub(super) struct DecodedBatch {
 
 type Ready = Result<Option<DecodedBatch>, Error>;
 
+/// Batches decoded ahead of the one applied: one was not enough to ride out the engine's
+/// commits and the consumer's uneven fetches (the two took turns waiting for each other).
+const READ_AHEAD: usize = 3;
+
 /// The reading thread, seen from the stage.
 pub(super) struct Reader {
     ready: mpsc::Receiver<Ready>,
@@ -59,8 +64,8 @@ impl Reader {
         consumer: Arc<StreamConsumer>,
         shutdown: &CancellationToken,
     ) -> Result<Self, Error> {
-        let (ready_tx, ready) = mpsc::channel(1);
-        let (recycle, spare) = mpsc::channel(1);
+        let (ready_tx, ready) = mpsc::channel(READ_AHEAD);
+        let (recycle, spare) = mpsc::channel(READ_AHEAD);
         let stop = shutdown.child_token();
         let name = format!("window-reader {}", config.name);
         let reading = Reading {
@@ -142,8 +147,8 @@ impl Reading {
     /// Reads and decodes into `ready` until shutdown (`Ok(None)` sent last), an error (sent),
     /// or the stage goes away.
     async fn run(mut self, ready: mpsc::Sender<Ready>) {
-        // The slot is taken before reading: the batch being applied and this one are all
-        // there is.
+        // The slot is taken before reading: the batch being applied and those in the channel
+        // are all there is.
         while let Ok(slot) = ready.reserve().await {
             let next = self.next().await;
             let last = !matches!(next, Ok(Some(_)));
