@@ -182,17 +182,32 @@ pub async fn run_with_metrics(
             .await?;
             last_refresh = Instant::now();
         }
-        let Some(decoded) = reader.next().await? else {
-            task.commit().await?;
-            task.finish_pending().await?;
-            info!(connector = %config.name, "window stage stopped");
-            return Ok(());
+        // With changes read and not committed, waiting for more ends when the next commit is
+        // due: the results of a burst are committed one interval after it, not once the
+        // reader gives up waiting (`TOPIC_REFRESH`).
+        let due = task
+            .has_uncommitted()
+            .then(|| last_commit + config.commit_interval);
+        let next = match due {
+            Some(due) => tokio::time::timeout_at(due, reader.next()).await.ok(),
+            None => Some(reader.next().await),
         };
-        if let Some(types) = decoded.column_types {
-            task.column_types = types;
+        match next.transpose()? {
+            None => {}
+            Some(None) => {
+                task.commit().await?;
+                task.finish_pending().await?;
+                info!(connector = %config.name, "window stage stopped");
+                return Ok(());
+            }
+            Some(Some(decoded)) => {
+                if let Some(types) = decoded.column_types {
+                    task.column_types = types;
+                }
+                task.apply_batch(&decoded.batch, decoded.outcomes)?;
+                reader.recycle(decoded.batch);
+            }
         }
-        task.apply_batch(&decoded.batch, decoded.outcomes)?;
-        reader.recycle(decoded.batch);
         let watermark = task.tracker.advance(Instant::now());
         task.engine.set_watermark(watermark);
         if last_commit.elapsed() >= config.commit_interval {
@@ -304,13 +319,17 @@ impl Task<'_> {
         self.offsets.insert(run.id, run.next_offset);
     }
 
+    /// Whether anything was read or changed since the last commit.
+    fn has_uncommitted(&self) -> bool {
+        !self.offsets.is_empty()
+            || !self.late.is_empty()
+            || self.tracker.current() != self.committed_watermark
+    }
+
     /// Starts committing what was read since the last commit (nothing when nothing changed),
     /// once the commit before has finished.
     async fn commit(&mut self) -> Result<(), Error> {
-        if self.offsets.is_empty()
-            && self.late.is_empty()
-            && self.tracker.current() == self.committed_watermark
-        {
+        if !self.has_uncommitted() {
             return Ok(());
         }
         self.finish_pending().await?;
