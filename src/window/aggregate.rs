@@ -8,7 +8,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
-    str::FromStr,
 };
 
 /// Decimal places of `avg` results.
@@ -41,6 +40,23 @@ impl Value {
             Self::Int(i) => Some(i.to_string()),
             Self::Num(n) => Some(n.to_plain_string()),
             Self::Text(t) => Some(t.to_string()),
+        }
+    }
+
+    /// A number that orders values of one column roughly as PostgreSQL does: exactly for
+    /// integers and booleans, by the first eight bytes for text, not at all for decimals.
+    pub fn order_prefix(&self) -> u64 {
+        match self {
+            Self::Null | Self::Num(_) => 0,
+            Self::Bool(b) => u64::from(*b),
+            Self::Int(i) => (*i as u64) ^ (1 << 63),
+            Self::Text(t) => {
+                let mut prefix = [0; 8];
+                let bytes = t.as_bytes();
+                let n = bytes.len().min(8);
+                prefix[..n].copy_from_slice(&bytes[..n]);
+                u64::from_be_bytes(prefix)
+            }
         }
     }
 
@@ -239,10 +255,13 @@ impl SumState {
     }
 
     fn total(&self) -> BigDecimal {
-        if self.decimals.is_zero() {
-            BigDecimal::from_str(&self.ints.to_string()).unwrap_or_default()
+        let ints = || BigDecimal::from(bigdecimal::num_bigint::BigInt::from(self.ints));
+        if self.ints == 0 {
+            self.decimals.clone()
+        } else if self.decimals.is_zero() {
+            ints()
         } else {
-            &self.decimals + BigDecimal::from_str(&self.ints.to_string()).unwrap_or_default()
+            &self.decimals + ints()
         }
     }
 }
@@ -284,6 +303,19 @@ impl Accumulator {
             Self::Sum(s) | Self::Avg(s) => s.add(value, 1),
             Self::Min(m) | Self::Max(m) => *m.entry(value.clone()).or_insert(0) += 1,
             Self::Distinct(m) => *m.entry(value.clone()).or_insert(0) += 1,
+        }
+    }
+
+    /// Whether `retract(value)` would succeed, without changing anything.
+    pub fn can_retract(&self, value: &Value) -> bool {
+        if value == &Value::Null {
+            return true;
+        }
+        match self {
+            Self::Count(n) => *n > 0,
+            Self::Min(m) | Self::Max(m) => m.contains_key(value),
+            Self::Distinct(m) => m.contains_key(value),
+            Self::Rows | Self::Sum(_) | Self::Avg(_) => true,
         }
     }
 
@@ -414,6 +446,8 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use proptest::prelude::*;
 
     use super::*;

@@ -271,15 +271,19 @@ impl Engine {
                 }
             }
             ChangelogMode::Retract => {
-                let stored = change.row_key.as_ref().and_then(|k| self.rows.get(k));
-                if let (Some(position), Some(image)) = (change.position, stored)
+                // Taken out (the change replaces or removes it), not cloned.
+                let stored = change.row_key.as_ref().and_then(|k| self.rows.remove(k));
+                if let (Some(position), Some(image), Some(key)) =
+                    (change.position, &stored, &change.row_key)
                     && image.position.is_some_and(|last| position <= last)
                 {
+                    self.rows
+                        .insert(Arc::clone(key), stored.expect("matched above"));
                     return Applied::Duplicate;
                 }
                 let had_image = stored.is_some();
                 let old = match (stored, change.kind) {
-                    (Some(image), _) => Some(Ok(image.contribution.clone())),
+                    (Some(image), _) => Some(Ok(image.contribution)),
                     (None, ChangeKind::Insert) => None,
                     (None, _) => Some(change.before.unwrap_or(Err(ImageProblem::InvalidEventTime))),
                 };
@@ -296,19 +300,15 @@ impl Engine {
                 if let Some(key) = change.row_key {
                     // Whether an image was held before this change, as looked up above.
                     self.dirty_rows.entry(Arc::clone(&key)).or_insert(had_image);
-                    match added {
-                        Some(contribution) => {
-                            self.keep_row(
-                                key,
-                                RowImage {
-                                    contribution,
-                                    position: change.position,
-                                },
-                            );
-                        }
-                        None => {
-                            self.rows.remove(&key);
-                        }
+                    // Without a new image, the row has none: the old one was taken out above.
+                    if let Some(contribution) = added {
+                        self.keep_row(
+                            key,
+                            RowImage {
+                                contribution,
+                                position: change.position,
+                            },
+                        );
                     }
                 }
             }
@@ -513,23 +513,28 @@ impl Engine {
             notice.note(LateReason::NegativeCount);
             return;
         };
-        // Check every accumulator first: a retraction is applied whole or not at all.
-        let mut trial = cell.clone();
-        let mut ok = trial.live_rows > 0;
-        for (accumulator, (_, input)) in trial.accumulators.iter_mut().zip(&self.spec.aggregates) {
-            if let Some(index) = input {
-                let value = contribution.inputs.get(*index).unwrap_or(&Value::Null);
-                ok &= accumulator.retract(value).is_ok();
-            }
-        }
-        if !ok {
+        let input = |index: &Option<usize>| {
+            index.map(|i| contribution.inputs.get(i).unwrap_or(&Value::Null))
+        };
+        // Every accumulator is checked first: a retraction is applied whole or not at all.
+        let whole = cell.live_rows > 0
+            && cell.accumulators.iter().zip(&self.spec.aggregates).all(
+                |(accumulator, (_, index))| {
+                    input(index).is_none_or(|value| accumulator.can_retract(value))
+                },
+            );
+        if !whole {
             notice.note(LateReason::NegativeCount);
             return;
         }
-        trial.live_rows -= 1;
-        let empty = trial.live_rows == 0;
-        *cell = trial;
-        if empty {
+        for (accumulator, (_, index)) in cell.accumulators.iter_mut().zip(&self.spec.aggregates) {
+            if let Some(value) = input(index) {
+                // Cannot fail: checked above.
+                let _ = accumulator.retract(value);
+            }
+        }
+        cell.live_rows -= 1;
+        if cell.live_rows == 0 {
             self.remove_cell(&window, group);
             if matches!(self.spec.kind, WindowKind::Session { .. })
                 && let Some(sessions) = self.sessions.get_mut(group)
@@ -728,12 +733,15 @@ impl Engine {
 
     /// The watermark at which nothing can be retracted from an image at `time` any more.
     fn horizon(&self, time: Micros) -> Micros {
-        time.saturating_add(self.spec.kind.span())
+        self.spec
+            .kind
+            .last_end(time)
             .saturating_add(self.spec.allowed_lateness)
     }
 
     fn keep_row(&mut self, key: RowKey, image: RowImage) {
         if !matches!(self.spec.kind, WindowKind::Session { .. }) {
+            // On the windows' grid: one entry per window, not per row.
             let horizon = self.horizon(image.contribution.time);
             self.expiry.entry(horizon).or_default().push(key.clone());
         }

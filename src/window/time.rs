@@ -112,12 +112,18 @@ impl WindowKind {
         }
     }
 
-    /// How long after an event's time the last window holding it may end (sessions: its own
-    /// span; a merged session can end later, which the session index answers).
-    pub fn span(&self) -> Micros {
+    /// The end of the last window holding an event at `time` (sessions: its own span; a
+    /// merged session can end later, which the session index answers). On the windows' grid,
+    /// so events of one window share it.
+    pub fn last_end(&self, time: Micros) -> Micros {
         match *self {
-            Self::Tumbling { size, .. } | Self::Hopping { size, .. } => size,
-            Self::Session { gap } => gap,
+            Self::Tumbling { size, offset } => time - (time - offset).rem_euclid(size) + size,
+            Self::Hopping {
+                size,
+                advance,
+                offset,
+            } => time - (time - offset).rem_euclid(advance) + size,
+            Self::Session { gap } => time.saturating_add(gap),
         }
     }
 }
