@@ -1040,7 +1040,8 @@ impl ChunkReader<'_> {
             },
         };
         let key = self.records.key(&change)?;
-        let value = self.records.value(&change, now_micros(), None)?;
+        // Processed when its batch was read: one clock reading per batch, not per row.
+        let value = self.records.value(&change, self.read_at_micros, None)?;
         Ok(SnapshotRecord::Encoded { key, value })
     }
 
