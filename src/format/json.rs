@@ -42,7 +42,7 @@ pub use super::connect::{DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER, TransactionBlock
 use super::{
     BinaryHandling, CONNECTOR_NAME, ConnectorContext, DecimalHandling, Error, TimePrecision,
 };
-use crate::event::{Datum, Numeric, Op, Row, RowChange, SourceInfo, TableSchema, Value};
+use crate::event::{Datum, Lsn, Numeric, Op, Row, RowChange, SourceInfo, TableSchema, Value};
 
 /// Options of the JSON format: the converter's and the connector's knobs that change bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,6 +297,26 @@ fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// `source.sequence`: the JSON text of `["<last commit LSN>","<LSN>"]` (a part `null` when
+/// unknown) as a JSON string, written straight: it is in every event.
+fn push_sequence(out: &mut Vec<u8>, last_commit: Option<Lsn>, lsn: Option<Lsn>) {
+    out.extend_from_slice(b"\"[");
+    for (i, part) in [last_commit, lsn].into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match part {
+            Some(lsn) => {
+                out.extend_from_slice(b"\\\"");
+                out.extend_from_slice(itoa::Buffer::new().format(lsn.0).as_bytes());
+                out.extend_from_slice(b"\\\"");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.extend_from_slice(b"]\"");
+}
+
 fn push_i64(out: &mut Vec<u8>, number: i64) {
     use std::io::Write as _;
     let _ = write!(out, "{number}");
@@ -420,11 +440,6 @@ impl EncodeContext<'_> {
 
     /// Appends `source` as [`Self::source`] builds it.
     fn write_source(&self, out: &mut Vec<u8>, source: &SourceInfo, schema: &str, table: &str) {
-        let sequence = serde_json::to_string(&[
-            source.sequence.0.map(|lsn| lsn.0.to_string()),
-            source.sequence.1.map(|lsn| lsn.0.to_string()),
-        ])
-        .unwrap_or_default();
         out.extend_from_slice(b"{\"version\":");
         push_json(out, self.context.connector_version);
         out.extend_from_slice(b",\"connector\":");
@@ -438,7 +453,7 @@ impl EncodeContext<'_> {
         out.extend_from_slice(b",\"db\":");
         push_json(out, &self.context.database);
         out.extend_from_slice(b",\"sequence\":");
-        push_json(out, &sequence);
+        push_sequence(out, source.sequence.0, source.sequence.1);
         out.extend_from_slice(b",\"ts_us\":");
         push_i64(out, source.ts_micros);
         out.extend_from_slice(b",\"ts_ns\":");
@@ -725,6 +740,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn sequence_written_straight_equals_its_json_string() {
+        for (a, b) in [
+            (Some(Lsn(97_500_058_000)), Some(Lsn(97_500_059_720))),
+            (None, Some(Lsn(7))),
+            (None, None),
+        ] {
+            let text =
+                serde_json::to_string(&[a.map(|l| l.0.to_string()), b.map(|l| l.0.to_string())])
+                    .expect("strings");
+            let mut out = Vec::new();
+            push_sequence(&mut out, a, b);
+            assert_eq!(out, serde_json::to_vec(&text).expect("a string"));
+        }
+    }
     use crate::event::{BaseType, Date, ReplicaIdentity, TableId, Timestamp};
     use crate::format::fixtures::*;
     /// The payload of `full_row()` under the default modes.
