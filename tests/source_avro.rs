@@ -47,9 +47,7 @@ impl Registry {
             _topic: guard,
         }
     }
-}
 
-impl Registry {
     /// The connector keys that make keys and values Avro through this registry.
     pub(crate) fn converters(&self) -> [(&'static str, &str); 4] {
         [

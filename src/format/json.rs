@@ -318,8 +318,7 @@ fn push_sequence(out: &mut Vec<u8>, last_commit: Option<Lsn>, lsn: Option<Lsn>) 
 }
 
 fn push_i64(out: &mut Vec<u8>, number: i64) {
-    use std::io::Write as _;
-    let _ = write!(out, "{number}");
+    out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
 }
 
 /// `,"transaction":…,"op":…,"ts_ms":…,"ts_us":…,"ts_ns":…}`: the envelope after `source`.
@@ -741,6 +740,9 @@ mod tests {
 
     use super::*;
 
+    use crate::event::{BaseType, Date, ReplicaIdentity, TableId, Timestamp};
+    use crate::format::fixtures::*;
+
     #[test]
     fn sequence_written_straight_equals_its_json_string() {
         for (a, b) in [
@@ -756,8 +758,7 @@ mod tests {
             assert_eq!(out, serde_json::to_vec(&text).expect("a string"));
         }
     }
-    use crate::event::{BaseType, Date, ReplicaIdentity, TableId, Timestamp};
-    use crate::format::fixtures::*;
+
     /// The payload of `full_row()` under the default modes.
     fn full_row_payload() -> Json {
         json!({

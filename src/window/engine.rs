@@ -272,13 +272,15 @@ impl Engine {
             }
             ChangelogMode::Retract => {
                 // Taken out (the change replaces or removes it), not cloned.
-                let stored = change.row_key.as_ref().and_then(|k| self.rows.remove(k));
-                if let (Some(position), Some(image), Some(key)) =
-                    (change.position, &stored, &change.row_key)
-                    && image.position.is_some_and(|last| position <= last)
-                {
-                    self.rows
-                        .insert(Arc::clone(key), stored.expect("matched above"));
+                let mut stored = change.row_key.as_ref().and_then(|k| self.rows.remove(k));
+                let repeated = |image: &mut RowImage| {
+                    change
+                        .position
+                        .zip(image.position)
+                        .is_some_and(|(position, last)| position <= last)
+                };
+                if let (Some(image), Some(key)) = (stored.take_if(repeated), &change.row_key) {
+                    self.rows.insert(Arc::clone(key), image);
                     return Applied::Duplicate;
                 }
                 let had_image = stored.is_some();

@@ -92,16 +92,12 @@ impl WindowKind {
     pub fn assign(&self, time: Micros, out: &mut Vec<Window>) {
         out.clear();
         match *self {
-            Self::Tumbling { size, offset } => {
-                let start = time - (time - offset).rem_euclid(size);
+            Self::Tumbling { size, .. } => {
+                let start = self.last_start(time);
                 out.push(Window::new(start, start + size));
             }
-            Self::Hopping {
-                size,
-                advance,
-                offset,
-            } => {
-                let last = time - (time - offset).rem_euclid(advance);
+            Self::Hopping { size, advance, .. } => {
+                let last = self.last_start(time);
                 let count = size / advance;
                 for k in (0..count).rev() {
                     let start = last - k * advance;
@@ -117,13 +113,24 @@ impl WindowKind {
     /// so events of one window share it.
     pub fn last_end(&self, time: Micros) -> Micros {
         match *self {
-            Self::Tumbling { size, offset } => time - (time - offset).rem_euclid(size) + size,
-            Self::Hopping {
-                size,
-                advance,
-                offset,
-            } => time - (time - offset).rem_euclid(advance) + size,
+            Self::Tumbling { size, .. } | Self::Hopping { size, .. } => {
+                self.last_start(time) + size
+            }
             Self::Session { gap } => time.saturating_add(gap),
+        }
+    }
+
+    /// The start of the last window holding `time`: the latest grid point at or before it
+    /// (sessions: `time` itself).
+    fn last_start(&self, time: Micros) -> Micros {
+        match *self {
+            Self::Tumbling { size: step, offset }
+            | Self::Hopping {
+                advance: step,
+                offset,
+                ..
+            } => time - (time - offset).rem_euclid(step),
+            Self::Session { .. } => time,
         }
     }
 }
@@ -201,6 +208,34 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// `last_end` is the largest end `assign` gives, on and off the grid, before the epoch too.
+    #[test]
+    fn the_last_end_is_that_of_the_last_window_assigned() {
+        let kinds = [
+            WindowKind::Tumbling {
+                size: 10,
+                offset: 0,
+            },
+            WindowKind::Tumbling {
+                size: 10,
+                offset: 3,
+            },
+            WindowKind::Hopping {
+                size: 10,
+                advance: 5,
+                offset: 2,
+            },
+        ];
+        let mut windows = Vec::new();
+        for kind in kinds {
+            for time in -25..25 {
+                kind.assign(time, &mut windows);
+                let last = windows.iter().map(|w| w.end).max();
+                assert_eq!(Some(kind.last_end(time)), last, "{kind:?} at {time}");
+            }
+        }
+    }
 
     const S: Micros = 1_000_000;
 

@@ -484,6 +484,16 @@ fn entries(engine: &Engine, log: &StateLog) -> Vec<String> {
 /// later window since it was queued stays.
 #[test]
 fn row_images_are_purged_when_their_windows_close() {
+    // Exactly at the last window's end (+ lateness), not an event-time span after the event.
+    let mut engine = Engine::new(spec(tumbling(10), 2, EmitMode::OnUpdate));
+    engine.apply(insert("a", image(5, 1, 1)));
+    engine.set_watermark(Some(11));
+    engine.take_commit();
+    assert_eq!(engine.sizes().1, 1, "[0, 10) closes at 12");
+    engine.set_watermark(Some(12));
+    engine.take_commit();
+    assert_eq!(engine.sizes().1, 0, "every window of a closed at 12");
+
     let mut engine = Engine::new(spec(tumbling(10), 0, EmitMode::OnUpdate));
     engine.apply(insert("a", image(5, 1, 1)));
     engine.apply(insert("b", image(6, 1, 1)));
