@@ -833,36 +833,41 @@ pub(crate) fn duration_micros(months: i32, days: i32, micros: i64) -> i64 {
 /// `ZonedTimestamp`: ISO-8601 in UTC (`Z`), with exactly `fraction_width` fractional digits
 /// when it is 1..=9 (Debezium pads to the column's precision), else as few as needed.
 pub(crate) fn zoned_timestamp(micros: i64, fraction_width: u32) -> String {
+    let mut text = Vec::with_capacity(32);
+    push_zoned_timestamp(&mut text, micros, fraction_width);
+    String::from_utf8(text).expect("ASCII digits and punctuation")
+}
+
+/// Appends [`zoned_timestamp`]'s text (without quotes) to `out`.
+pub(crate) fn push_zoned_timestamp(out: &mut Vec<u8>, micros: i64, fraction_width: u32) {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let time_of_day = micros.rem_euclid(MICROS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
     // Written digit by digit: every timestamptz of every event passes here, and `format!`
     // was a visible share of a snapshot's CPU.
-    let mut text = String::with_capacity(32);
     if year > 9999 {
-        text.push('+');
+        out.push(b'+');
     } else if year < 0 {
-        text.push('-');
+        out.push(b'-');
     }
-    push_padded(&mut text, year.unsigned_abs(), 4);
-    text.push('-');
-    push_padded(&mut text, u64::from(month), 2);
-    text.push('-');
-    push_padded(&mut text, u64::from(day), 2);
-    text.push('T');
-    push_local_time(&mut text, time_of_day, fraction_width);
-    text.push('Z');
-    text
+    push_padded(out, year.unsigned_abs(), 4);
+    out.push(b'-');
+    push_padded(out, u64::from(month), 2);
+    out.push(b'-');
+    push_padded(out, u64::from(day), 2);
+    out.push(b'T');
+    push_local_time(out, time_of_day, fraction_width);
+    out.push(b'Z');
 }
 
 /// `n` in decimal, zero-padded on the left to `width` digits (more when it has more).
-fn push_padded(out: &mut String, n: u64, width: usize) {
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(n);
     for _ in digits.len()..width {
-        out.push('0');
+        out.push(b'0');
     }
-    out.push_str(digits);
+    out.extend_from_slice(digits.as_bytes());
 }
 
 /// `ZonedTime`: the time shifted to UTC, ISO-8601 with as few fractional digits as needed;
@@ -872,21 +877,21 @@ pub(crate) fn zoned_time(micros: i64, offset_seconds: i32) -> String {
         return "24:00:00Z".to_owned();
     }
     let utc = (micros - i64::from(offset_seconds) * 1_000_000).rem_euclid(MICROS_PER_DAY);
-    let mut text = String::with_capacity(18);
+    let mut text = Vec::with_capacity(18);
     push_local_time(&mut text, utc, 0);
-    text.push('Z');
-    text
+    text.push(b'Z');
+    String::from_utf8(text).expect("ASCII digits and punctuation")
 }
 
 /// `HH:mm:ss` and the fraction as Java's `ISO_LOCAL_TIME` (width 0) or a fixed-width
 /// `appendFraction` prints it.
-fn push_local_time(out: &mut String, micros_of_day: i64, fraction_width: u32) {
+fn push_local_time(out: &mut Vec<u8>, micros_of_day: i64, fraction_width: u32) {
     let seconds = micros_of_day / 1_000_000;
     let nanos = (micros_of_day % 1_000_000) * 1000;
     push_padded(out, (seconds / 3600).unsigned_abs(), 2);
-    out.push(':');
+    out.push(b':');
     push_padded(out, ((seconds / 60) % 60).unsigned_abs(), 2);
-    out.push(':');
+    out.push(b':');
     push_padded(out, (seconds % 60).unsigned_abs(), 2);
     if nanos == 0 && !(1..=9).contains(&fraction_width) {
         return;
@@ -902,8 +907,8 @@ fn push_local_time(out: &mut String, micros_of_day: i64, fraction_width: u32) {
     } else {
         9 - digits.iter().rev().take_while(|&&d| d == b'0').count()
     };
-    out.push('.');
-    out.push_str(std::str::from_utf8(&digits[..shown]).expect("ASCII digits"));
+    out.push(b'.');
+    out.extend_from_slice(&digits[..shown]);
 }
 
 /// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01

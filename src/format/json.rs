@@ -25,7 +25,11 @@
 //! - Geometric types are left out too, where Debezium maps them (`point` to
 //!   `io.debezium.data.geometry.Point`, `box`/`path`/`polygon`/... to WKB `Geometry` structs):
 //!   not supported yet.
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    sync::Arc,
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Map, Value as Json, json};
@@ -34,15 +38,17 @@ use super::connect::{
     ColumnPlan, ConnectSchema, Encoding, Failure, Placeholder, TableSchemas, ToastMarker,
     ValueModes, binary_as_text, bits_le_bytes, check_row_shape, column_plans, date_days,
     decimal_bytes_at_scale, duration_micros, hstore_json, is_stale, message_key_schema,
-    message_value_schema, numeric_as_f64, numeric_as_string, source_schema, timestamp_micros,
-    transaction_schema, variable_scale_parts, zero_decimal_string, zoned_time,
+    message_value_schema, numeric_as_f64, numeric_as_string, push_zoned_timestamp, source_schema,
+    timestamp_micros, transaction_schema, variable_scale_parts, zero_decimal_string, zoned_time,
     zoned_timestamp_text,
 };
 pub use super::connect::{DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER, TransactionBlock};
 use super::{
     BinaryHandling, CONNECTOR_NAME, ConnectorContext, DecimalHandling, Error, TimePrecision,
 };
-use crate::event::{Datum, Lsn, Numeric, Op, Row, RowChange, SourceInfo, TableSchema, Value};
+use crate::event::{
+    Datum, Lsn, Numeric, Op, Row, RowChange, SourceInfo, TableSchema, Timestamp, Value,
+};
 
 /// Options of the JSON format: the converter's and the connector's knobs that change bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +161,11 @@ impl JsonEncoder {
         };
         // Written straight into the record's bytes: building a JSON tree per row first cost
         // more than everything else.
-        let mut out = open_document(schemas_enable, &plan.envelope_schema_json, 512);
+        let mut out = open_document(
+            schemas_enable,
+            &plan.envelope_schema_json,
+            plan.value_capacity.get(),
+        );
         out.extend_from_slice(b"{\"before\":");
         match &change.before {
             Some(row) => ctx.write_row(&mut out, &change.table, plan, row, false)?,
@@ -166,15 +176,30 @@ impl JsonEncoder {
             Some(row) => ctx.write_row(&mut out, &change.table, plan, row, false)?,
             None => out.extend_from_slice(b"null"),
         }
-        out.extend_from_slice(b",\"source\":");
-        ctx.write_source(
-            &mut out,
-            &change.source,
-            &change.table.id.schema,
-            &change.table.id.table,
-        );
-        write_envelope_tail(&mut out, transaction, change.op.code(), processed_at_micros);
+        let tail_start = out.len();
+        let key = TailKey {
+            source: change.source.clone(),
+            op: change.op,
+            processed_at_micros,
+        };
+        let mut cache = plan.tail.borrow_mut();
+        if transaction.is_none() && cache.filled && cache.key.as_ref() == Some(&key) {
+            out.extend_from_slice(&cache.bytes);
+        } else {
+            out.extend_from_slice(b",\"source\":");
+            ctx.write_source(
+                &mut out,
+                &change.source,
+                &change.table.id.schema,
+                &change.table.id.table,
+            );
+            write_envelope_tail(&mut out, transaction, change.op.code(), processed_at_micros);
+            cache.remember(transaction.is_none().then_some(key), &out[tail_start..]);
+        }
         close_document(&mut out, schemas_enable);
+        // The next record of the table starts with room for one like this, without regrowing.
+        plan.value_capacity
+            .set(out.len() - plan.envelope_schema_json.len() * usize::from(schemas_enable) + 64);
         Ok(out)
     }
 
@@ -295,6 +320,32 @@ fn close_document(out: &mut Vec<u8>, schemas_enable: bool) {
 fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Writing strings, numbers and JSON values into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Appends `text` as a JSON string, byte for byte as [`push_json`] writes it: a string with
+/// nothing to escape (nearly every one) is copied whole instead of byte by byte.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    if has_json_escapes(text.as_bytes()) {
+        push_json(out, text);
+        return;
+    }
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether `bytes` holds a byte JSON escapes: a control character, `"` or `\`. Blocks are
+/// checked without an early exit inside, which compiles to vector instructions.
+fn has_json_escapes(bytes: &[u8]) -> bool {
+    let escaped = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | escaped(b)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&b| escaped(b))
 }
 
 /// `source.sequence`: the JSON text of `["<last commit LSN>","<LSN>"]` (a part `null` when
@@ -430,8 +481,7 @@ impl EncodeContext<'_> {
             first = false;
             out.extend_from_slice(column.json_name.as_bytes());
             out.push(b':');
-            let value = self.encode_datum(table, column, &row.0[column.index])?;
-            push_json(out, &value);
+            self.write_datum(out, table, column, &row.0[column.index])?;
         }
         out.push(b'}');
         Ok(())
@@ -472,19 +522,27 @@ impl EncodeContext<'_> {
         out.extend_from_slice(b",\"xmin\":null,\"origin\":null,\"origin_lsn\":null}");
     }
 
-    fn encode_datum(
+    /// Appends the JSON of one column's datum.
+    fn write_datum(
         &self,
+        out: &mut Vec<u8>,
         table: &TableSchema,
         column: &ColumnPlan,
         datum: &Datum,
-    ) -> Result<Json, Error> {
+    ) -> Result<(), Error> {
         let result = match datum {
             // A NOT NULL column without a value (the non-key columns of a DEFAULT delete's old
             // row) gets its type's fallback, as JdbcValueConverters.convertValue does.
-            Datum::Null if column.optional => return Ok(Json::Null),
-            Datum::Null => return Ok(column.encoding.fallback()),
-            Datum::Unchanged => self.unavailable(column),
-            Datum::Value(value) => column.encoding.encode(value),
+            Datum::Null if column.optional => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            Datum::Null => {
+                push_json(out, &column.encoding.fallback());
+                Ok(())
+            }
+            Datum::Unchanged => self.unavailable(column).map(|json| push_json(out, &json)),
+            Datum::Value(value) => column.encoding.write(value, out),
         };
         result.map_err(|failure| match failure {
             Failure::Mismatch(expected) => Error::UnexpectedValue {
@@ -577,6 +635,42 @@ struct TablePlan {
     /// schema is None when the table has no (mapped) key column: the key is null.
     key_schema_json: Option<String>,
     envelope_schema_json: String,
+    /// Payload bytes to reserve for the next value: the last one's size and some.
+    value_capacity: Cell<usize>,
+    tail: RefCell<TailCache>,
+}
+
+/// What a value's bytes after `after` depend on: `source`, `op` and the processing time (and
+/// the transaction block, when there is one: such values are not cached).
+#[derive(Debug, Clone, PartialEq)]
+struct TailKey {
+    source: SourceInfo,
+    op: Op,
+    processed_at_micros: i64,
+}
+
+/// The end of a table's last value, from `,"source":` on. The rows a snapshot batch reads share
+/// it (same source block, same processing time), so it is written once and copied; streaming
+/// events each have their own LSN, so they only pay the comparison.
+#[derive(Debug, Default)]
+struct TailCache {
+    key: Option<TailKey>,
+    /// The bytes of `key`'s tail, once the same key came twice in a row.
+    bytes: Vec<u8>,
+    filled: bool,
+}
+
+impl TailCache {
+    /// After writing the tail `bytes` for `key` (None: not to be reused).
+    fn remember(&mut self, key: Option<TailKey>, bytes: &[u8]) {
+        let repeated = key.is_some() && self.key == key;
+        if repeated {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(bytes);
+        }
+        self.filled = repeated;
+        self.key = key;
+    }
 }
 
 impl TablePlan {
@@ -602,6 +696,8 @@ impl TablePlan {
             columns,
             key_schema_json: schemas.key.as_ref().map(serialize),
             envelope_schema_json: serialize(&schemas.envelope),
+            value_capacity: Cell::new(512),
+            tail: RefCell::new(TailCache::default()),
         }
     }
 }
@@ -629,6 +725,58 @@ impl Encoding {
             Encoding::HstoreJson => json!("{}"),
             Encoding::Array(_) => json!([]),
         }
+    }
+
+    /// Appends the JSON of `value`, the same bytes as [`Self::encode`] builds, straight into
+    /// `out` for the common types: a snapshot writes every column of every row here.
+    fn write(&self, value: &Value, out: &mut Vec<u8>) -> Result<(), Failure> {
+        match (self, value) {
+            (Encoding::Boolean, Value::Bool(b)) => {
+                out.extend_from_slice(if *b { b"true" } else { b"false" });
+            }
+            (Encoding::Int16, Value::Int16(n)) => push_i64(out, i64::from(*n)),
+            (Encoding::Int32, Value::Int32(n)) | (Encoding::Int64, Value::Int32(n)) => {
+                push_i64(out, i64::from(*n));
+            }
+            (Encoding::Int64, Value::Int64(n)) => push_i64(out, *n),
+            (Encoding::Text, Value::Text(text)) => push_json_str(out, text),
+            (Encoding::Date, Value::Date(date)) => push_i64(out, i64::from(date_days(date))),
+            (Encoding::Time { millis }, Value::Time(micros)) => {
+                push_i64(out, if *millis { micros / 1000 } else { *micros });
+            }
+            (Encoding::Timestamp { millis }, Value::Timestamp(timestamp)) => {
+                let micros = timestamp_micros(timestamp);
+                push_i64(
+                    out,
+                    if *millis {
+                        micros.div_euclid(1000)
+                    } else {
+                        micros
+                    },
+                );
+            }
+            (
+                Encoding::ZonedTimestamp { fraction_width },
+                Value::TimestampTz(Timestamp::Micros(micros)),
+            ) => {
+                out.push(b'"');
+                push_zoned_timestamp(out, *micros, *fraction_width);
+                out.push(b'"');
+            }
+            (Encoding::Decimal { scale }, Value::Numeric(Numeric::Finite(decimal))) => {
+                let bytes = decimal_bytes_at_scale(decimal, *scale);
+                out.push(b'"');
+                let start = out.len();
+                out.resize(start + 4 * bytes.len().div_ceil(3), 0);
+                let written = STANDARD
+                    .encode_slice(&bytes, &mut out[start..])
+                    .expect("sized for padded base64");
+                out.truncate(start + written);
+                out.push(b'"');
+            }
+            (encoding, value) => push_json(out, &encoding.encode(value)?),
+        }
+        Ok(())
     }
 
     fn encode(&self, value: &Value) -> Result<Json, Failure> {
@@ -742,6 +890,120 @@ mod tests {
 
     use crate::event::{BaseType, Date, ReplicaIdentity, TableId, Timestamp};
     use crate::format::fixtures::*;
+
+    #[test]
+    fn values_written_straight_equal_the_json_built() {
+        let long = "x".repeat(40);
+        let texts = [
+            String::new(),
+            "plain".to_owned(),
+            "quote \" backslash \\ tab \t newline \n bell \u{7} del \u{7f}".to_owned(),
+            format!("{long}\"{long}"),
+            format!("{long}\u{1f}"),
+            "ünïcödé ✓ 🦀".to_owned(),
+        ];
+        let mut cases: Vec<(Encoding, Value)> = texts
+            .into_iter()
+            .map(|text| (Encoding::Text, Value::Text(text)))
+            .collect();
+        cases.extend([
+            (Encoding::Boolean, Value::Bool(true)),
+            (Encoding::Boolean, Value::Bool(false)),
+            (Encoding::Int16, Value::Int16(i16::MIN)),
+            (Encoding::Int32, Value::Int32(-7)),
+            (Encoding::Int64, Value::Int32(i32::MAX)),
+            (Encoding::Int64, Value::Int64(i64::MIN)),
+            (Encoding::Date, Value::Date(Date::Days(-719_000))),
+            (Encoding::Date, Value::Date(Date::PositiveInfinity)),
+            (Encoding::Time { millis: true }, Value::Time(45_296_789_123)),
+            (
+                Encoding::Time { millis: false },
+                Value::Time(45_296_789_123),
+            ),
+            (
+                Encoding::Timestamp { millis: true },
+                Value::Timestamp(Timestamp::Micros(-1)),
+            ),
+            (
+                Encoding::Timestamp { millis: false },
+                Value::Timestamp(Timestamp::NegativeInfinity),
+            ),
+            (
+                Encoding::ZonedTimestamp { fraction_width: 6 },
+                Value::TimestampTz(Timestamp::Micros(1_709_210_700_500_000)),
+            ),
+            (
+                Encoding::ZonedTimestamp { fraction_width: 0 },
+                Value::TimestampTz(Timestamp::PositiveInfinity),
+            ),
+            (Encoding::Float64, Value::Float64(1.5)),
+        ]);
+        for (text, scale) in [
+            ("0", 2),
+            ("-0.01", 2),
+            ("12.345", 2),
+            ("-128", 0),
+            ("99999999999999999999999999.99", 2),
+        ] {
+            let decimal: bigdecimal::BigDecimal = text.parse().expect("decimal");
+            cases.push((
+                Encoding::Decimal { scale },
+                Value::Numeric(Numeric::Finite(decimal)),
+            ));
+        }
+        for (encoding, value) in cases {
+            let built = encoding.encode(&value).expect("encodes");
+            let mut written = Vec::new();
+            encoding.write(&value, &mut written).expect("writes");
+            assert_eq!(
+                String::from_utf8(written).expect("utf-8"),
+                built.to_string(),
+                "{encoding:?} {value:?}"
+            );
+        }
+        assert!(matches!(
+            Encoding::Int32.write(&Value::Text("1".into()), &mut Vec::new()),
+            Err(Failure::Mismatch(_))
+        ));
+    }
+
+    #[test]
+    fn a_repeated_source_tail_is_copied_byte_for_byte() {
+        let table = all_types_table(ReplicaIdentity::Default);
+        let fresh = |change: &RowChange, at: i64, tx: Option<&TransactionBlock>| {
+            encoder(JsonOptions::default())
+                .value(change, at, tx)
+                .expect("value")
+        };
+        let mut encoder = encoder(JsonOptions::default());
+        let mut read = change(&table, Op::Read, None, Some(full_row()));
+        let block = TransactionBlock {
+            id: "7:42".into(),
+            total_order: 3,
+            data_collection_order: 1,
+        };
+        // The third of a kind is the first copied; then a transaction block, another time and
+        // another marker must each be written anew.
+        for _ in 0..4 {
+            let value = encoder.value(&read, PROCESSED_MICROS, None).expect("value");
+            assert_eq!(value, fresh(&read, PROCESSED_MICROS, None));
+        }
+        let with_block = encoder
+            .value(&read, PROCESSED_MICROS, Some(&block))
+            .expect("value");
+        assert_eq!(with_block, fresh(&read, PROCESSED_MICROS, Some(&block)));
+        let later = encoder
+            .value(&read, PROCESSED_MICROS + 1, None)
+            .expect("value");
+        assert_eq!(later, fresh(&read, PROCESSED_MICROS + 1, None));
+        read.source.snapshot = crate::event::SnapshotMarker::Last;
+        for _ in 0..3 {
+            let value = encoder
+                .value(&read, PROCESSED_MICROS + 1, None)
+                .expect("value");
+            assert_eq!(value, fresh(&read, PROCESSED_MICROS + 1, None));
+        }
+    }
 
     #[test]
     fn sequence_written_straight_equals_its_json_string() {

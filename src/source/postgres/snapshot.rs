@@ -1052,7 +1052,9 @@ impl ChunkReader<'_> {
     /// Hands the batch on; false when nobody receives any more.
     async fn send(&mut self, sender: &mpsc::Sender<Message>) -> bool {
         self.batch_bytes = 0;
-        let rows = std::mem::take(&mut self.batch);
+        // Sized as the batch it follows: grown from empty, it was copied a dozen times.
+        let next = Vec::with_capacity(self.batch.len());
+        let rows = std::mem::replace(&mut self.batch, next);
         sender
             .send(Message::Rows {
                 table: self.table_index,
@@ -1123,7 +1125,7 @@ impl SnapshotProducer<'_, '_> {
                             }
                             let topic = &self.tables[table].topic;
                             self.task
-                                .send_snapshot_record(topic, key.as_deref(), &value, &self.offset)
+                                .send_snapshot_record(topic, key, value, &self.offset)
                                 .await?;
                             self.produced += 1;
                             continue;

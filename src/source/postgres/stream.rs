@@ -505,7 +505,7 @@ type CommitOutcome = (Result<(), KafkaError>, Duration);
 
 /// A record produced while a commit was in flight.
 struct HeldRecord {
-    topic: String,
+    topic: Arc<str>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Option<OwnedHeaders>,
@@ -842,7 +842,7 @@ impl<'a> StreamTask<'a> {
                         now_micros(),
                         block.as_ref(),
                     )?;
-                    self.send(&topic, None, Some(&value), None).await?;
+                    self.send(&topic, None, Some(value), None).await?;
                     self.metrics.event(Op::Truncate);
                 }
             }
@@ -897,7 +897,7 @@ impl<'a> StreamTask<'a> {
                     now_micros(),
                     block.as_ref(),
                 )?;
-                self.send(&topic, Some(&key), Some(&value), None).await?;
+                self.send(&topic, Some(key), Some(value), None).await?;
                 self.metrics.event(Op::Message);
             }
         }
@@ -987,8 +987,7 @@ impl<'a> StreamTask<'a> {
         self.records.prepare(&change.table, &topic).await?;
         let key = self.records.key(change)?;
         let value = self.records.value(change, now_micros(), block.as_ref())?;
-        self.send(&topic, key.as_deref(), Some(&value), headers)
-            .await?;
+        self.send(&topic, key, Some(value), headers).await?;
         self.metrics.event(change.op);
         Ok(())
     }
@@ -999,7 +998,7 @@ impl<'a> StreamTask<'a> {
         let Some(key) = self.records.key(delete)? else {
             return Ok(());
         };
-        self.send(&topic, Some(&key), None, None).await
+        self.send(&topic, Some(key), None, None).await
     }
 
     /// A primary-key change: a delete of the old key (+ tombstone) and a create of the new one,
@@ -1051,7 +1050,7 @@ impl<'a> StreamTask<'a> {
         };
         let topic = self.config.transaction_topic.clone();
         let (key, value) = self.records.transaction_marker(&topic, &marker).await?;
-        self.send(&topic, Some(&key), Some(&value), None).await
+        self.send(&topic, Some(key), Some(value), None).await
     }
 
     async fn send_heartbeat(&mut self) -> Result<(), Error> {
@@ -1060,7 +1059,7 @@ impl<'a> StreamTask<'a> {
             .records
             .heartbeat(&topic, &self.config.topic_prefix, now_micros() / 1000)
             .await?;
-        self.send(&topic, Some(&key), Some(&value), None).await
+        self.send(&topic, Some(key), Some(value), None).await
     }
 
     async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
@@ -1077,21 +1076,27 @@ impl<'a> StreamTask<'a> {
 
     /// Adds a record to the current Kafka transaction: produced now, or held while the previous
     /// transaction's commit is in flight.
+    /// The record is taken whole: held, it is kept as it is rather than copied.
     async fn send(
         &mut self,
         topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         self.ensure_topic(topic).await?;
         if self.in_flight.is_some() {
-            let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+            let size = key.as_ref().map_or(0, Vec::len) + value.as_ref().map_or(0, Vec::len);
             if self.held_bytes + size <= HELD_BYTES_LIMIT {
+                // Held records mostly go to one topic: they share its name.
+                let topic = match self.held.last() {
+                    Some(last) if &*last.topic == topic => Arc::clone(&last.topic),
+                    _ => Arc::from(topic),
+                };
                 self.held.push(HeldRecord {
-                    topic: topic.to_owned(),
-                    key: key.map(<[u8]>::to_vec),
-                    value: value.map(<[u8]>::to_vec),
+                    topic,
+                    key,
+                    value,
                     headers,
                 });
                 self.held_bytes += size;
@@ -1099,7 +1104,8 @@ impl<'a> StreamTask<'a> {
             }
             self.wait_for_commit().await?;
         }
-        self.produce(topic, key, value, headers).await
+        self.produce(topic, key.as_deref(), value.as_deref(), headers)
+            .await
     }
 
     /// Produces into the producer's transaction, beginning it first if needed, waiting while
@@ -1264,8 +1270,8 @@ impl StreamTask<'_> {
     pub(super) async fn send_snapshot_record(
         &mut self,
         topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
         offset: &SourceOffset,
     ) -> Result<(), Error> {
         self.before_snapshot_record().await?;
