@@ -658,6 +658,8 @@ fn write_configs(
             "database.port": pg.port.to_string(),
             "database.user": "postgres",
             "database.dbname": DATABASE,
+            // The ceiling's COPY runs over plain TCP: so do the copying connections.
+            "database.sslmode": "disable",
             "topic.prefix": names.prefix,
             "plugin.name": "pgoutput",
             "slot.name": names.slot,
