@@ -392,13 +392,34 @@ pub enum CopyFormatError {
     NullInsideField,
 }
 
-/// Splits one line of COPY's text format (without its newline) into fields, unescaping them
-/// into `out`: each field is a range of `out`, or None for `\N` (NULL).
+/// Splits one line of COPY's text format (without its newline) into fields: each field is a
+/// range of the returned bytes, or None for `\N` (NULL). A line without backslashes (nearly
+/// every one) is its own fields' bytes; otherwise the fields are unescaped into `out`.
 ///
 /// Escapes as PostgreSQL's COPY writes and reads them: `\\`, `\b`, `\f`, `\n`, `\r`, `\t`,
 /// `\v`, `\` + 1-3 octal digits, `\x` + 1-2 hex digits; any other escaped character stands
 /// for itself.
-pub fn split_copy_line(
+pub fn split_copy_line<'a>(
+    line: &'a [u8],
+    out: &'a mut Vec<u8>,
+    fields: &mut Vec<Option<Range<usize>>>,
+) -> Result<&'a [u8], CopyFormatError> {
+    fields.clear();
+    if memchr::memchr(b'\\', line).is_none() {
+        let mut start = 0;
+        for tab in memchr::memchr_iter(b'\t', line) {
+            fields.push(Some(start..tab));
+            start = tab + 1;
+        }
+        fields.push(Some(start..line.len()));
+        return Ok(line);
+    }
+    unescape_copy_line(line, out, fields)?;
+    Ok(out)
+}
+
+/// [`split_copy_line`] for a line with escapes.
+fn unescape_copy_line(
     line: &[u8],
     out: &mut Vec<u8>,
     fields: &mut Vec<Option<Range<usize>>>,
@@ -410,10 +431,7 @@ pub fn split_copy_line(
     let mut i = 0;
     while i < line.len() {
         // Copy the plain run up to the next tab or backslash in one go.
-        let run = line[i..]
-            .iter()
-            .position(|&b| b == b'\t' || b == b'\\')
-            .map_or(line.len(), |p| i + p);
+        let run = memchr::memchr2(b'\t', b'\\', &line[i..]).map_or(line.len(), |p| i + p);
         if null && run > i {
             return Err(CopyFormatError::NullInsideField);
         }
@@ -895,7 +913,7 @@ async fn copy_chunks(
             let data = data?;
             let mut rest: &[u8] = &data;
             if !carry.is_empty() {
-                match rest.iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', rest) {
                     Some(end) => {
                         carry.extend_from_slice(&rest[..end]);
                         reader.line(&carry)?;
@@ -908,7 +926,7 @@ async fn copy_chunks(
                     }
                 }
             }
-            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            while let Some(end) = memchr::memchr(b'\n', rest) {
                 reader.line(&rest[..end])?;
                 rest = &rest[end + 1..];
             }
@@ -962,9 +980,11 @@ struct ChunkReader<'a> {
 impl ChunkReader<'_> {
     fn line(&mut self, line: &[u8]) -> Result<(), Error> {
         let id = || self.table.relation.schema.id.to_string();
-        split_copy_line(line, &mut self.out, &mut self.fields).map_err(|e| Error::SnapshotRow {
-            table: id(),
-            reason: format!("malformed COPY line: {e}"),
+        let bytes = split_copy_line(line, &mut self.out, &mut self.fields).map_err(|e| {
+            Error::SnapshotRow {
+                table: id(),
+                reason: format!("malformed COPY line: {e}"),
+            }
         })?;
         if self.fields.len() != self.table.column_count {
             return Err(Error::SnapshotRow {
@@ -981,7 +1001,7 @@ impl ChunkReader<'_> {
                 .iter()
                 .map(|field| match field {
                     None => TupleValue::Null,
-                    Some(range) => TupleValue::Text(&self.out[range.clone()]),
+                    Some(range) => TupleValue::Text(&bytes[range.clone()]),
                 })
                 .collect(),
         );
@@ -1293,10 +1313,10 @@ mod tests {
 
     fn split(line: &[u8]) -> Result<Vec<Option<Vec<u8>>>, CopyFormatError> {
         let (mut out, mut fields) = (Vec::new(), Vec::new());
-        split_copy_line(line, &mut out, &mut fields)?;
+        let bytes = split_copy_line(line, &mut out, &mut fields)?;
         Ok(fields
             .into_iter()
-            .map(|field| field.map(|range| out[range].to_vec()))
+            .map(|field| field.map(|range| bytes[range].to_vec()))
             .collect())
     }
 
@@ -1311,6 +1331,16 @@ mod tests {
             [text("1"), text("Ann"), None, text("")]
         );
         assert_eq!(split(b"").expect("valid"), [text("")]);
+        // Without a backslash the fields are slices of the line itself.
+        assert_eq!(
+            split(b"\t1\t\tAnn Lee\t").expect("valid"),
+            [text(""), text("1"), text(""), text("Ann Lee"), text("")]
+        );
+        let (mut out, mut fields) = (Vec::new(), Vec::new());
+        let line = b"7\tplain";
+        let bytes = split_copy_line(line, &mut out, &mut fields).expect("valid");
+        assert_eq!(bytes.as_ptr(), line.as_ptr());
+        assert_eq!(fields, [Some(0..1), Some(2..7)]);
         assert_eq!(split(b"\\N").expect("valid"), [None]);
         assert_eq!(split(b"\\N\t\\N").expect("valid"), [None, None]);
     }
