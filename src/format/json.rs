@@ -27,7 +27,7 @@
 //!   not supported yet.
 use std::{
     cell::{Cell, RefCell},
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     sync::Arc,
 };
 
@@ -274,21 +274,24 @@ impl JsonEncoder {
 
     /// The table's plan (built or rebuilt when its schema changed) and the encoding context.
     fn plan_and_context(&mut self, table: &Arc<TableSchema>) -> (&TablePlan, EncodeContext<'_>) {
-        let stale = match self.plans.get(&table.relation_id) {
-            Some(plan) => is_stale(&plan.table, table),
-            None => true,
-        };
-        if stale {
-            let plan = TablePlan::new(
+        // One lookup per record: every key and value of a snapshot passes here.
+        let new_plan = || {
+            TablePlan::new(
                 table,
                 &self.options,
                 &self.context.topic_prefix,
                 &self.source_schema,
                 &self.transaction_schema,
-            );
-            self.plans.insert(table.relation_id, plan);
-        }
-        let plan = &self.plans[&table.relation_id];
+            )
+        };
+        let plan = match self.plans.entry(table.relation_id) {
+            Entry::Occupied(entry) if !is_stale(&entry.get().table, table) => entry.into_mut(),
+            Entry::Occupied(mut entry) => {
+                entry.insert(new_plan());
+                entry.into_mut()
+            }
+            Entry::Vacant(entry) => entry.insert(new_plan()),
+        };
         let ctx = EncodeContext {
             context: &self.context,
             placeholder: &self.placeholder,

@@ -476,6 +476,8 @@ pub(super) struct StreamTask<'a> {
     decode_options: DecodeOptions,
     admin: TopicAdmin,
     topics: HashSet<String>,
+    /// The topic of the last record sent, one of `topics`.
+    last_topic: String,
     metrics: TaskMetrics,
     catch_up: Option<CatchUp>,
     /// The server's end of WAL, from the newest frame: how far `delivered` trails is the lag.
@@ -554,6 +556,7 @@ impl<'a> StreamTask<'a> {
             admin: TopicAdmin::new(&destination.kafka, Duration::from_secs(30))
                 .expect("admin client settings were already used by the producer"),
             topics: HashSet::new(),
+            last_topic: String::new(),
             metrics: destination.metrics.task(&config.name, 0),
             catch_up: None,
             server_wal_end: Lsn::ZERO,
@@ -1063,20 +1066,25 @@ impl<'a> StreamTask<'a> {
     }
 
     async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
+        // Runs of records go to one topic: compared, not hashed, each time.
+        if self.last_topic == topic {
+            return Ok(());
+        }
         if self.topics.contains(topic) {
+            topic.clone_into(&mut self.last_topic);
             return Ok(());
         }
         let mut spec = TopicSpec::new(topic, self.config.topic_partitions);
         spec.replication_factor = self.config.topic_replication_factor;
         self.admin.ensure_topic(&spec).await?;
         self.topics.insert(topic.to_owned());
+        topic.clone_into(&mut self.last_topic);
         self.metrics.topic_written(topic);
         Ok(())
     }
 
     /// Adds a record to the current Kafka transaction: produced now, or held while the previous
-    /// transaction's commit is in flight.
-    /// The record is taken whole: held, it is kept as it is rather than copied.
+    /// transaction's commit is in flight (taken whole, so held it is kept, not copied).
     async fn send(
         &mut self,
         topic: &str,
