@@ -176,16 +176,17 @@ impl JsonEncoder {
             Some(row) => ctx.write_row(&mut out, &change.table, plan, row, false)?,
             None => out.extend_from_slice(b"null"),
         }
-        let tail_start = out.len();
-        let key = TailKey {
+        // Without a transaction block the tail is a function of this key alone.
+        let key = transaction.is_none().then(|| TailKey {
             source: change.source.clone(),
             op: change.op,
             processed_at_micros,
-        };
+        });
         let mut cache = plan.tail.borrow_mut();
-        if transaction.is_none() && cache.filled && cache.key.as_ref() == Some(&key) {
-            out.extend_from_slice(&cache.bytes);
+        if let Some(tail) = cache.get(key.as_ref()) {
+            out.extend_from_slice(tail);
         } else {
+            let tail_start = out.len();
             out.extend_from_slice(b",\"source\":");
             ctx.write_source(
                 &mut out,
@@ -194,7 +195,7 @@ impl JsonEncoder {
                 &change.table.id.table,
             );
             write_envelope_tail(&mut out, transaction, change.op.code(), processed_at_micros);
-            cache.remember(transaction.is_none().then_some(key), &out[tail_start..]);
+            cache.remember(key, &out[tail_start..]);
         }
         close_document(&mut out, schemas_enable);
         // The next record of the table starts with room for one like this, without regrowing.
@@ -657,21 +658,25 @@ struct TailKey {
 /// events each have their own LSN, so they only pay the comparison.
 #[derive(Debug, Default)]
 struct TailCache {
+    /// The key of the last tail written (None: not reusable).
     key: Option<TailKey>,
-    /// The bytes of `key`'s tail, once the same key came twice in a row.
+    /// Its bytes once the same key came twice in a row, else empty (a tail never is).
     bytes: Vec<u8>,
-    filled: bool,
 }
 
 impl TailCache {
-    /// After writing the tail `bytes` for `key` (None: not to be reused).
+    /// The tail of `key` when it is the one kept.
+    fn get(&self, key: Option<&TailKey>) -> Option<&[u8]> {
+        (key.is_some() && key == self.key.as_ref() && !self.bytes.is_empty())
+            .then_some(self.bytes.as_slice())
+    }
+
+    /// After writing the tail `bytes` for `key`: kept when `key` repeats the last one.
     fn remember(&mut self, key: Option<TailKey>, bytes: &[u8]) {
-        let repeated = key.is_some() && self.key == key;
-        if repeated {
-            self.bytes.clear();
+        self.bytes.clear();
+        if key.is_some() && key == self.key {
             self.bytes.extend_from_slice(bytes);
         }
-        self.filled = repeated;
         self.key = key;
     }
 }
@@ -991,6 +996,15 @@ mod tests {
             let value = encoder.value(&read, PROCESSED_MICROS, None).expect("value");
             assert_eq!(value, fresh(&read, PROCESSED_MICROS, None));
         }
+        // Kept: the value's end from `,"source":` on, before the document's closing brace.
+        let kept = encoder.plans[&table.relation_id]
+            .tail
+            .borrow()
+            .bytes
+            .clone();
+        let value = fresh(&read, PROCESSED_MICROS, None);
+        let tail_start = memchr::memmem::find(&value, b",\"source\":").expect("a source block");
+        assert_eq!(kept, value[tail_start..value.len() - 1]);
         let with_block = encoder
             .value(&read, PROCESSED_MICROS, Some(&block))
             .expect("value");

@@ -222,20 +222,20 @@ fn parse_numeric(text: &str) -> Result<Numeric, Problem> {
                 return Err("not a decimal number".into());
             }
             // BigDecimal keeps the scale of the text: "1.50" has scale 2.
-            let digits = whole.len() + fraction.map_or(0, str::len);
-            if digits <= 18 {
+            let fraction = fraction.unwrap_or("");
+            if whole.len() + fraction.len() <= 18 {
                 // Fits an i64: built from the integer, not through BigUint's string parser
                 // (a visible share of a snapshot's CPU).
                 let unscaled = whole
                     .bytes()
-                    .chain(fraction.unwrap_or("").bytes())
+                    .chain(fraction.bytes())
                     .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
-                let signed = if unsigned.len() < text.len() {
+                let signed = if text.starts_with('-') {
                     -unscaled
                 } else {
                     unscaled
                 };
-                let scale = fraction.map_or(0, str::len) as i64;
+                let scale = fraction.len() as i64;
                 return Ok(Numeric::Finite(BigDecimal::new(signed.into(), scale)));
             }
             BigDecimal::from_str(text)
