@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tributary::kafka::transactional_producer;
+use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer};
+use tributary::kafka::{bulk_transactional_producer, transactional_producer};
 
 use crate::support::{
     kafka::{self, Collector, Isolation, TestTopic},
@@ -109,5 +109,62 @@ async fn open_transaction_is_invisible_and_a_new_producer_fences_the_old() {
     let seen = committed.collect(1, TIMEOUT).await;
     assert_eq!(values(&seen), ["from-successor"]);
     assert_eq!(seen[0].partition, 1);
+    committed.expect_no_more(Duration::from_secs(2)).await;
+}
+
+/// The bulk producer has no delivery reports for successes: a record the broker refuses must
+/// still make the commit fail, and nothing of that transaction may become visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
+    let topic = TestTopic::create_with(1, &[("max.message.bytes", "2000")]).await;
+    let producer = bulk_transactional_producer(&kafka::settings(), &unique_name("txn"), TIMEOUT)
+        .await
+        .expect("transactions initialise");
+
+    producer.begin_transaction().expect("begin");
+    for value in ["c1", "c2"] {
+        producer
+            .send(
+                BaseRecord::<str, str>::to(&topic.name)
+                    .key(value)
+                    .payload(value),
+            )
+            .map_err(|(err, _)| err)
+            .expect("queued");
+    }
+    producer.commit_transaction(TIMEOUT).expect("commit");
+
+    producer.begin_transaction().expect("begin");
+    // Small enough for the producer (message.max.bytes is 1 MB), too big for this topic even
+    // lz4-compressed: the limit applies to the compressed batch, so the text must not repeat.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let big: String = (0..50_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    for value in ["before-big", big.as_str(), "after-big"] {
+        producer
+            .send(
+                BaseRecord::<str, str>::to(&topic.name)
+                    .key("k")
+                    .payload(value),
+            )
+            .map_err(|(err, _)| err)
+            .expect("queued");
+    }
+    let refused = producer.commit_transaction(TIMEOUT);
+    assert!(
+        refused.is_err(),
+        "a refused record must fail the commit, got {refused:?}"
+    );
+    producer.abort_transaction(TIMEOUT).expect("abort");
+
+    let mut committed = Collector::new(&topic, Isolation::ReadCommitted);
+    let seen = committed.collect(2, TIMEOUT).await;
+    assert_eq!(values(&seen), ["c1", "c2"]);
     committed.expect_no_more(Duration::from_secs(2)).await;
 }

@@ -13,7 +13,8 @@ mod offsets;
 
 pub use admin::{TopicAdmin, TopicSpec};
 pub use client::{
-    ClientSettings, idempotent_producer, read_committed_consumer, transactional_producer,
+    BulkContext, BulkProducer, ClientSettings, bulk_transactional_producer, idempotent_producer,
+    read_committed_consumer, transactional_producer,
 };
 pub use error::Error;
 pub use offsets::{DEFAULT_OFFSETS_TOPIC, OffsetRecord, OffsetStore, SourceOffset};

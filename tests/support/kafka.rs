@@ -55,10 +55,20 @@ pub struct TestTopic {
 
 impl TestTopic {
     pub async fn create(partitions: i32) -> Self {
+        Self::create_with(partitions, &[]).await
+    }
+
+    /// A topic with topic-level configs such as `max.message.bytes`.
+    pub async fn create_with(partitions: i32, configs: &[(&str, &str)]) -> Self {
         let settings = settings();
         let name = unique_name("tributary-test");
+        let mut spec = TopicSpec::new(&name, partitions);
+        spec.configs = configs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
         admin(&settings)
-            .ensure_topic(&TopicSpec::new(&name, partitions))
+            .ensure_topic(&spec)
             .await
             .unwrap_or_else(|err| panic!("cannot create test topic {name}: {err}"));
         Self {

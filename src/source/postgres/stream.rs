@@ -29,7 +29,7 @@ use std::{
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer},
+    producer::{BaseRecord, Producer},
 };
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -53,7 +53,7 @@ use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
     event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
     format::json::TransactionBlock,
-    kafka::{ClientSettings, OffsetStore, SourceOffset, TopicAdmin, TopicSpec},
+    kafka::{BulkProducer, ClientSettings, OffsetStore, SourceOffset, TopicAdmin, TopicSpec},
     metrics::{Metrics, TaskMetrics},
 };
 
@@ -427,7 +427,7 @@ fn resume_point(
 async fn producer(
     config: &PostgresSourceConfig,
     destination: &Destination,
-) -> Result<FutureProducer, Error> {
+) -> Result<Arc<BulkProducer>, Error> {
     let mut settings = destination.kafka.clone();
     let tuning = [
         // Java clients' partitioner, so keys land where Kafka Connect would put them.
@@ -445,10 +445,12 @@ async fn producer(
         }
     }
     let transactional_id = format!("tributary-{}-0", config.name);
-    Ok(
-        crate::kafka::transactional_producer(&settings, &transactional_id, Duration::from_secs(60))
-            .await?,
+    Ok(crate::kafka::bulk_transactional_producer(
+        &settings,
+        &transactional_id,
+        Duration::from_secs(60),
     )
+    .await?)
 }
 
 /// The PostgreSQL transaction being decoded.
@@ -466,7 +468,7 @@ struct PgTransaction {
 pub(super) struct StreamTask<'a> {
     config: &'a PostgresSourceConfig,
     sql: Client,
-    producer: FutureProducer,
+    producer: Arc<BulkProducer>,
     offsets: OffsetStore,
     /// None while a snapshot is produced: streaming starts once it is read.
     stream: Option<ReplicationStream>,
@@ -541,7 +543,7 @@ impl<'a> StreamTask<'a> {
         config: &'a PostgresSourceConfig,
         destination: &Destination,
         sql: Client,
-        producer: FutureProducer,
+        producer: Arc<BulkProducer>,
         offsets: OffsetStore,
         stream: Option<ReplicationStream>,
         stored: Option<SourceOffset>,
@@ -1137,7 +1139,7 @@ impl<'a> StreamTask<'a> {
                 .map_err(Error::KafkaTransaction)?;
             self.producer_txn_open = true;
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -1148,9 +1150,9 @@ impl<'a> StreamTask<'a> {
             record = record.headers(headers);
         }
         loop {
-            match self.producer.send_result(record) {
+            match self.producer.send(record) {
                 // Delivery is checked as a whole by commit_transaction.
-                Ok(_delivery) => return Ok(()),
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;
