@@ -1,12 +1,10 @@
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig, ClientContext, Message,
-    config::FromClientConfigAndContext,
+    ClientConfig,
     consumer::StreamConsumer,
-    producer::{DeliveryResult, FutureProducer, Producer, ProducerContext, ThreadedProducer},
+    producer::{FutureProducer, Producer, ProducerContext},
 };
-use tracing::warn;
 
 use super::Error;
 
@@ -60,55 +58,10 @@ pub async fn transactional_producer(
     init_transactions(producer, transactional_id, init_timeout).await
 }
 
-/// As [`transactional_producer`], for senders that learn the outcome from `commit_transaction`
-/// alone: no delivery future per record, and librdkafka reports failed deliveries only (they are
-/// logged; the transaction then fails to commit). Each record costs a few allocations and a
-/// callback less, which is a visible share of a snapshot's CPU.
-pub async fn bulk_transactional_producer(
+pub(super) fn transactional_config(
     settings: &ClientSettings,
     transactional_id: &str,
-    init_timeout: Duration,
-) -> Result<Arc<BulkProducer>, Error> {
-    let mut config = transactional_config(settings, transactional_id);
-    config.set("delivery.report.only.error", "true");
-    let producer =
-        BulkProducer::from_config_and_context(&config, BulkContext).map_err(|source| {
-            Error::CreateClient {
-                client: "transactional producer",
-                bootstrap_servers: settings.bootstrap_servers.clone(),
-                source,
-            }
-        })?;
-    init_transactions(producer, transactional_id, init_timeout)
-        .await
-        .map(Arc::new)
-}
-
-/// A transactional producer without delivery futures; see [`bulk_transactional_producer`].
-pub type BulkProducer = ThreadedProducer<BulkContext>;
-
-/// Logs the deliveries that failed; successful ones are not reported at all.
-#[derive(Debug)]
-pub struct BulkContext;
-
-impl ClientContext for BulkContext {}
-
-impl ProducerContext for BulkContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, message)) = result {
-            warn!(
-                topic = message.topic(),
-                partition = message.partition(),
-                error = %error,
-                "a record was not delivered; its Kafka transaction cannot commit"
-            );
-        }
-    }
-}
-
-fn transactional_config(settings: &ClientSettings, transactional_id: &str) -> ClientConfig {
+) -> ClientConfig {
     let mut config = settings.base();
     config
         .set("transactional.id", transactional_id)
@@ -121,7 +74,7 @@ fn transactional_config(settings: &ClientSettings, transactional_id: &str) -> Cl
     settings.finish(config)
 }
 
-async fn init_transactions<C, P>(
+pub(super) async fn init_transactions<C, P>(
     producer: P,
     transactional_id: &str,
     timeout: Duration,

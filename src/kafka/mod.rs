@@ -6,15 +6,16 @@
 //! transaction, and offsets are committed by their owners, not automatically.
 
 mod admin;
+mod bulk;
 mod client;
 pub mod compacted;
 mod error;
 mod offsets;
 
 pub use admin::{TopicAdmin, TopicSpec};
+pub use bulk::{BulkContext, BulkProducer, Refused, bulk_transactional_producer};
 pub use client::{
-    BulkContext, BulkProducer, ClientSettings, bulk_transactional_producer, idempotent_producer,
-    read_committed_consumer, transactional_producer,
+    ClientSettings, idempotent_producer, read_committed_consumer, transactional_producer,
 };
 pub use error::Error;
 pub use offsets::{DEFAULT_OFFSETS_TOPIC, OffsetRecord, OffsetStore, SourceOffset};

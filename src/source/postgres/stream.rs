@@ -22,6 +22,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    ffi::CString,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -53,7 +54,9 @@ use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
     event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
     format::json::TransactionBlock,
-    kafka::{BulkProducer, ClientSettings, OffsetStore, SourceOffset, TopicAdmin, TopicSpec},
+    kafka::{
+        BulkProducer, ClientSettings, OffsetStore, Refused, SourceOffset, TopicAdmin, TopicSpec,
+    },
     metrics::{Metrics, TaskMetrics},
 };
 
@@ -480,6 +483,8 @@ pub(super) struct StreamTask<'a> {
     topics: HashSet<String>,
     /// The topic of the last record sent, one of `topics`.
     last_topic: String,
+    /// The topic of the newest record produced, as the producer takes it.
+    topic_c: CString,
     metrics: TaskMetrics,
     catch_up: Option<CatchUp>,
     /// The server's end of WAL, from the newest frame: how far `delivered` trails is the lag.
@@ -565,6 +570,7 @@ impl<'a> StreamTask<'a> {
                 .expect("admin client settings were already used by the producer"),
             topics: HashSet::new(),
             last_topic: String::new(),
+            topic_c: CString::default(),
             metrics: destination.metrics.task(&config.name, 0),
             catch_up: None,
             server_wal_end: Lsn::ZERO,
@@ -1120,17 +1126,16 @@ impl<'a> StreamTask<'a> {
             }
             self.wait_for_commit().await?;
         }
-        self.produce(topic, key.as_deref(), value.as_deref(), headers)
-            .await
+        self.produce(topic, key.as_deref(), value, headers).await
     }
 
     /// Produces into the producer's transaction, beginning it first if needed, waiting while
-    /// the producer's queue is full.
+    /// the producer's queue is full. The value is handed to the producer, not copied.
     async fn produce(
         &mut self,
         topic: &str,
         key: Option<&[u8]>,
-        value: Option<&[u8]>,
+        mut value: Option<Vec<u8>>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         if !self.producer_txn_open {
@@ -1139,19 +1144,52 @@ impl<'a> StreamTask<'a> {
                 .map_err(Error::KafkaTransaction)?;
             self.producer_txn_open = true;
         }
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        let produce_error = |source| Error::Produce {
+            topic: topic.to_owned(),
+            source,
+        };
+        if let Some(headers) = headers {
+            return self
+                .produce_with_headers(topic, key, value.as_deref(), headers)
+                .await;
+        }
+        if self.topic_c.as_bytes() != topic.as_bytes() {
+            self.topic_c = CString::new(topic).map_err(|e| produce_error(e.into()))?;
+        }
+        loop {
+            // The timestamp is the producer's clock at send, as Kafka Connect's.
+            match self.producer.send_owned(&self.topic_c, key, value, 0) {
+                // Delivery is checked as a whole by commit_transaction.
+                Ok(()) => return Ok(()),
+                Err(Refused {
+                    error: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    value: returned,
+                }) => {
+                    value = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(Refused { error, .. }) => return Err(produce_error(error)),
+            }
+        }
+    }
+
+    /// As [`Self::produce`], for the few records with headers (copied).
+    async fn produce_with_headers(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), Error> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
         if let Some(value) = value {
             record = record.payload(value);
         }
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
         loop {
             match self.producer.send(record) {
-                // Delivery is checked as a whole by commit_transaction.
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
@@ -1207,7 +1245,7 @@ impl<'a> StreamTask<'a> {
             self.produce(
                 &record.topic,
                 record.key.as_deref(),
-                record.value.as_deref(),
+                record.value,
                 record.headers,
             )
             .await?;
@@ -1225,7 +1263,7 @@ impl<'a> StreamTask<'a> {
         let record = self
             .offsets
             .record(&self.config.name, &self.config.topic_prefix, &offset);
-        self.produce(&record.topic, Some(&record.key), Some(&record.value), None)
+        self.produce(&record.topic, Some(&record.key), Some(record.value), None)
             .await?;
         let producer = self.producer.clone();
         let handle = tokio::task::spawn_blocking(move || {

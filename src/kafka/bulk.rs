@@ -1,0 +1,240 @@
+//! The source's transactional producer: no delivery future per record, failed deliveries only
+//! reported (the commit is the check), and record values handed to librdkafka instead of copied.
+//! The crate's one `unsafe` module: librdkafka's C call that takes a buffer over.
+#![allow(unsafe_code)]
+
+use std::{
+    ffi::{CStr, c_void},
+    mem::ManuallyDrop,
+    ops::Deref,
+    ptr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use rdkafka::{
+    ClientContext, Message, bindings as rdsys,
+    config::FromClientConfigAndContext,
+    error::{IsError, KafkaError},
+    producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer},
+};
+use rdsys::rd_kafka_vtype_t as RDKafkaVtype;
+use tracing::warn;
+
+use super::{
+    ClientSettings, Error,
+    client::{init_transactions, transactional_config},
+};
+
+/// As [`super::transactional_producer`], for senders that learn the outcome from
+/// `commit_transaction` alone: no delivery future per record, and librdkafka reports failed
+/// deliveries only (they are logged; the transaction then fails to commit). Each record costs a
+/// few allocations and a callback less, which is a visible share of a snapshot's CPU.
+pub async fn bulk_transactional_producer(
+    settings: &ClientSettings,
+    transactional_id: &str,
+    init_timeout: Duration,
+) -> Result<Arc<BulkProducer>, Error> {
+    let mut config = transactional_config(settings, transactional_id);
+    config.set("delivery.report.only.error", "true");
+    let inner =
+        ThreadedProducer::from_config_and_context(&config, BulkContext).map_err(|source| {
+            Error::CreateClient {
+                client: "transactional producer",
+                bootstrap_servers: settings.bootstrap_servers.clone(),
+                source,
+            }
+        })?;
+    let inner = init_transactions(inner, transactional_id, init_timeout).await?;
+    Ok(Arc::new(BulkProducer { inner }))
+}
+
+/// A transactional producer without delivery futures; see [`bulk_transactional_producer`].
+/// Everything of [`ThreadedProducer`] (transactions, `send`) is reached through it.
+pub struct BulkProducer {
+    inner: ThreadedProducer<BulkContext>,
+}
+
+impl Deref for BulkProducer {
+    type Target = ThreadedProducer<BulkContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::fmt::Debug for BulkProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkProducer").finish_non_exhaustive()
+    }
+}
+
+/// A record `send_owned` could not queue, returned whole.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: KafkaError,
+    pub value: Option<Vec<u8>>,
+}
+
+impl BulkProducer {
+    /// Queues a record (no headers) whose value buffer librdkafka takes over and frees once the
+    /// record is sent, rather than copying it: the copy, from memory another thread wrote, was
+    /// a twentieth of a snapshot's CPU. Where librdkafka's `free` is not the allocator the
+    /// buffer came from, the value is copied as usual. The key is always copied (it is small).
+    ///
+    /// On failure (a full queue) nothing was taken: the value comes back.
+    pub fn send_owned(
+        &self,
+        topic: &CStr,
+        key: Option<&[u8]>,
+        value: Option<Vec<u8>>,
+        timestamp_ms: i64,
+    ) -> Result<(), Refused> {
+        let hand_over = value.as_ref().is_some_and(|v| v.capacity() > 0) && frees_our_memory();
+        let mut value = ManuallyDrop::new(value);
+        let (value_ptr, value_len) = match value.as_mut() {
+            Some(v) => (v.as_mut_ptr().cast::<c_void>(), v.len()),
+            None => (ptr::null_mut(), 0),
+        };
+        let (key_ptr, key_len) = match key {
+            Some(k) => (k.as_ptr().cast::<c_void>().cast_mut(), k.len()),
+            None => (ptr::null_mut(), 0),
+        };
+        let flags = if hand_over {
+            rdsys::RD_KAFKA_MSG_F_FREE
+        } else {
+            rdsys::RD_KAFKA_MSG_F_COPY
+        };
+        // SAFETY: the pointers are valid for their lengths for the duration of the call; with
+        // RD_KAFKA_MSG_F_FREE librdkafka owns the value buffer after a successful call and frees
+        // it with `free`, which `frees_our_memory` checked is the allocator that made it. On
+        // error librdkafka keeps nothing (its documented contract), so the value is ours again.
+        let error = unsafe {
+            rdsys::rd_kafka_producev(
+                self.inner.client().native_ptr(),
+                RDKafkaVtype::RD_KAFKA_VTYPE_TOPIC,
+                topic.as_ptr(),
+                RDKafkaVtype::RD_KAFKA_VTYPE_PARTITION,
+                -1, // unassigned: the partitioner chooses
+                RDKafkaVtype::RD_KAFKA_VTYPE_MSGFLAGS,
+                flags,
+                RDKafkaVtype::RD_KAFKA_VTYPE_VALUE,
+                value_ptr,
+                value_len,
+                RDKafkaVtype::RD_KAFKA_VTYPE_KEY,
+                key_ptr,
+                key_len,
+                RDKafkaVtype::RD_KAFKA_VTYPE_TIMESTAMP,
+                timestamp_ms,
+                RDKafkaVtype::RD_KAFKA_VTYPE_END,
+            )
+        };
+        if error.is_error() {
+            return Err(Refused {
+                error: KafkaError::MessageProduction(error.into()),
+                value: ManuallyDrop::into_inner(value),
+            });
+        }
+        if !hand_over {
+            // Copied by librdkafka: the buffer is still ours to drop.
+            drop(ManuallyDrop::into_inner(value));
+        }
+        Ok(())
+    }
+}
+
+/// Whether librdkafka's `free` releases memory from Rust's global allocator: true when both are
+/// mimalloc (the crate's global allocator, with its `override` feature serving C's malloc).
+/// Checked once, on a block librdkafka's own allocator returns.
+fn frees_our_memory() -> bool {
+    static SAME: OnceLock<bool> = OnceLock::new();
+    *SAME.get_or_init(|| {
+        // SAFETY: a block from librdkafka's allocator, only inspected, then given back to it.
+        unsafe {
+            let block = rdsys::rd_kafka_mem_malloc(ptr::null_mut(), 16);
+            let ours = libmimalloc_sys::mi_is_in_heap_region(block.cast_const());
+            rdsys::rd_kafka_mem_free(ptr::null_mut(), block);
+            ours
+        }
+    })
+}
+
+/// Logs the deliveries that failed; successful ones are not reported at all.
+#[derive(Debug)]
+pub struct BulkContext;
+
+impl ClientContext for BulkContext {}
+
+impl ProducerContext for BulkContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                error = %error,
+                "a record was not delivered; its Kafka transaction cannot commit"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::{ClientConfig, producer::PurgeConfig, types::RDKafkaErrorCode};
+
+    use super::*;
+
+    /// A producer whose queue holds one record and whose broker never answers.
+    fn one_record_producer() -> BulkProducer {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("queue.buffering.max.messages", "1")
+            .set("delivery.report.only.error", "true");
+        let inner = ThreadedProducer::from_config_and_context(&config, BulkContext)
+            .expect("a producer needs no broker to be created");
+        BulkProducer { inner }
+    }
+
+    #[test]
+    fn a_refused_value_comes_back_whole_and_a_taken_one_is_freed_by_librdkafka() {
+        let producer = one_record_producer();
+        let topic = c"bulk-test";
+        let taken = b"taken by librdkafka".to_vec();
+        producer
+            .send_owned(topic, Some(b"k1"), Some(taken), 0)
+            .expect("the first record fits the queue");
+        let refused = b"refused: the queue is full".to_vec();
+        let err = producer
+            .send_owned(topic, Some(b"k2"), Some(refused.clone()), 0)
+            .expect_err("the queue holds one record");
+        assert!(
+            matches!(
+                err.error,
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.value.as_deref(), Some(&refused[..]));
+        // Records without a value, and with an empty one, are not handed over (nothing to free).
+        producer.purge(PurgeConfig::default().queue());
+        producer
+            .send_owned(topic, None, Some(Vec::new()), 0)
+            .expect("an empty value");
+        producer.purge(PurgeConfig::default().queue());
+        producer
+            .send_owned(topic, None, None, 0)
+            .expect("a tombstone");
+        // Purged and destroyed: librdkafka frees the buffers it took (a wrong allocator aborts).
+        producer.purge(PurgeConfig::default().queue());
+    }
+
+    #[test]
+    fn librdkafka_frees_with_the_global_allocator() {
+        // The build pairs mimalloc as global allocator with its malloc override; if that ever
+        // changes, values are copied again, and this says why sends got slower.
+        assert!(frees_our_memory());
+    }
+}
