@@ -33,7 +33,7 @@
 //! `op=r` events twice; the newest event per key still equals the table.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     fmt::Write as _,
     ops::Range,
     sync::{
@@ -608,7 +608,7 @@ pub(super) async fn run(
             ts_usec: now_micros(),
             snapshot_completed: false,
         },
-        held: HashMap::new(),
+        held: (0..tables.len()).map(|_| None).collect(),
         started_tables: vec![false; tables.len()],
         chunks_done: vec![0; tables.len()],
         last_pending: None,
@@ -1116,7 +1116,8 @@ struct SnapshotProducer<'t, 'a> {
     task: &'t mut StreamTask<'a>,
     tables: &'t [SnapshotTable],
     offset: SourceOffset,
-    held: HashMap<usize, HeldRow>,
+    /// Per table index: every record passes here, so no hashing.
+    held: Vec<Option<HeldRow>>,
     started_tables: Vec<bool>,
     chunks_done: Vec<usize>,
     last_pending: Option<HeldRow>,
@@ -1140,7 +1141,7 @@ impl SnapshotProducer<'_, '_> {
                         SnapshotRecord::Row(row) => row,
                         SnapshotRecord::Encoded { key, value } => {
                             // Never a table's first row: that is a chunk's first, sent as a row.
-                            if let Some(previous) = self.held.remove(&table) {
+                            if let Some(previous) = self.held[table].take() {
                                 self.emit(previous, false, false).await?;
                             }
                             let topic = &self.tables[table].topic;
@@ -1158,7 +1159,7 @@ impl SnapshotProducer<'_, '_> {
                         read_at_micros,
                         first_in_table,
                     };
-                    if let Some(previous) = self.held.insert(table, next) {
+                    if let Some(previous) = self.held[table].replace(next) {
                         self.emit(previous, false, false).await?;
                     }
                 }
@@ -1210,7 +1211,7 @@ impl SnapshotProducer<'_, '_> {
                         rows_per_second = view.rows_per_second.round() as u64,
                         "snapshot of table done"
                     );
-                    if let Some(last) = self.held.remove(&table)
+                    if let Some(last) = self.held[table].take()
                         && let Some(previous) = self.last_pending.replace(last)
                     {
                         self.emit(previous, true, false).await?;
@@ -1224,9 +1225,8 @@ impl SnapshotProducer<'_, '_> {
     /// Produces the held-back last row and commits the last snapshot transaction, which
     /// records the snapshot as complete. Returns how many rows were produced.
     async fn finish(mut self) -> Result<u64, Error> {
-        // Every table is done, so nothing else is held; the order is only for determinism.
-        let mut rest: Vec<HeldRow> = self.held.drain().map(|(_, row)| row).collect();
-        rest.sort_by_key(|row| row.table);
+        // Every table is done, so nothing else is held; table order, for determinism.
+        let rest: Vec<HeldRow> = self.held.iter_mut().filter_map(Option::take).collect();
         for row in rest {
             self.emit(row, true, false).await?;
         }
