@@ -39,8 +39,8 @@ use super::connect::{
     ValueModes, binary_as_text, bits_le_bytes, check_row_shape, column_plans, date_days,
     decimal_bytes_at_scale, duration_micros, hstore_json, is_stale, message_key_schema,
     message_value_schema, numeric_as_f64, numeric_as_string, push_zoned_timestamp, source_schema,
-    timestamp_micros, transaction_schema, variable_scale_parts, zero_decimal_string, zoned_time,
-    zoned_timestamp_text,
+    timestamp_micros, transaction_schema, variable_scale_parts, with_decimal_bytes_at_scale,
+    zero_decimal_string, zoned_time, zoned_timestamp_text,
 };
 pub use super::connect::{DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER, TransactionBlock};
 use super::{
@@ -772,14 +772,15 @@ impl Encoding {
                 out.push(b'"');
             }
             (Encoding::Decimal { scale }, Value::Numeric(Numeric::Finite(decimal))) => {
-                let bytes = decimal_bytes_at_scale(decimal, *scale);
                 out.push(b'"');
-                let start = out.len();
-                out.resize(start + 4 * bytes.len().div_ceil(3), 0);
-                let written = STANDARD
-                    .encode_slice(&bytes, &mut out[start..])
-                    .expect("sized for padded base64");
-                out.truncate(start + written);
+                with_decimal_bytes_at_scale(decimal, *scale, |bytes| {
+                    let start = out.len();
+                    out.resize(start + 4 * bytes.len().div_ceil(3), 0);
+                    let written = STANDARD
+                        .encode_slice(bytes, &mut out[start..])
+                        .expect("sized for padded base64");
+                    out.truncate(start + written);
+                });
                 out.push(b'"');
             }
             (encoding, value) => push_json(out, &encoding.encode(value)?),
