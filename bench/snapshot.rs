@@ -111,6 +111,9 @@ struct SnapshotRun {
     /// The bench itself (its polling of `pg_stat_activity`), for `other_cpu_seconds`.
     bench_cpu_seconds: f64,
     verified: Verified,
+    /// The mean rate of the COPY drains right before and right after this run: this machine's
+    /// speed drifts by a third over minutes, so the run is compared with its neighbours.
+    adjacent_ceiling: f64,
 }
 
 impl SnapshotRun {
@@ -137,6 +140,8 @@ impl SnapshotRun {
             "threads": self.threads,
             "seconds": self.elapsed.as_secs_f64(),
             "rows_per_second": self.rate(rows),
+            "adjacent_ceiling_rows_per_second": self.adjacent_ceiling,
+            "ratio_to_adjacent_ceiling": self.rate(rows) / self.adjacent_ceiling,
             "ratio_to_ceiling": self.rate(rows) / ceiling,
             "tributary_cpu_seconds": self.tributary.cpu_seconds,
             "tributary_cpu_seconds_per_million_rows": self.cpu_per_million(rows),
@@ -214,12 +219,6 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
         );
         drains.push(drain);
     }
-    let ceiling = median_rate(&drains, args.rows);
-    println!(
-        "  ceiling: {ceiling:.0} rows/s (median of {} single-connection COPY drains)",
-        drains.len()
-    );
-
     let mut runs = Vec::new();
     for &threads in &args.threads {
         let names = Names::new(run_id, threads);
@@ -244,9 +243,20 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
                 }
             }
         }
-        let run = outcome?;
+        let mut run = outcome?;
+        let before = drains.last().map_or(0.0, |d| d.rate(args.rows));
+        let after = copy_drain(&pg, args.rows).await?;
         println!(
-            "  threads {threads}: {:.2} s, {:>9.0} rows/s = {:.0}% of the ceiling ({ceiling:.0} rows/s); tributary {:.2} CPU-s ({:.2}/M rows), peak RSS {:.0} MiB; {} PostgreSQL backends {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores ({:.2} CPU-s by other processes)",
+            "  ceiling after threads {threads}: {:.2} s, {:>9.0} rows/s; backend {:.2} CPU-s",
+            after.elapsed.as_secs_f64(),
+            after.rate(args.rows),
+            after.backend.cpu_seconds,
+        );
+        run.adjacent_ceiling = (before + after.rate(args.rows)) / 2.0;
+        drains.push(after);
+        let ceiling = run.adjacent_ceiling;
+        println!(
+            "  threads {threads}: {:.2} s, {:>9.0} rows/s = {:.0}% of the ceiling ({ceiling:.0} rows/s, the drains before and after); tributary {:.2} CPU-s ({:.2}/M rows), peak RSS {:.0} MiB; {} PostgreSQL backends {:.2} CPU-s; Kafka broker {}; machine busy {:.2} of {} cores ({:.2} CPU-s by other processes)",
             run.elapsed.as_secs_f64(),
             run.rate(args.rows),
             run.rate(args.rows) / ceiling * 100.0,
@@ -273,11 +283,18 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
         runs.push(run);
     }
 
+    let ceiling = median_rate(&drains, args.rows);
+    println!(
+        "  ceiling: {ceiling:.0} rows/s (median of all {} single-connection COPY drains)",
+        drains.len()
+    );
     for run in &runs {
         println!(
-            "snapshot threads={}: {:.0} rows/s = {:.0}% of the ceiling ({ceiling:.0} rows/s), {:.2} CPU-s per million rows, peak RSS {:.0} MiB",
+            "snapshot threads={}: {:.0} rows/s = {:.0}% of the ceiling ({:.0} rows/s, the drains before and after; {:.0}% of the median drain), {:.2} CPU-s per million rows, peak RSS {:.0} MiB",
             run.threads,
             run.rate(args.rows),
+            run.rate(args.rows) / run.adjacent_ceiling * 100.0,
+            run.adjacent_ceiling,
             run.rate(args.rows) / ceiling * 100.0,
             run.cpu_per_million(args.rows),
             mib(run.tributary.peak_rss_bytes),
@@ -527,6 +544,7 @@ async fn snapshot_run(
     let verified = verify_records(settings, &names.table_topic, rows).await?;
     Ok(SnapshotRun {
         threads: 0,
+        adjacent_ceiling: 0.0,
         elapsed,
         tributary: usage.get("tributary").copied().unwrap_or_default(),
         backend_cpu_seconds: usage
