@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tributary::kafka::{bulk_transactional_producer, transactional_producer};
 
 use crate::support::{
@@ -121,16 +121,22 @@ async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
         .await
         .expect("transactions initialise");
 
+    // As the source sends: values handed over (send_owned), not copied.
+    let topic_c = std::ffi::CString::new(topic.name.as_str()).expect("no NUL");
+    let send = |key: &str, value: &str| {
+        producer
+            .send_owned(
+                &topic_c,
+                Some(key.as_bytes()),
+                Some(value.as_bytes().to_vec()),
+                0,
+            )
+            .map_err(|refused| refused.error)
+            .expect("queued");
+    };
     producer.begin_transaction().expect("begin");
     for value in ["c1", "c2"] {
-        producer
-            .send(
-                BaseRecord::<str, str>::to(&topic.name)
-                    .key(value)
-                    .payload(value),
-            )
-            .map_err(|(err, _)| err)
-            .expect("queued");
+        send(value, value);
     }
     producer.commit_transaction(TIMEOUT).expect("commit");
 
@@ -147,14 +153,7 @@ async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
         })
         .collect();
     for value in ["before-big", big.as_str(), "after-big"] {
-        producer
-            .send(
-                BaseRecord::<str, str>::to(&topic.name)
-                    .key("k")
-                    .payload(value),
-            )
-            .map_err(|(err, _)| err)
-            .expect("queued");
+        send("k", value);
     }
     let refused = producer.commit_transaction(TIMEOUT);
     assert!(

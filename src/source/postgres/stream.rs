@@ -481,10 +481,9 @@ pub(super) struct StreamTask<'a> {
     decode_options: DecodeOptions,
     admin: TopicAdmin,
     topics: HashSet<String>,
-    /// The topic of the last record sent, one of `topics`.
-    last_topic: String,
-    /// The topic of the newest record produced, as the producer takes it.
-    topic_c: CString,
+    /// The topic of the newest record produced, as the producer takes it; one of `topics` or
+    /// the offsets topic, so also the quick answer of `ensure_topic`.
+    last_topic: CString,
     metrics: TaskMetrics,
     catch_up: Option<CatchUp>,
     /// The server's end of WAL, from the newest frame: how far `delivered` trails is the lag.
@@ -569,8 +568,7 @@ impl<'a> StreamTask<'a> {
             admin: TopicAdmin::new(&destination.kafka, Duration::from_secs(30))
                 .expect("admin client settings were already used by the producer"),
             topics: HashSet::new(),
-            last_topic: String::new(),
-            topic_c: CString::default(),
+            last_topic: CString::default(),
             metrics: destination.metrics.task(&config.name, 0),
             catch_up: None,
             server_wal_end: Lsn::ZERO,
@@ -640,8 +638,12 @@ impl<'a> StreamTask<'a> {
 
     /// When the open Kafka transaction should commit (far away when none can).
     fn commit_due(&self) -> Instant {
+        self.commit_due_after(self.config.transaction_interval)
+    }
+
+    fn commit_due_after(&self, interval: Duration) -> Instant {
         match &self.kafka_txn {
-            Some((began, _)) => *began + self.config.transaction_interval,
+            Some((began, _)) => *began + interval,
             None => Instant::now() + Duration::from_secs(3600),
         }
     }
@@ -1081,18 +1083,13 @@ impl<'a> StreamTask<'a> {
 
     async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
         // Runs of records go to one topic: compared, not hashed, each time.
-        if self.last_topic == topic {
-            return Ok(());
-        }
-        if self.topics.contains(topic) {
-            topic.clone_into(&mut self.last_topic);
+        if self.last_topic.as_bytes() == topic.as_bytes() || self.topics.contains(topic) {
             return Ok(());
         }
         let mut spec = TopicSpec::new(topic, self.config.topic_partitions);
         spec.replication_factor = self.config.topic_replication_factor;
         self.admin.ensure_topic(&spec).await?;
         self.topics.insert(topic.to_owned());
-        topic.clone_into(&mut self.last_topic);
         self.metrics.topic_written(topic);
         Ok(())
     }
@@ -1153,12 +1150,12 @@ impl<'a> StreamTask<'a> {
                 .produce_with_headers(topic, key, value.as_deref(), headers)
                 .await;
         }
-        if self.topic_c.as_bytes() != topic.as_bytes() {
-            self.topic_c = CString::new(topic).map_err(|e| produce_error(e.into()))?;
+        if self.last_topic.as_bytes() != topic.as_bytes() {
+            self.last_topic = CString::new(topic).map_err(|e| produce_error(e.into()))?;
         }
         loop {
             // The timestamp is the producer's clock at send, as Kafka Connect's.
-            match self.producer.send_owned(&self.topic_c, key, value, 0) {
+            match self.producer.send_owned(&self.last_topic, key, value, 0) {
                 // Delivery is checked as a whole by commit_transaction.
                 Ok(()) => return Ok(()),
                 Err(Refused {
@@ -1357,12 +1354,12 @@ impl StreamTask<'_> {
         // The clock is read every so many records, not for each (a few ms apart at most).
         self.snapshot_records = self.snapshot_records.wrapping_add(1);
         if self.snapshot_records.is_multiple_of(SNAPSHOT_CLOCK_EVERY)
-            && let Some((began, _)) = &self.kafka_txn
-            && began.elapsed()
-                >= self
-                    .config
-                    .transaction_interval
-                    .max(SNAPSHOT_TRANSACTION_MIN)
+            && Instant::now()
+                >= self.commit_due_after(
+                    self.config
+                        .transaction_interval
+                        .max(SNAPSHOT_TRANSACTION_MIN),
+                )
         {
             self.commit().await?;
         }

@@ -348,7 +348,6 @@ fn parse_date(text: &str) -> Result<Date, Problem> {
         .map_err(|_| "date out of range".into())
 }
 
-/// PostgreSQL prints BC years as `0044-03-15 BC`, after any time and zone.
 /// `str::split_once` for an ASCII delimiter, searched bytewise (the char searcher showed in
 /// snapshot profiles).
 fn split_at_byte(text: &str, delimiter: u8) -> Option<(&str, &str)> {
@@ -357,6 +356,7 @@ fn split_at_byte(text: &str, delimiter: u8) -> Option<(&str, &str)> {
     Some((&text[..at], &text[at + 1..]))
 }
 
+/// PostgreSQL prints BC years as `0044-03-15 BC`, after any time and zone.
 fn strip_bc(text: &str) -> (&str, bool) {
     match text.strip_suffix(" BC") {
         Some(body) => (body, true),
@@ -532,12 +532,7 @@ fn parse_timestamp(text: &str, with_zone: bool) -> Result<Timestamp, Problem> {
         _ => {}
     }
     let (body, before_christ) = strip_bc(text);
-    // Four-digit years put the space at 10.
-    let split = match body.as_bytes().get(10) {
-        Some(b' ') => Some((&body[..10], &body[11..])),
-        _ => split_at_byte(body, b' '),
-    };
-    let Some((date, time)) = split else {
+    let Some((date, time)) = split_at_byte(body, b' ') else {
         return Err(format!(
             "not a 'YYYY-MM-DD HH:MM:SS' timestamp; {DATE_STYLE_HINT}"
         ));
