@@ -28,6 +28,12 @@ use crate::{
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The columns of all_types whose types a snapshot reads in binary.
+const BINARY_COLUMNS: &str = "id, c_bool, c_int2, c_int4, c_int8, c_float4, c_float8, c_numeric, \
+    c_numeric_any, c_text, c_varchar, c_char, c_name, c_bytea, c_uuid, c_json, c_jsonb, c_date, \
+    c_time, c_time3, c_timetz, c_timestamp, c_timestamp3, c_timestamptz, c_interval, c_mood, \
+    c_oid, c_price";
+
 /// Smaller records: these tests read many of them.
 const NO_SCHEMAS: [(&str, &str); 2] = [
     ("key.converter.schemas.enable", "false"),
@@ -244,6 +250,13 @@ async fn snapshot_and_concurrent_changes_hand_over_without_gap_or_overlap() {
     client.batch_execute(SCHEMA).await.expect("schema");
     client.batch_execute(FULL_ROW).await.expect("full row");
     client.batch_execute(EDGE_ROW).await.expect("edge row");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE binary_types AS SELECT {BINARY_COLUMNS} FROM all_types;
+             ALTER TABLE binary_types ADD PRIMARY KEY (id);"
+        ))
+        .await
+        .expect("binary_types");
     create_counters(client, ROWS).await;
 
     let mut extra = vec![
@@ -253,14 +266,19 @@ async fn snapshot_and_concurrent_changes_hand_over_without_gap_or_overlap() {
         ("snapshot.fetch.size", "500"),
     ];
     extra.extend(NO_SCHEMAS);
-    let config = fixture.config("public.counters,public.all_types", &extra);
+    let config = fixture.config(
+        "public.counters,public.all_types,public.binary_types",
+        &extra,
+    );
     let counters_topic = fixture.table_topic("counters");
     let types_topic = fixture.table_topic("all_types");
+    let binary_topic = fixture.table_topic("binary_types");
     let mut counters = Collector::new(
         fixture.topic(&counters_topic).await,
         Isolation::ReadCommitted,
     );
     let mut types = Collector::new(fixture.topic(&types_topic).await, Isolation::ReadCommitted);
+    let mut binary = Collector::new(fixture.topic(&binary_topic).await, Isolation::ReadCommitted);
 
     // Changes run before the slot exists, while the snapshot is read and after the handoff.
     let stop = Arc::new(AtomicBool::new(false));
@@ -284,6 +302,13 @@ async fn snapshot_and_concurrent_changes_hand_over_without_gap_or_overlap() {
         .batch_execute(&EDGE_ROW.replacen("VALUES (2,", "VALUES (12,", 1))
         .await
         .expect("edge row again");
+    client
+        .batch_execute(&format!(
+            "INSERT INTO binary_types SELECT {BINARY_COLUMNS} FROM all_types WHERE id IN (11, 12)
+              ORDER BY id"
+        ))
+        .await
+        .expect("binary rows again");
     client
         .batch_execute("INSERT INTO counters VALUES (-1, 0, 'the end')")
         .await
@@ -341,8 +366,14 @@ async fn snapshot_and_concurrent_changes_hand_over_without_gap_or_overlap() {
         type_records.iter().map(op).collect::<Vec<_>>(),
         ["r", "r", "c", "c"]
     );
+    let binary_records = binary.collect(4, WAIT).await;
+    assert_eq!(
+        binary_records.iter().map(op).collect::<Vec<_>>(),
+        ["r", "r", "c", "c"]
+    );
     let table_markers: Vec<String> = type_records[..2]
         .iter()
+        .chain(&binary_records[..2])
         .map(|r| {
             r.payload()["source"]["snapshot"]
                 .as_str()
@@ -370,9 +401,21 @@ async fn snapshot_and_concurrent_changes_hand_over_without_gap_or_overlap() {
         json!(consistent_point)
     );
     assert_eq!(type_records[0].payload()["after"], full_row_after());
+    // The table of types read in binary: the same values as all_types' text, and as pgoutput's.
+    let full = full_row_after();
+    let expected_binary: serde_json::Map<String, Value> = BINARY_COLUMNS
+        .split(", ")
+        .map(|column| (column.to_owned(), full[column].clone()))
+        .collect();
+    assert_eq!(
+        binary_records[0].payload()["after"],
+        Value::Object(expected_binary)
+    );
     for (read, created, id) in [
         (&type_records[0], &type_records[2], 11),
         (&type_records[1], &type_records[3], 12),
+        (&binary_records[0], &binary_records[2], 11),
+        (&binary_records[1], &binary_records[3], 12),
     ] {
         let mut expected = read.payload()["after"].clone();
         expected["id"] = json!(id);
@@ -385,6 +428,18 @@ async fn snapshot_and_concurrent_changes_hand_over_without_gap_or_overlap() {
 
     // The big table was split, and both threads' chunks were all read.
     let tables = progress.tables();
+    let in_binary = |name: &str| {
+        tables
+            .iter()
+            .find(|t| t.table.table == name)
+            .unwrap_or_else(|| panic!("{name} progress"))
+            .copied_in_binary
+    };
+    assert!(in_binary("counters") && in_binary("binary_types"));
+    assert!(
+        !in_binary("all_types"),
+        "all_types has columns without a binary decoding"
+    );
     let counters_progress = tables
         .iter()
         .find(|t| t.table.table == "counters")

@@ -13,7 +13,9 @@ use bigdecimal::BigDecimal;
 use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::{Client, SimpleQueryMessage};
 use tributary::event::{BaseType, Date, Numeric, PgType, Timestamp, TypeKind, Value};
-use tributary::source::postgres::types::{DecodeOptions, decode_text};
+use tributary::source::postgres::types::{
+    DecodeOptions, decode_binary, decode_text, decodes_binary,
+};
 
 use crate::support::postgres::TestDatabase;
 
@@ -115,7 +117,19 @@ impl Server<'_> {
             .unwrap_or_else(|| panic!("{query} returned no value"))
     }
 
-    /// Decodes the server's text for `literal` and checks it is `expected`, scale and all.
+    /// The type's binary send form of `literal` as `sql_type`: what a binary COPY sends.
+    async fn binary(&self, literal: &str, sql_type: &str) -> Vec<u8> {
+        let query = format!("SELECT ({literal})::{sql_type}");
+        let row = self
+            .client
+            .query_one(&query, &[])
+            .await
+            .unwrap_or_else(|err| panic!("{query}: {err}"));
+        row.get::<_, SendForm>(0).0
+    }
+
+    /// Decodes the server's text for `literal` and checks it is `expected`, scale and all; so
+    /// must its binary form be, where the type is read in binary (a snapshot's binary COPY).
     async fn check(&self, literal: &str, sql_type: &str, expected: Value) -> String {
         let text = self.text(literal, sql_type).await;
         let decoded = self.decode(&text, sql_type).await;
@@ -123,6 +137,16 @@ impl Server<'_> {
             identical(&decoded, &expected),
             "{literal}::{sql_type} printed as {text:?} decoded to {decoded:?}, expected {expected:?}"
         );
+        let pg_type = self.pg_type(sql_type).await;
+        if decodes_binary(&pg_type) {
+            let bytes = self.binary(literal, sql_type).await;
+            let from_binary = decode_binary(&pg_type, &bytes)
+                .unwrap_or_else(|err| panic!("{literal}::{sql_type} in binary: {err}"));
+            assert!(
+                identical(&from_binary, &expected),
+                "{literal}::{sql_type} sent as {bytes:02x?} decoded to {from_binary:?}, expected {expected:?}"
+            );
+        }
         text
     }
 
@@ -130,6 +154,22 @@ impl Server<'_> {
         let pg_type = self.pg_type(sql_type).await;
         decode_text(&pg_type, -1, text, &DecodeOptions::default())
             .unwrap_or_else(|err| panic!("{text:?} as {sql_type}: {err}"))
+    }
+}
+
+/// A value's bytes as the server sends them in binary, whatever its type.
+struct SendForm(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for SendForm {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(raw.to_vec()))
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
     }
 }
 

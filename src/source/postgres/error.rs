@@ -37,14 +37,6 @@ pub enum Error {
         column: String,
         lsn: Lsn,
     },
-    #[error(
-        "column {column} of {table} at {lsn} arrived in binary form, which this source never requests"
-    )]
-    BinaryColumn {
-        table: String,
-        column: String,
-        lsn: Lsn,
-    },
     #[error("cannot encode an event: {0}")]
     Encode(#[source] crate::format::Error),
     #[error("a change of relation {relation_id} arrived before its Relation message at {lsn}")]
@@ -157,7 +149,6 @@ impl Error {
             | Error::Value { .. }
             | Error::NotUtf8 { .. }
             | Error::Encode(_)
-            | Error::BinaryColumn { .. }
             | Error::UnknownRelation { .. }
             | Error::WalLevel { .. }
             | Error::NoReplicationPrivilege { .. }

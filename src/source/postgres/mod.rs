@@ -1,5 +1,6 @@
 //! The PostgreSQL source: the logical replication stream (pgoutput) turned into change events.
 
+mod copy_format;
 pub mod database;
 mod encode;
 mod error;

@@ -138,13 +138,17 @@ impl CachedRelation {
                             })?;
                     Datum::Value(value)
                 }
-                // Only sent when the `binary` option is requested, which this source never does.
-                Some(TupleValue::Binary(_)) => {
-                    return Err(Error::BinaryColumn {
-                        table: self.schema.id.to_string(),
-                        column: column.name.clone(),
-                        lsn,
-                    });
+                // A snapshot's binary COPY; pgoutput sends binary only when asked, which this
+                // source never does.
+                Some(TupleValue::Binary(bytes)) => {
+                    Datum::Value(types::decode_binary(&column.pg_type, bytes).map_err(
+                        |source| Error::Value {
+                            table: self.schema.id.to_string(),
+                            column: column.name.clone(),
+                            lsn,
+                            source: Box::new(source),
+                        },
+                    )?)
                 }
             };
             row.push(datum);

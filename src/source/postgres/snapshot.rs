@@ -7,8 +7,8 @@
 //!                           SELECT pg_export_snapshot()                              ─▶ snapshot name
 //!  snapshot.max.threads SQL connections, each:
 //!      BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<name>'
-//!      COPY (SELECT cols FROM ONLY t WHERE ctid >= '(a,0)' AND ctid < '(b,0)') TO STDOUT
-//!        └─ lines ─▶ unescape ─▶ same text decoders as pgoutput ─▶ rows ─┐ bounded channel
+//!      COPY (SELECT cols FROM ONLY t WHERE ctid >= '(a,0)' AND ctid < '(b,0)') TO STDOUT (FORMAT binary)
+//!        └─ tuples ─▶ binary decoders (text: lines ─▶ unescape ─▶ pgoutput's) ─▶ rows ─┐ bounded channel
 //!  this task: rows ─▶ op=r events ─▶ Kafka transactions (offset: consistent point,           │
 //!             snapshot_completed=false) ◀──────────────────────────────────────────────────────┘
 //!             last transaction: snapshot_completed=true
@@ -20,6 +20,11 @@
 //! ctid block ranges (PostgreSQL 14+ scans those with a TID Range Scan) so that one table keeps
 //! every thread busy; the first range is open below and the last open above, because the page
 //! count is only a starting estimate.
+//!
+//! A table is copied in binary when every column's type has a binary decoding that yields
+//! exactly what its text would (`types::decodes_binary`) and its SELECT is not an override:
+//! the server spends less CPU writing binary integers, numerics and timestamps than printing
+//! them, and reading them takes no parsing. Other tables are copied as text.
 //!
 //! Memory stays bounded whatever the table size: rows travel in batches of at most
 //! `snapshot.fetch.size` rows through a channel of a few batches, and the producer's queue is
@@ -51,13 +56,14 @@ use tracing::{Instrument, debug, info};
 
 use super::{
     Error,
+    copy_format::{BinaryCopyReader, BinaryStep, CopyFormatError, split_copy_line},
     database::{self, SlotInfo, quote_identifier},
     encode::RecordEncoder,
     pgoutput::{Relation, RelationColumn, Tuple, TupleValue},
     relations::{CachedRelation, RelationCache},
     replication::{ReplicationConnection, SlotSnapshot},
     stream::StreamTask,
-    types::DecodeOptions,
+    types::{self, DecodeOptions},
 };
 use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
@@ -211,6 +217,9 @@ pub struct TableProgress {
     /// From `pg_class.reltuples`, scaled to the table's current size; None without statistics.
     pub estimated_rows: Option<u64>,
     pub chunks_total: usize,
+    /// Copied in COPY's binary format (else text): every column has a binary decoding
+    /// ([`types::decodes_binary`]) and the SELECT is not an override.
+    pub copied_in_binary: bool,
     rows: AtomicU64,
     chunks_done: AtomicUsize,
     started: OnceLock<Instant>,
@@ -218,11 +227,17 @@ pub struct TableProgress {
 }
 
 impl TableProgress {
-    fn new(table: TableId, estimated_rows: Option<u64>, chunks_total: usize) -> Self {
+    fn new(
+        table: TableId,
+        estimated_rows: Option<u64>,
+        chunks_total: usize,
+        copied_in_binary: bool,
+    ) -> Self {
         Self {
             table,
             estimated_rows,
             chunks_total,
+            copied_in_binary,
             rows: AtomicU64::new(0),
             chunks_done: AtomicUsize::new(0),
             started: OnceLock::new(),
@@ -257,6 +272,7 @@ impl TableProgress {
             estimated_rows: self.estimated_rows,
             chunks_done: self.chunks_done.load(Ordering::Relaxed),
             chunks_total: self.chunks_total,
+            copied_in_binary: self.copied_in_binary,
             rows_per_second,
             eta,
             finished,
@@ -273,6 +289,7 @@ pub struct TableProgressView {
     pub estimated_rows: Option<u64>,
     pub chunks_done: usize,
     pub chunks_total: usize,
+    pub copied_in_binary: bool,
     pub rows_per_second: f64,
     /// Time left at the current rate; None while unknown.
     pub eta: Option<Duration>,
@@ -381,125 +398,6 @@ pub fn plan_chunks(pages: u64, pages_per_chunk: u64) -> Vec<TidRange> {
             to: (i + 1 < count).then_some((i + 1) * per_chunk),
         })
         .collect()
-}
-
-/// A line of COPY text format that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CopyFormatError {
-    #[error("a line ends with a lone backslash")]
-    TrailingBackslash,
-    #[error("\\N (NULL) appears inside a field")]
-    NullInsideField,
-}
-
-/// Splits one line of COPY's text format (without its newline) into fields: each field is a
-/// range of the returned bytes, or None for `\N` (NULL). A line without backslashes (nearly
-/// every one) is its own fields' bytes; otherwise the fields are unescaped into `out`.
-///
-/// Escapes as PostgreSQL's COPY writes and reads them: `\\`, `\b`, `\f`, `\n`, `\r`, `\t`,
-/// `\v`, `\` + 1-3 octal digits, `\x` + 1-2 hex digits; any other escaped character stands
-/// for itself.
-pub fn split_copy_line<'a>(
-    line: &'a [u8],
-    out: &'a mut Vec<u8>,
-    fields: &mut Vec<Option<Range<usize>>>,
-) -> Result<&'a [u8], CopyFormatError> {
-    fields.clear();
-    if memchr::memchr(b'\\', line).is_none() {
-        let mut start = 0;
-        for tab in memchr::memchr_iter(b'\t', line) {
-            fields.push(Some(start..tab));
-            start = tab + 1;
-        }
-        fields.push(Some(start..line.len()));
-        return Ok(line);
-    }
-    unescape_copy_line(line, out, fields)?;
-    Ok(out)
-}
-
-/// [`split_copy_line`] for a line with escapes.
-fn unescape_copy_line(
-    line: &[u8],
-    out: &mut Vec<u8>,
-    fields: &mut Vec<Option<Range<usize>>>,
-) -> Result<(), CopyFormatError> {
-    out.clear();
-    fields.clear();
-    let mut start = 0;
-    let mut null = false;
-    let mut i = 0;
-    while i < line.len() {
-        // Copy the plain run up to the next tab or backslash in one go.
-        let run = memchr::memchr2(b'\t', b'\\', &line[i..]).map_or(line.len(), |p| i + p);
-        if null && run > i {
-            return Err(CopyFormatError::NullInsideField);
-        }
-        out.extend_from_slice(&line[i..run]);
-        i = run;
-        if i == line.len() {
-            break;
-        }
-        if line[i] == b'\t' {
-            fields.push((!null).then_some(start..out.len()));
-            start = out.len();
-            null = false;
-            i += 1;
-            continue;
-        }
-        // A backslash.
-        let Some(&escaped) = line.get(i + 1) else {
-            return Err(CopyFormatError::TrailingBackslash);
-        };
-        i += 2;
-        if null {
-            return Err(CopyFormatError::NullInsideField);
-        }
-        match escaped {
-            b'N' => {
-                if out.len() != start {
-                    return Err(CopyFormatError::NullInsideField);
-                }
-                null = true;
-            }
-            b'b' => out.push(0x08),
-            b'f' => out.push(0x0c),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'v' => out.push(0x0b),
-            b'0'..=b'7' => {
-                let mut value = u32::from(escaped - b'0');
-                for _ in 0..2 {
-                    match line.get(i) {
-                        Some(&d @ b'0'..=b'7') => {
-                            value = value * 8 + u32::from(d - b'0');
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                // As PostgreSQL: an octal escape above \377 keeps its low byte.
-                out.push((value & 0xff) as u8);
-            }
-            b'x' if line.get(i).is_some_and(u8::is_ascii_hexdigit) => {
-                let mut value = 0u32;
-                for _ in 0..2 {
-                    match line.get(i).and_then(|d| (*d as char).to_digit(16)) {
-                        Some(digit) => {
-                            value = value * 16 + digit;
-                            i += 1;
-                        }
-                        None => break,
-                    }
-                }
-                out.push(value as u8);
-            }
-            other => out.push(other),
-        }
-    }
-    fields.push((!null).then_some(start..out.len()));
-    Ok(())
 }
 
 /// One table to read.
@@ -760,6 +658,7 @@ async fn plan_tables(
         // through its root, which has no pages of its own to split.
         let only = if relkind == "r" { "ONLY " } else { "" };
         let splittable = override_select.is_none() && relkind == "r" && version >= 140_000;
+        let own_select = override_select.is_none();
         let select =
             override_select.unwrap_or_else(|| format!("SELECT {columns} FROM {only}{quoted}"));
         let ranges = if splittable {
@@ -773,7 +672,20 @@ async fn plan_tables(
         let estimated_rows = (reltuples >= 0.0 && relpages > 0)
             .then(|| (reltuples / relpages as f64 * pages as f64).round() as u64)
             .or_else(|| (reltuples > 0.0).then_some(reltuples as u64));
-        let progress = Arc::new(TableProgress::new(id.clone(), estimated_rows, ranges.len()));
+        // The server writes binary for less CPU than text, and it needs no parsing here. An
+        // override's columns are the user's, so its rows are read as text.
+        let binary = own_select
+            && cached
+                .schema
+                .columns
+                .iter()
+                .all(|column| types::decodes_binary(&column.pg_type));
+        let progress = Arc::new(TableProgress::new(
+            id.clone(),
+            estimated_rows,
+            ranges.len(),
+            binary,
+        ));
         tables.push(SnapshotTable {
             relation: cached,
             column_count: relation.columns.len(),
@@ -794,7 +706,16 @@ fn chunk_jobs(table: usize, t: &SnapshotTable) -> Vec<ChunkJob> {
         .map(|(index, range)| ChunkJob {
             table,
             index,
-            sql: format!("COPY ({}{}) TO STDOUT", t.select, range.condition()),
+            sql: format!(
+                "COPY ({}{}) TO STDOUT{}",
+                t.select,
+                range.condition(),
+                if t.progress.copied_in_binary {
+                    " (FORMAT binary)"
+                } else {
+                    ""
+                }
+            ),
         })
         .collect()
 }
@@ -884,6 +805,7 @@ async fn copy_chunks(
                 table = %table.relation.schema.id,
                 chunks = table.progress.chunks_total,
                 estimated_rows = ?table.progress.estimated_rows,
+                copy_format = if table.progress.copied_in_binary { "binary" } else { "text" },
                 "snapshot of table started"
             );
         }
@@ -906,43 +828,24 @@ async fn copy_chunks(
             pending: None,
             rows: 0,
             tuple_buffer: Vec::new(),
+            binary: BinaryCopyReader::default(),
         };
         let stream = client.copy_out(job.sql.as_str()).await?;
         let mut stream = std::pin::pin!(stream);
+        // The end of a piece that holds part of a row: the rest comes with the next piece.
         let mut carry: Vec<u8> = Vec::new();
         while let Some(data) = stream.next().await {
             let data = data?;
-            let mut rest: &[u8] = &data;
-            if !carry.is_empty() {
-                match memchr::memchr(b'\n', rest) {
-                    Some(end) => {
-                        carry.extend_from_slice(&rest[..end]);
-                        reader.line(&carry)?;
-                        carry.clear();
-                        rest = &rest[end + 1..];
-                    }
-                    None => {
-                        carry.extend_from_slice(rest);
-                        continue;
-                    }
-                }
+            if table.progress.copied_in_binary {
+                reader.binary_piece(&data, &mut carry)?;
+            } else {
+                reader.text_piece(&data, &mut carry)?;
             }
-            while let Some(end) = memchr::memchr(b'\n', rest) {
-                reader.line(&rest[..end])?;
-                rest = &rest[end + 1..];
-            }
-            carry.extend_from_slice(rest);
             if reader.batch_full() && !reader.send(&sender).await {
                 return Ok(());
             }
         }
-        if !carry.is_empty() {
-            return Err(Error::SnapshotRow {
-                table: table.relation.schema.id.to_string(),
-                reason: "COPY ended in the middle of a row".to_owned(),
-            });
-        }
-        reader.end_of_chunk();
+        reader.end_of_copy(&carry)?;
         if !reader.batch.is_empty() && !reader.send(&sender).await {
             return Ok(());
         }
@@ -978,6 +881,8 @@ struct ChunkReader<'a> {
     rows: u64,
     /// The allocation of the last line's tuple, kept for the next (see [`recycle`]).
     tuple_buffer: Vec<TupleValue<'static>>,
+    /// Where a binary COPY stands (header, tuples, end).
+    binary: BinaryCopyReader,
 }
 
 /// An emptied vector of borrowed values with its allocation kept, free to borrow anew: a row's
@@ -989,17 +894,101 @@ fn recycle<'b>(mut values: Vec<TupleValue<'_>>) -> Vec<TupleValue<'b>> {
 }
 
 impl ChunkReader<'_> {
-    fn line(&mut self, line: &[u8]) -> Result<(), Error> {
-        let id = || self.table.relation.schema.id.to_string();
-        let bytes = split_copy_line(line, &mut self.out, &mut self.fields).map_err(|e| {
-            Error::SnapshotRow {
-                table: id(),
-                reason: format!("malformed COPY line: {e}"),
+    /// Reads the whole lines of a piece of COPY text; a line's start left in `carry` by the
+    /// piece before is completed first, and this piece's unfinished line is left there.
+    fn text_piece(&mut self, data: &[u8], carry: &mut Vec<u8>) -> Result<(), Error> {
+        let mut rest = data;
+        if !carry.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            carry.extend_from_slice(&rest[..end]);
+            self.line(carry)?;
+            carry.clear();
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.line(&rest[..end])?;
+            rest = &rest[end + 1..];
+        }
+        carry.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// [`Self::text_piece`] for binary COPY. The server sends a row per piece, so `carry` is
+    /// rarely used.
+    fn binary_piece(&mut self, data: &[u8], carry: &mut Vec<u8>) -> Result<(), Error> {
+        if carry.is_empty() {
+            let read = self.binary_tuples(data)?;
+            carry.extend_from_slice(&data[read..]);
+        } else {
+            carry.extend_from_slice(data);
+            let read = self.binary_tuples(carry)?;
+            carry.drain(..read);
+        }
+        Ok(())
+    }
+
+    /// Reads the tuples at the start of `input`; returns how many bytes they took.
+    fn binary_tuples(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let mut at = 0;
+        loop {
+            let step = self
+                .binary
+                .next(&input[at..], &mut self.fields)
+                .map_err(|e| self.malformed(e))?;
+            match step {
+                BinaryStep::Tuple(length) => {
+                    self.tuple(&input[at..at + length], TupleValue::Binary)?;
+                    at += length;
+                }
+                BinaryStep::Header(length) => at += length,
+                BinaryStep::End(length) => return Ok(at + length),
+                BinaryStep::NeedMore => return Ok(at),
             }
-        })?;
+        }
+    }
+
+    /// After the last piece: nothing may be left half read; the last row is handed on.
+    fn end_of_copy(&mut self, carry: &[u8]) -> Result<(), Error> {
+        if !carry.is_empty() || (self.table.progress.copied_in_binary && !self.binary.ended()) {
+            return Err(Error::SnapshotRow {
+                table: self.table.relation.schema.id.to_string(),
+                reason: "COPY ended in the middle of a row".to_owned(),
+            });
+        }
+        self.end_of_chunk();
+        Ok(())
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<(), Error> {
+        // Taken out for the call: the fields may be slices of it.
+        let mut unescaped = std::mem::take(&mut self.out);
+        let result = match split_copy_line(line, &mut unescaped, &mut self.fields) {
+            Ok(bytes) => self.tuple(bytes, TupleValue::Text),
+            Err(e) => Err(self.malformed(e)),
+        };
+        self.out = unescaped;
+        result
+    }
+
+    fn malformed(&self, error: CopyFormatError) -> Error {
+        Error::SnapshotRow {
+            table: self.table.relation.schema.id.to_string(),
+            reason: format!("malformed COPY data: {error}"),
+        }
+    }
+
+    /// One row, its fields in `self.fields` as ranges of `bytes`, each in the form `form`.
+    fn tuple<'b>(
+        &mut self,
+        bytes: &'b [u8],
+        form: fn(&'b [u8]) -> TupleValue<'b>,
+    ) -> Result<(), Error> {
         if self.fields.len() != self.table.column_count {
             return Err(Error::SnapshotRow {
-                table: id(),
+                table: self.table.relation.schema.id.to_string(),
                 reason: format!(
                     "a row has {} columns where the table has {} (a snapshot.select.statement.overrides SELECT must return the table's columns in table order)",
                     self.fields.len(),
@@ -1010,7 +999,7 @@ impl ChunkReader<'_> {
         let mut values = recycle(std::mem::take(&mut self.tuple_buffer));
         values.extend(self.fields.iter().map(|field| match field {
             None => TupleValue::Null,
-            Some(range) => TupleValue::Text(&bytes[range.clone()]),
+            Some(range) => form(&bytes[range.clone()]),
         }));
         let tuple = Tuple(values);
         let row =
@@ -1029,9 +1018,9 @@ impl ChunkReader<'_> {
                 self.encode(previous)?
             };
             // Encoded records are what the batch holds: count their bytes (a few times the
-            // COPY text), so the memory bound holds whatever the converter.
+            // COPY data), so the memory bound holds whatever the converter.
             self.batch_bytes += match &record {
-                SnapshotRecord::Row(_) => line.len(),
+                SnapshotRecord::Row(_) => bytes.len(),
                 SnapshotRecord::Encoded { key, value } => {
                     key.as_ref().map_or(0, Vec::len) + value.len()
                 }
@@ -1320,19 +1309,6 @@ fn now_micros() -> i64 {
 mod tests {
     use super::*;
 
-    fn split(line: &[u8]) -> Result<Vec<Option<Vec<u8>>>, CopyFormatError> {
-        let (mut out, mut fields) = (Vec::new(), Vec::new());
-        let bytes = split_copy_line(line, &mut out, &mut fields)?;
-        Ok(fields
-            .into_iter()
-            .map(|field| field.map(|range| bytes[range].to_vec()))
-            .collect())
-    }
-
-    fn text(value: &str) -> Option<Vec<u8>> {
-        Some(value.as_bytes().to_vec())
-    }
-
     #[test]
     fn a_recycled_tuple_keeps_its_allocation() {
         let line = b"1\tabc".to_vec();
@@ -1343,58 +1319,6 @@ mod tests {
         assert!(recycled.is_empty());
         assert!(recycled.capacity() >= 16, "{}", recycled.capacity());
         assert_eq!(recycled.as_ptr().cast::<u8>(), pointer);
-    }
-
-    #[test]
-    fn copy_fields_nulls_and_empty_strings() {
-        assert_eq!(
-            split(b"1\tAnn\t\\N\t").expect("valid"),
-            [text("1"), text("Ann"), None, text("")]
-        );
-        assert_eq!(split(b"").expect("valid"), [text("")]);
-        // Without a backslash the fields are slices of the line itself.
-        assert_eq!(
-            split(b"\t1\t\tAnn Lee\t").expect("valid"),
-            [text(""), text("1"), text(""), text("Ann Lee"), text("")]
-        );
-        let (mut out, mut fields) = (Vec::new(), Vec::new());
-        let line = b"7\tplain";
-        let bytes = split_copy_line(line, &mut out, &mut fields).expect("valid");
-        assert_eq!(bytes.as_ptr(), line.as_ptr());
-        assert_eq!(fields, [Some(0..1), Some(2..7)]);
-        assert_eq!(split(b"\\N").expect("valid"), [None]);
-        assert_eq!(split(b"\\N\t\\N").expect("valid"), [None, None]);
-    }
-
-    #[test]
-    fn copy_escapes() {
-        assert_eq!(
-            split(b"a\\\\b\\tc\\nd\\re\\bf\\fg\\vh").expect("valid"),
-            [Some(b"a\\b\tc\nd\re\x08f\x0cg\x0bh".to_vec())]
-        );
-        // Octal: one to three digits; hex: one or two; \x without a digit is x.
-        assert_eq!(
-            split(b"\\101\\7\\0018\\x41\\x4\\xg\\q").expect("valid"),
-            [Some(b"A\x07\x018A\x04xgq".to_vec())]
-        );
-        // An escaped tab does not split; "\N" spelled as data arrives as \\N.
-        assert_eq!(
-            split(b"x\\ty\t\\\\N").expect("valid"),
-            [text("x\ty"), text("\\N")]
-        );
-        // Multi-byte UTF-8 passes through untouched.
-        assert_eq!(
-            split("żółw\t€".as_bytes()).expect("valid"),
-            [text("żółw"), text("€")]
-        );
-    }
-
-    #[test]
-    fn malformed_copy_lines_are_errors() {
-        assert_eq!(split(b"abc\\"), Err(CopyFormatError::TrailingBackslash));
-        assert_eq!(split(b"a\\N"), Err(CopyFormatError::NullInsideField));
-        assert_eq!(split(b"\\Nb\t1"), Err(CopyFormatError::NullInsideField));
-        assert_eq!(split(b"\\N\\t"), Err(CopyFormatError::NullInsideField));
     }
 
     #[test]
@@ -1535,7 +1459,7 @@ mod tests {
 
     #[test]
     fn progress_rates_and_eta() {
-        let progress = TableProgress::new(TableId::new("public", "t"), Some(1_000), 4);
+        let progress = TableProgress::new(TableId::new("public", "t"), Some(1_000), 4, true);
         let view = progress.view();
         assert_eq!((view.rows_done, view.eta, view.finished), (0, None, false));
         let _ = progress

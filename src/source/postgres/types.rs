@@ -9,12 +9,18 @@
 //! Types tributary does not know ([`TypeKind::Unknown`]) keep their text as [`Value::Text`];
 //! warning about them (once per type) is the caller's business, since only the caller knows
 //! whether it has already done so.
+//!
+//! [`decode_binary`] reads the binary send format of the common types into the same values: a
+//! snapshot copies a table whose columns all have one in binary.
 
 use std::str::FromStr;
 
 use bigdecimal::{BigDecimal, RoundingMode};
 
 use crate::event::{BaseType, Date, Numeric, PgType, Timestamp, TypeKind, Value};
+
+mod binary;
+pub use binary::{decode_binary, decodes_binary};
 
 /// Settings that change how a text value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,25 @@ impl TypeError {
         Self {
             type_name: type_name.to_owned(),
             quoted: quote_truncated(text),
+            problem: problem.into(),
+        }
+    }
+
+    /// A value in binary form: its first bytes are quoted in hex.
+    fn binary(type_name: &str, bytes: &[u8], problem: impl Into<String>) -> Self {
+        let head: String = bytes
+            .iter()
+            .take(MAX_QUOTED_CHARS / 2)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let more = if bytes.len() > MAX_QUOTED_CHARS / 2 {
+            "..."
+        } else {
+            ""
+        };
+        Self {
+            type_name: type_name.to_owned(),
+            quoted: format!("0x{head}{more} ({} bytes, binary)", bytes.len()),
             problem: problem.into(),
         }
     }
