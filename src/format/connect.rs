@@ -110,18 +110,8 @@ pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 
 /// A version-3 (MD5, name-based) UUID of `name`, as Java's `UUID.nameUUIDFromBytes`.
 pub(crate) fn name_based_uuid(name: &[u8]) -> String {
-    let mut hash: [u8; 16] = Md5::digest(name).into();
-    hash[6] = (hash[6] & 0x0f) | 0x30;
-    hash[8] = (hash[8] & 0x3f) | 0x80;
-    let hex = encode_hex(&hash);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let hash: [u8; 16] = Md5::digest(name).into();
+    uuid::Builder::from_md5_bytes(hash).into_uuid().to_string()
 }
 
 pub(crate) fn encode_hex(bytes: &[u8]) -> String {

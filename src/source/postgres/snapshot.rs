@@ -657,8 +657,8 @@ async fn plan_tables(
         // ONLY: inheritance children are tables of their own. A partitioned table is read
         // through its root, which has no pages of its own to split.
         let only = if relkind == "r" { "ONLY " } else { "" };
-        let splittable = override_select.is_none() && relkind == "r" && version >= 140_000;
         let own_select = override_select.is_none();
+        let splittable = own_select && relkind == "r" && version >= 140_000;
         let select =
             override_select.unwrap_or_else(|| format!("SELECT {columns} FROM {only}{quoted}"));
         let ranges = if splittable {

@@ -76,19 +76,15 @@ impl TypeError {
 
     /// A value in binary form: its first bytes are quoted in hex.
     fn binary(type_name: &str, bytes: &[u8], problem: impl Into<String>) -> Self {
-        let head: String = bytes
-            .iter()
-            .take(MAX_QUOTED_CHARS / 2)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let more = if bytes.len() > MAX_QUOTED_CHARS / 2 {
-            "..."
-        } else {
-            ""
-        };
+        let head = &bytes[..bytes.len().min(MAX_QUOTED_CHARS / 2)];
+        let more = if head.len() < bytes.len() { "..." } else { "" };
         Self {
             type_name: type_name.to_owned(),
-            quoted: format!("0x{head}{more} ({} bytes, binary)", bytes.len()),
+            quoted: format!(
+                "0x{}{more} ({} bytes, binary)",
+                crate::format::connect::encode_hex(head),
+                bytes.len()
+            ),
             problem: problem.into(),
         }
     }

@@ -334,6 +334,15 @@ mod tests {
         let err = decode_binary(&int8, &[1, 2, 3]).unwrap_err();
         assert_eq!(err.type_name(), "int8");
         assert!(err.problem().contains("expected 8 bytes"), "{err}");
+        assert!(
+            err.to_string().contains("(0x010203 (3 bytes, binary))"),
+            "{err}"
+        );
+        let long = decode_binary(&int8, &[0xab; 30]).unwrap_err().to_string();
+        assert!(
+            long.contains(&format!("0x{}... (30 bytes", "ab".repeat(20))),
+            "{long}"
+        );
         let char_type = base(CHAR_OID, "char", BaseType::Text);
         assert!(!decodes_binary(&char_type));
         assert!(decode_binary(&char_type, b"a").is_err());
