@@ -122,11 +122,11 @@ async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
         .expect("transactions initialise");
 
     // As the source sends: values handed over (send_owned), not copied.
-    let topic_c = std::ffi::CString::new(topic.name.as_str()).expect("no NUL");
+    let topic_handle = producer.topic(&topic.name).expect("a topic handle");
     let send = |key: &str, value: &str| {
         producer
             .send_owned(
-                &topic_c,
+                &topic_handle,
                 Some(key.as_bytes()),
                 Some(value.as_bytes().to_vec()),
                 0,

@@ -852,6 +852,11 @@ pub(crate) fn push_zoned_timestamp(out: &mut Vec<u8>, micros: i64, fraction_widt
 
 /// `n` in decimal, zero-padded on the left to `width` digits (more when it has more).
 fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    // Months, days, hours, minutes, seconds: the common case, without a digit buffer.
+    if width == 2 && n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(n);
     for _ in digits.len()..width {

@@ -4,10 +4,10 @@
 #![allow(unsafe_code)]
 
 use std::{
-    ffi::{CStr, c_void},
+    ffi::{CString, c_void},
     mem::ManuallyDrop,
     ops::Deref,
-    ptr,
+    ptr::{self, NonNull},
     sync::{Arc, OnceLock},
     time::Duration,
 };
@@ -76,7 +76,70 @@ pub struct Refused {
     pub value: Option<Vec<u8>>,
 }
 
+/// One topic's librdkafka handle, looked up once. Naming the topic on every send made
+/// librdkafka look it up by name under a lock for each record (a fortieth of a snapshot's CPU).
+/// Holds the producer, so the handle is always destroyed before the client it belongs to.
+pub struct TopicHandle {
+    native: NonNull<rdsys::rd_kafka_topic_t>,
+    name: String,
+    producer: Arc<BulkProducer>,
+}
+
+// SAFETY: librdkafka topic handles are reference-counted and may be used from any thread.
+unsafe impl Send for TopicHandle {}
+unsafe impl Sync for TopicHandle {}
+
+impl TopicHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from rd_kafka_topic_new and is released once; the producer
+        // it belongs to is still alive (`self.producer` is dropped after this).
+        unsafe { rdsys::rd_kafka_topic_destroy(self.native.as_ptr()) };
+    }
+}
+
+impl std::fmt::Debug for TopicHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicHandle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BulkProducer {
+    /// The handle of `topic` for [`Self::send_owned`]; its settings are the producer's (the
+    /// same handle librdkafka makes when a send names the topic).
+    pub fn topic(self: &Arc<Self>, topic: &str) -> Result<TopicHandle, KafkaError> {
+        let name = CString::new(topic).map_err(|_| {
+            KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::InvalidTopic)
+        })?;
+        // SAFETY: a valid client and NUL-terminated name; a null configuration means the
+        // producer's default topic configuration.
+        let native = unsafe {
+            rdsys::rd_kafka_topic_new(
+                self.inner.client().native_ptr(),
+                name.as_ptr(),
+                ptr::null_mut(),
+            )
+        };
+        match NonNull::new(native) {
+            Some(native) => Ok(TopicHandle {
+                native,
+                name: topic.to_owned(),
+                producer: Arc::clone(self),
+            }),
+            // SAFETY: reads this thread's last librdkafka error, set by the failed call.
+            None => Err(KafkaError::MessageProduction(
+                unsafe { rdsys::rd_kafka_last_error() }.into(),
+            )),
+        }
+    }
+
     /// Queues a record (no headers) whose value buffer librdkafka takes over and frees once the
     /// record is sent, rather than copying it: the copy, from memory another thread wrote, was
     /// a twentieth of a snapshot's CPU. Where librdkafka's `free` is not the allocator the
@@ -85,7 +148,7 @@ impl BulkProducer {
     /// On failure (a full queue) nothing was taken: the value comes back.
     pub fn send_owned(
         &self,
-        topic: &CStr,
+        topic: &TopicHandle,
         key: Option<&[u8]>,
         value: Option<Vec<u8>>,
         timestamp_ms: i64,
@@ -105,15 +168,17 @@ impl BulkProducer {
         } else {
             rdsys::RD_KAFKA_MSG_F_COPY
         };
-        // SAFETY: the pointers are valid for their lengths for the duration of the call; with
+        debug_assert!(ptr::eq(Arc::as_ptr(&topic.producer), self));
+        // SAFETY: the pointers are valid for their lengths for the duration of the call, the
+        // topic handle is this producer's (made by `topic`, alive while borrowed); with
         // RD_KAFKA_MSG_F_FREE librdkafka owns the value buffer after a successful call and frees
         // it with `free`, which `frees_our_memory` checked is the allocator that made it. On
         // error librdkafka keeps nothing (its documented contract), so the value is ours again.
         let error = unsafe {
             rdsys::rd_kafka_producev(
                 self.inner.client().native_ptr(),
-                RDKafkaVtype::RD_KAFKA_VTYPE_TOPIC,
-                topic.as_ptr(),
+                RDKafkaVtype::RD_KAFKA_VTYPE_RKT,
+                topic.native.as_ptr(),
                 RDKafkaVtype::RD_KAFKA_VTYPE_PARTITION,
                 -1, // unassigned: the partitioner chooses
                 RDKafkaVtype::RD_KAFKA_VTYPE_MSGFLAGS,
@@ -187,7 +252,7 @@ mod tests {
     use super::*;
 
     /// A producer whose queue holds one record and whose broker never answers.
-    fn one_record_producer() -> BulkProducer {
+    fn one_record_producer() -> Arc<BulkProducer> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", "127.0.0.1:9")
@@ -195,7 +260,7 @@ mod tests {
             .set("delivery.report.only.error", "true");
         let inner = ThreadedProducer::from_config_and_context(&config, BulkContext)
             .expect("a producer needs no broker to be created");
-        BulkProducer { inner }
+        Arc::new(BulkProducer { inner })
     }
 
     /// Empties the queue: purged records leave librdkafka's count only once the polling thread
@@ -210,7 +275,12 @@ mod tests {
     #[test]
     fn a_refused_value_comes_back_whole_and_a_taken_one_is_freed_by_librdkafka() {
         let producer = one_record_producer();
-        let topic = c"bulk-test";
+        let topic = &producer.topic("bulk-test").expect("a topic handle");
+        assert_eq!(topic.name(), "bulk-test");
+        assert!(
+            producer.topic("bulk\0test").is_err(),
+            "a name with NUL has no handle"
+        );
         let taken = b"taken by librdkafka".to_vec();
         producer
             .send_owned(topic, Some(b"k1"), Some(taken), 0)

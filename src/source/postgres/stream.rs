@@ -22,7 +22,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    ffi::CString,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -55,7 +54,8 @@ use crate::{
     event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
     format::json::TransactionBlock,
     kafka::{
-        BulkProducer, ClientSettings, OffsetStore, Refused, SourceOffset, TopicAdmin, TopicSpec,
+        BulkProducer, ClientSettings, OffsetStore, Refused, SourceOffset, TopicAdmin, TopicHandle,
+        TopicSpec,
     },
     metrics::{Metrics, TaskMetrics},
 };
@@ -483,7 +483,7 @@ pub(super) struct StreamTask<'a> {
     topics: HashSet<String>,
     /// The topic of the newest record produced, as the producer takes it; one of `topics` or
     /// the offsets topic, so also the quick answer of `ensure_topic`.
-    last_topic: CString,
+    last_topic: Option<TopicHandle>,
     metrics: TaskMetrics,
     catch_up: Option<CatchUp>,
     /// The server's end of WAL, from the newest frame: how far `delivered` trails is the lag.
@@ -568,7 +568,7 @@ impl<'a> StreamTask<'a> {
             admin: TopicAdmin::new(&destination.kafka, Duration::from_secs(30))
                 .expect("admin client settings were already used by the producer"),
             topics: HashSet::new(),
-            last_topic: CString::default(),
+            last_topic: None,
             metrics: destination.metrics.task(&config.name, 0),
             catch_up: None,
             server_wal_end: Lsn::ZERO,
@@ -1083,7 +1083,9 @@ impl<'a> StreamTask<'a> {
 
     async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
         // Runs of records go to one topic: compared, not hashed, each time.
-        if self.last_topic.as_bytes() == topic.as_bytes() || self.topics.contains(topic) {
+        if self.last_topic.as_ref().is_some_and(|t| t.name() == topic)
+            || self.topics.contains(topic)
+        {
             return Ok(());
         }
         let mut spec = TopicSpec::new(topic, self.config.topic_partitions);
@@ -1150,12 +1152,14 @@ impl<'a> StreamTask<'a> {
                 .produce_with_headers(topic, key, value.as_deref(), headers)
                 .await;
         }
-        if self.last_topic.as_bytes() != topic.as_bytes() {
-            self.last_topic = CString::new(topic).map_err(|e| produce_error(e.into()))?;
-        }
+        let handle = match self.last_topic.take() {
+            Some(handle) if handle.name() == topic => handle,
+            _ => self.producer.topic(topic).map_err(produce_error)?,
+        };
+        let handle = self.last_topic.insert(handle);
         loop {
             // The timestamp is the producer's clock at send, as Kafka Connect's.
-            match self.producer.send_owned(&self.last_topic, key, value, 0) {
+            match self.producer.send_owned(handle, key, value, 0) {
                 // Delivery is checked as a whole by commit_transaction.
                 Ok(()) => return Ok(()),
                 Err(Refused {
