@@ -132,12 +132,13 @@ impl Server<'_> {
     /// must its binary form be, where the type is read in binary (a snapshot's binary COPY).
     async fn check(&self, literal: &str, sql_type: &str, expected: Value) -> String {
         let text = self.text(literal, sql_type).await;
-        let decoded = self.decode(&text, sql_type).await;
+        let pg_type = self.pg_type(sql_type).await;
+        let decoded = decode_text(&pg_type, -1, &text, &DecodeOptions::default())
+            .unwrap_or_else(|err| panic!("{text:?} as {sql_type}: {err}"));
         assert!(
             identical(&decoded, &expected),
             "{literal}::{sql_type} printed as {text:?} decoded to {decoded:?}, expected {expected:?}"
         );
-        let pg_type = self.pg_type(sql_type).await;
         if decodes_binary(&pg_type) {
             let bytes = self.binary(literal, sql_type).await;
             let from_binary = decode_binary(&pg_type, &bytes)
@@ -148,12 +149,6 @@ impl Server<'_> {
             );
         }
         text
-    }
-
-    async fn decode(&self, text: &str, sql_type: &str) -> Value {
-        let pg_type = self.pg_type(sql_type).await;
-        decode_text(&pg_type, -1, text, &DecodeOptions::default())
-            .unwrap_or_else(|err| panic!("{text:?} as {sql_type}: {err}"))
     }
 }
 

@@ -119,6 +119,12 @@ impl CachedRelation {
         let values = tuple.values();
         let mut row = Vec::with_capacity(self.projection.len());
         for (column, &position) in self.schema.columns.iter().zip(self.projection.iter()) {
+            let value_error = |source| Error::Value {
+                table: self.schema.id.to_string(),
+                column: column.name.clone(),
+                lsn,
+                source: Box::new(source),
+            };
             let datum = match values.get(position) {
                 None | Some(TupleValue::Null) => Datum::Null,
                 Some(TupleValue::Unchanged) => Datum::Unchanged,
@@ -128,27 +134,15 @@ impl CachedRelation {
                         column: column.name.clone(),
                         lsn,
                     })?;
-                    let value =
+                    Datum::Value(
                         types::decode_text(&column.pg_type, column.type_modifier, text, options)
-                            .map_err(|source| Error::Value {
-                                table: self.schema.id.to_string(),
-                                column: column.name.clone(),
-                                lsn,
-                                source: Box::new(source),
-                            })?;
-                    Datum::Value(value)
+                            .map_err(value_error)?,
+                    )
                 }
                 // A snapshot's binary COPY; pgoutput sends binary only when asked, which this
                 // source never does.
                 Some(TupleValue::Binary(bytes)) => {
-                    Datum::Value(types::decode_binary(&column.pg_type, bytes).map_err(
-                        |source| Error::Value {
-                            table: self.schema.id.to_string(),
-                            column: column.name.clone(),
-                            lsn,
-                            source: Box::new(source),
-                        },
-                    )?)
+                    Datum::Value(types::decode_binary(&column.pg_type, bytes).map_err(value_error)?)
                 }
             };
             row.push(datum);

@@ -9,13 +9,15 @@
 use bigdecimal::num_bigint::BigInt;
 
 use super::{MICROS_PER_SECOND, Problem, TypeError};
-use crate::event::{BaseType, Date, Numeric, PgType, Timestamp, TypeKind, Value};
+use crate::{
+    event::{BaseType, Date, Numeric, PgType, Timestamp, TypeKind, Value},
+    source::postgres::frames::PG_EPOCH_OFFSET_MICROS,
+};
 
 /// `"char"`: one raw byte in binary, an escaped one in text for bytes above 127.
 const CHAR_OID: u32 = 18;
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for dates and timestamps.
-const POSTGRES_EPOCH_DAYS: i32 = 10_957;
-const POSTGRES_EPOCH_MICROS: i64 = POSTGRES_EPOCH_DAYS as i64 * 86_400 * MICROS_PER_SECOND;
+const POSTGRES_EPOCH_DAYS: i32 = (PG_EPOCH_OFFSET_MICROS / (86_400 * MICROS_PER_SECOND)) as i32;
 
 const NUMERIC_POSITIVE: u16 = 0x0000;
 const NUMERIC_NEGATIVE: u16 = 0x4000;
@@ -27,31 +29,46 @@ const NUMERIC_NEGATIVE_INFINITY: u16 = 0xF000;
 pub fn decodes_binary(pg_type: &PgType) -> bool {
     match &pg_type.kind {
         TypeKind::Base(BaseType::Text) => pg_type.oid != CHAR_OID,
-        TypeKind::Base(base) => matches!(
-            base,
-            BaseType::Bool
-                | BaseType::Int2
-                | BaseType::Int4
-                | BaseType::Int8
-                | BaseType::Oid
-                | BaseType::Float4
-                | BaseType::Float8
-                | BaseType::Numeric
-                | BaseType::Bytea
-                | BaseType::Uuid
-                | BaseType::Json
-                | BaseType::Jsonb
-                | BaseType::Date
-                | BaseType::Time
-                | BaseType::TimeTz
-                | BaseType::Timestamp
-                | BaseType::TimestampTz
-                | BaseType::Interval
-        ),
+        TypeKind::Base(base) => base_decodes_binary(*base),
         // enum_send writes the label, as enum_out does.
         TypeKind::Enum(_) => true,
         TypeKind::Domain(base) => decodes_binary(base),
         TypeKind::Array(_) | TypeKind::Unknown => false,
+    }
+}
+
+/// Every base type named, so that a new one is a decision here ([`decode_base`] must agree).
+fn base_decodes_binary(base: BaseType) -> bool {
+    match base {
+        BaseType::Bool
+        | BaseType::Int2
+        | BaseType::Int4
+        | BaseType::Int8
+        | BaseType::Oid
+        | BaseType::Float4
+        | BaseType::Float8
+        | BaseType::Numeric
+        | BaseType::Text
+        | BaseType::Bytea
+        | BaseType::Uuid
+        | BaseType::Json
+        | BaseType::Jsonb
+        | BaseType::Date
+        | BaseType::Time
+        | BaseType::TimeTz
+        | BaseType::Timestamp
+        | BaseType::TimestampTz
+        | BaseType::Interval => true,
+        BaseType::Money
+        | BaseType::Xml
+        | BaseType::Inet
+        | BaseType::Cidr
+        | BaseType::MacAddr
+        | BaseType::MacAddr8
+        | BaseType::Bit
+        | BaseType::VarBit
+        | BaseType::Hstore
+        | BaseType::TsVector => false,
     }
 }
 
@@ -157,7 +174,7 @@ fn timestamp(bytes: &[u8]) -> Result<Timestamp, Problem> {
         i64::MIN => Timestamp::NegativeInfinity,
         micros => Timestamp::Micros(
             micros
-                .checked_add(POSTGRES_EPOCH_MICROS)
+                .checked_add(PG_EPOCH_OFFSET_MICROS)
                 .ok_or("timestamp out of range")?,
         ),
     })
