@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tributary::kafka::{bulk_transactional_producer, transactional_producer};
+use tributary::kafka::{OwnedRecord, bulk_transactional_producer, transactional_producer};
 
 use crate::support::{
     kafka::{self, Collector, Isolation, TestTopic},
@@ -127,8 +127,7 @@ async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
         producer
             .send_owned(
                 &topic_handle,
-                Some(key.as_bytes()),
-                Some(value.as_bytes().to_vec()),
+                OwnedRecord::new(Some(key.as_bytes()), Some(value.as_bytes().to_vec())),
                 0,
             )
             .map_err(|refused| refused.error)
@@ -165,5 +164,8 @@ async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
     let mut committed = Collector::new(&topic, Isolation::ReadCommitted);
     let seen = committed.collect(2, TIMEOUT).await;
     assert_eq!(values(&seen), ["c1", "c2"]);
+    // The key travels after the value in the record's buffer: it must arrive as the key alone.
+    let keys: Vec<_> = seen.iter().map(|record| record.key.as_deref()).collect();
+    assert_eq!(keys, [Some(&b"c1"[..]), Some(&b"c2"[..])]);
     committed.expect_no_more(Duration::from_secs(2)).await;
 }

@@ -116,10 +116,17 @@ impl JsonEncoder {
     /// The record key of a row change: the key columns of the new row (the old row for a
     /// delete), or None (a null key) when the table has no key columns.
     pub fn key(&mut self, change: &RowChange) -> Result<Option<Vec<u8>>, Error> {
+        let mut out = Vec::with_capacity(64);
+        Ok(self.key_into(change, &mut out)?.then_some(out))
+    }
+
+    /// As [`Self::key`], appended to `out`: true when there is a key (nothing is appended for
+    /// a null key, nor on error).
+    pub fn key_into(&mut self, change: &RowChange, out: &mut Vec<u8>) -> Result<bool, Error> {
         let schemas_enable = self.options.schemas_enable;
         let (plan, ctx) = self.plan_and_context(&change.table);
         let Some(key_schema) = &plan.key_schema_json else {
-            return Ok(None);
+            return Ok(false);
         };
         let (row, image) = match change.op {
             Op::Delete => (change.before.as_ref(), "before"),
@@ -131,10 +138,14 @@ impl JsonEncoder {
             image,
         })?;
         check_row_shape(&change.table, row)?;
-        let mut out = open_document(schemas_enable, key_schema, 64);
-        ctx.write_row(&mut out, &change.table, plan, row, true)?;
-        close_document(&mut out, schemas_enable);
-        Ok(Some(out))
+        let start = out.len();
+        start_document(out, schemas_enable, key_schema);
+        if let Err(error) = ctx.write_row(out, &change.table, plan, row, true) {
+            out.truncate(start);
+            return Err(error);
+        }
+        close_document(out, schemas_enable);
+        Ok(true)
     }
 
     /// The record value of a row change: the envelope with `before`, `after`, `source`,
@@ -145,6 +156,18 @@ impl JsonEncoder {
         change: &RowChange,
         processed_at_micros: i64,
         transaction: Option<&TransactionBlock>,
+    ) -> Result<Vec<u8>, Error> {
+        self.value_with_room(change, processed_at_micros, transaction, 0)
+    }
+
+    /// As [`Self::value`], in a buffer with `room` bytes to spare after the value (for the
+    /// caller to append to without regrowing it).
+    pub fn value_with_room(
+        &mut self,
+        change: &RowChange,
+        processed_at_micros: i64,
+        transaction: Option<&TransactionBlock>,
+        room: usize,
     ) -> Result<Vec<u8>, Error> {
         let schemas_enable = self.options.schemas_enable;
         let (plan, ctx) = self.plan_and_context(&change.table);
@@ -164,7 +187,7 @@ impl JsonEncoder {
         let mut out = open_document(
             schemas_enable,
             &plan.envelope_schema_json,
-            plan.value_capacity.get(),
+            plan.value_capacity.get() + room,
         );
         out.extend_from_slice(b"{\"before\":");
         match &change.before {
@@ -304,14 +327,23 @@ impl JsonEncoder {
 /// Starts a record: `{"schema":<schema_json>,"payload":` when schemas are on; the payload
 /// follows, then [`close_document`].
 fn open_document(schemas_enable: bool, schema_json: &str, payload_capacity: usize) -> Vec<u8> {
-    if !schemas_enable {
-        return Vec::with_capacity(payload_capacity);
-    }
-    let mut out = Vec::with_capacity(schema_json.len() + 24 + payload_capacity);
-    out.extend_from_slice(b"{\"schema\":");
-    out.extend_from_slice(schema_json.as_bytes());
-    out.extend_from_slice(b",\"payload\":");
+    let schema_len = if schemas_enable {
+        schema_json.len() + 24
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(schema_len + payload_capacity);
+    start_document(&mut out, schemas_enable, schema_json);
     out
+}
+
+/// As [`open_document`], appended to `out`.
+fn start_document(out: &mut Vec<u8>, schemas_enable: bool, schema_json: &str) {
+    if schemas_enable {
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(schema_json.as_bytes());
+        out.extend_from_slice(b",\"payload\":");
+    }
 }
 
 fn close_document(out: &mut Vec<u8>, schemas_enable: bool) {

@@ -73,7 +73,68 @@ impl std::fmt::Debug for BulkProducer {
 #[derive(Debug)]
 pub struct Refused {
     pub error: KafkaError,
-    pub value: Option<Vec<u8>>,
+    pub record: OwnedRecord,
+}
+
+/// A record's value and key in one buffer, the value first and the key after it. librdkafka
+/// takes the buffer over by its start (the value) and copies the key, so a record costs one
+/// allocation, freed on librdkafka's thread, where a separate key cost a second.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    bytes: Vec<u8>,
+    /// Where the value ends and the key begins; None for a null value (`bytes` is the key).
+    value_len: Option<usize>,
+    has_key: bool,
+}
+
+impl OwnedRecord {
+    /// `value` with `key` appended to it (into its spare capacity when it has room).
+    pub fn new(key: Option<&[u8]>, value: Option<Vec<u8>>) -> Self {
+        match value {
+            Some(mut bytes) => {
+                let value_len = bytes.len();
+                bytes.extend_from_slice(key.unwrap_or_default());
+                Self {
+                    bytes,
+                    value_len: Some(value_len),
+                    has_key: key.is_some(),
+                }
+            }
+            None => Self {
+                bytes: key.unwrap_or_default().to_vec(),
+                value_len: None,
+                has_key: key.is_some(),
+            },
+        }
+    }
+
+    /// A value whose buffer already ends with its key, `key_len` bytes (None: a null key).
+    pub fn from_value_then_key(bytes: Vec<u8>, key_len: Option<usize>) -> Self {
+        let value_len = bytes.len() - key_len.unwrap_or(0);
+        Self {
+            bytes,
+            value_len: Some(value_len),
+            has_key: key_len.is_some(),
+        }
+    }
+
+    pub fn key(&self) -> Option<&[u8]> {
+        self.has_key
+            .then(|| &self.bytes[self.value_len.unwrap_or(0)..])
+    }
+
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value_len.map(|len| &self.bytes[..len])
+    }
+
+    /// The bytes of key and value together.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 /// One topic's librdkafka handle, looked up once. Naming the topic on every send made
@@ -140,26 +201,30 @@ impl BulkProducer {
         }
     }
 
-    /// Queues a record (no headers) whose value buffer librdkafka takes over and frees once the
-    /// record is sent, rather than copying it: the copy, from memory another thread wrote, was
-    /// a twentieth of a snapshot's CPU. Where librdkafka's `free` is not the allocator the
-    /// buffer came from, the value is copied as usual. The key is always copied (it is small).
+    /// Queues a record (no headers) whose buffer librdkafka takes over and frees once the
+    /// record is sent, rather than copying its value: the copy, from memory another thread
+    /// wrote, was a twentieth of a snapshot's CPU. Where librdkafka's `free` is not the
+    /// allocator the buffer came from, the value is copied as usual. The key is always copied
+    /// (it is small).
     ///
-    /// On failure (a full queue) nothing was taken: the value comes back.
+    /// On failure (a full queue) nothing was taken: the record comes back.
+    #[allow(clippy::result_large_err)] // by value: a full queue is retried at once, unboxed
     pub fn send_owned(
         &self,
         topic: &TopicHandle,
-        key: Option<&[u8]>,
-        value: Option<Vec<u8>>,
+        record: OwnedRecord,
         timestamp_ms: i64,
     ) -> Result<(), Refused> {
-        let hand_over = value.as_ref().is_some_and(|v| v.capacity() > 0) && frees_our_memory();
-        let mut value = ManuallyDrop::new(value);
-        let (value_ptr, value_len) = match value.as_mut() {
-            Some(v) => (v.as_mut_ptr().cast::<c_void>(), v.len()),
-            None => (ptr::null_mut(), 0),
+        // An empty Vec has no allocation for librdkafka to free.
+        let hand_over =
+            record.value_len.is_some() && record.bytes.capacity() > 0 && frees_our_memory();
+        let mut record = ManuallyDrop::new(record);
+        let value_ptr = match record.value_len {
+            Some(_) => record.bytes.as_mut_ptr().cast::<c_void>(),
+            None => ptr::null_mut(),
         };
-        let (key_ptr, key_len) = match key {
+        let value_len = record.value_len.unwrap_or(0);
+        let (key_ptr, key_len) = match record.key() {
             Some(k) => (k.as_ptr().cast::<c_void>().cast_mut(), k.len()),
             None => (ptr::null_mut(), 0),
         };
@@ -169,11 +234,13 @@ impl BulkProducer {
             rdsys::RD_KAFKA_MSG_F_COPY
         };
         debug_assert!(ptr::eq(Arc::as_ptr(&topic.producer), self));
-        // SAFETY: the pointers are valid for their lengths for the duration of the call, the
-        // topic handle is this producer's (made by `topic`, alive while borrowed); with
-        // RD_KAFKA_MSG_F_FREE librdkafka owns the value buffer after a successful call and frees
-        // it with `free`, which `frees_our_memory` checked is the allocator that made it. On
-        // error librdkafka keeps nothing (its documented contract), so the value is ours again.
+        // SAFETY: the pointers are valid for their lengths for the duration of the call (the
+        // key lies in the same buffer, after the value, and librdkafka copies it before the
+        // call returns), the topic handle is this producer's (made by `topic`, alive while
+        // borrowed); with RD_KAFKA_MSG_F_FREE librdkafka owns the buffer after a successful
+        // call and frees it, by the value's pointer (the buffer's start), with `free`, which
+        // `frees_our_memory` checked is the allocator that made it. On error librdkafka keeps
+        // nothing (its documented contract), so the buffer is ours again.
         let error = unsafe {
             rdsys::rd_kafka_producev(
                 self.inner.client().native_ptr(),
@@ -197,12 +264,12 @@ impl BulkProducer {
         if error.is_error() {
             return Err(Refused {
                 error: KafkaError::MessageProduction(error.into()),
-                value: ManuallyDrop::into_inner(value),
+                record: ManuallyDrop::into_inner(record),
             });
         }
         if !hand_over {
             // Copied by librdkafka: the buffer is still ours to drop.
-            drop(ManuallyDrop::into_inner(value));
+            drop(ManuallyDrop::into_inner(record));
         }
         Ok(())
     }
@@ -281,13 +348,13 @@ mod tests {
             producer.topic("bulk\0test").is_err(),
             "a name with NUL has no handle"
         );
-        let taken = b"taken by librdkafka".to_vec();
+        let taken = OwnedRecord::new(Some(b"k1"), Some(b"taken by librdkafka".to_vec()));
         producer
-            .send_owned(topic, Some(b"k1"), Some(taken), 0)
+            .send_owned(topic, taken, 0)
             .expect("the first record fits the queue");
-        let refused = b"refused: the queue is full".to_vec();
+        let refused = OwnedRecord::new(Some(b"k2"), Some(b"refused: the queue is full".to_vec()));
         let err = producer
-            .send_owned(topic, Some(b"k2"), Some(refused.clone()), 0)
+            .send_owned(topic, refused.clone(), 0)
             .expect_err("the queue holds one record");
         assert!(
             matches!(
@@ -296,18 +363,52 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert_eq!(err.value.as_deref(), Some(&refused[..]));
-        // Records without a value, and with an empty one, are not handed over (nothing to free).
-        purge_all(&producer);
-        producer
-            .send_owned(topic, None, Some(Vec::new()), 0)
-            .expect("an empty value");
-        purge_all(&producer);
-        producer
-            .send_owned(topic, None, None, 0)
-            .expect("a tombstone");
+        assert_eq!(err.record, refused);
+        // Records without a value, and with an empty one and no key, are not handed over
+        // (nothing to free); an empty value before a key is.
+        for (key, value) in [
+            (None, Some(Vec::new())),
+            (Some(&b"k3"[..]), Some(Vec::new())),
+            (Some(&b"k4"[..]), None),
+            (None, None),
+        ] {
+            purge_all(&producer);
+            producer
+                .send_owned(topic, OwnedRecord::new(key, value), 0)
+                .expect("queued");
+        }
         // Purged and destroyed: librdkafka frees the buffers it took (a wrong allocator aborts).
         purge_all(&producer);
+    }
+
+    #[test]
+    fn a_record_keeps_its_key_after_its_value() {
+        let record = OwnedRecord::new(Some(b"key"), Some(b"value".to_vec()));
+        assert_eq!(record.key(), Some(&b"key"[..]));
+        assert_eq!(record.value(), Some(&b"value"[..]));
+        assert_eq!(record.len(), 8);
+        let tombstone = OwnedRecord::new(Some(b"key"), None);
+        assert_eq!(
+            (tombstone.key(), tombstone.value()),
+            (Some(&b"key"[..]), None)
+        );
+        let keyless = OwnedRecord::new(None, Some(b"value".to_vec()));
+        assert_eq!(
+            (keyless.key(), keyless.value()),
+            (None, Some(&b"value"[..]))
+        );
+        let empty_value = OwnedRecord::new(Some(b"key"), Some(Vec::new()));
+        assert_eq!(
+            (empty_value.key(), empty_value.value()),
+            (Some(&b"key"[..]), Some(&b""[..]))
+        );
+        let encoded = OwnedRecord::from_value_then_key(b"valuekey".to_vec(), Some(3));
+        assert_eq!(
+            encoded,
+            OwnedRecord::new(Some(b"key"), Some(b"value".to_vec()))
+        );
+        let unkeyed = OwnedRecord::from_value_then_key(b"value".to_vec(), None);
+        assert_eq!(unkeyed, keyless);
     }
 
     #[test]

@@ -13,7 +13,9 @@ mod error;
 mod offsets;
 
 pub use admin::{TopicAdmin, TopicSpec};
-pub use bulk::{BulkContext, BulkProducer, Refused, TopicHandle, bulk_transactional_producer};
+pub use bulk::{
+    BulkContext, BulkProducer, OwnedRecord, Refused, TopicHandle, bulk_transactional_producer,
+};
 pub use client::{
     ClientSettings, idempotent_producer, read_committed_consumer, transactional_producer,
 };

@@ -15,6 +15,7 @@ use crate::{
         json::{JsonEncoder, JsonOptions, TransactionBlock},
         registry_client::RegistryClient,
     },
+    kafka::OwnedRecord,
 };
 
 /// The encoders of one task.
@@ -22,6 +23,8 @@ use crate::{
 pub(super) struct RecordEncoder {
     key: Side,
     value: Side,
+    /// The last key's length: room left after a value for the key that follows it.
+    key_room: usize,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,7 @@ impl RecordEncoder {
         Self {
             key: side(&config.key_converter),
             value: side(&config.value_converter),
+            key_room: 0,
         }
     }
 
@@ -106,6 +110,39 @@ impl RecordEncoder {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A row change's value and key, in one buffer (the key after the value) as the producer
+    /// takes them.
+    pub(super) fn record(
+        &mut self,
+        change: &RowChange,
+        processed_at_micros: i64,
+        transaction: Option<&TransactionBlock>,
+    ) -> Result<OwnedRecord, Error> {
+        let mut bytes = match &mut self.value {
+            Side::Json(json, _) => json
+                .value_with_room(change, processed_at_micros, transaction, self.key_room)
+                .map_err(Error::Encode)?,
+            Side::Avro(_) => self.value(change, processed_at_micros, transaction)?,
+        };
+        let value_len = bytes.len();
+        let keyed = match &mut self.key {
+            Side::Json(json, _) => json.key_into(change, &mut bytes).map_err(Error::Encode)?,
+            Side::Avro(_) => match self.key(change)? {
+                Some(key) => {
+                    bytes.extend_from_slice(&key);
+                    true
+                }
+                None => false,
+            },
+        };
+        let key_len = bytes.len() - value_len;
+        self.key_room = key_len;
+        Ok(OwnedRecord::from_value_then_key(
+            bytes,
+            keyed.then_some(key_len),
+        ))
     }
 
     pub(super) fn key(&mut self, change: &RowChange) -> Result<Option<Vec<u8>>, Error> {

@@ -68,7 +68,7 @@ use super::{
 use crate::{
     config::{PostgresSourceConfig, SnapshotMode},
     event::{Lsn, Op, ReplicaIdentity, Row, RowChange, SnapshotMarker, SourceInfo, TableId},
-    kafka::SourceOffset,
+    kafka::{OwnedRecord, SourceOffset},
 };
 
 /// At most this many ctid ranges per table, however small `snapshot.chunk.rows` is.
@@ -1021,9 +1021,7 @@ impl ChunkReader<'_> {
             // COPY data), so the memory bound holds whatever the converter.
             self.batch_bytes += match &record {
                 SnapshotRecord::Row(_) => bytes.len(),
-                SnapshotRecord::Encoded { key, value } => {
-                    key.as_ref().map_or(0, Vec::len) + value.len()
-                }
+                SnapshotRecord::Encoded(record) => record.len(),
             };
             self.batch.push(record);
         }
@@ -1057,10 +1055,9 @@ impl ChunkReader<'_> {
                 snapshot: SnapshotMarker::Yes,
             },
         };
-        let key = self.records.key(&change)?;
         // Processed when its batch was read: one clock reading per batch, not per row.
-        let value = self.records.value(&change, self.read_at_micros, None)?;
-        Ok(SnapshotRecord::Encoded { key, value })
+        let record = self.records.record(&change, self.read_at_micros, None)?;
+        Ok(SnapshotRecord::Encoded(record))
     }
 
     fn batch_full(&self) -> bool {
@@ -1091,10 +1088,7 @@ impl ChunkReader<'_> {
 #[derive(Debug)]
 enum SnapshotRecord {
     Row(Row),
-    Encoded {
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-    },
+    Encoded(OwnedRecord),
 }
 
 /// A row whose `source.snapshot` marker waits on what comes after it.
@@ -1137,14 +1131,14 @@ impl SnapshotProducer<'_, '_> {
                 for record in rows {
                     let row = match record {
                         SnapshotRecord::Row(row) => row,
-                        SnapshotRecord::Encoded { key, value } => {
+                        SnapshotRecord::Encoded(record) => {
                             // Never a table's first row: that is a chunk's first, sent as a row.
                             if let Some(previous) = self.held[table].take() {
                                 self.emit(previous, false, false).await?;
                             }
                             let topic = &self.tables[table].topic;
                             self.task
-                                .send_snapshot_record(topic, key, value, &self.offset)
+                                .send_snapshot_record(topic, record, &self.offset)
                                 .await?;
                             self.produced += 1;
                             continue;

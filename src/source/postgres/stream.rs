@@ -54,8 +54,8 @@ use crate::{
     event::{Datum, Lsn, Op, Row, RowChange, SnapshotMarker, SourceInfo, TableSchema},
     format::json::TransactionBlock,
     kafka::{
-        BulkProducer, ClientSettings, OffsetStore, Refused, SourceOffset, TopicAdmin, TopicHandle,
-        TopicSpec,
+        BulkProducer, ClientSettings, OffsetStore, OwnedRecord, Refused, SourceOffset, TopicAdmin,
+        TopicHandle, TopicSpec,
     },
     metrics::{Metrics, TaskMetrics},
 };
@@ -514,8 +514,7 @@ type CommitOutcome = (Result<(), KafkaError>, Duration);
 /// A record produced while a commit was in flight.
 struct HeldRecord {
     topic: Arc<str>,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    record: OwnedRecord,
     headers: Option<OwnedHeaders>,
 }
 
@@ -861,7 +860,8 @@ impl<'a> StreamTask<'a> {
                         now_micros(),
                         block.as_ref(),
                     )?;
-                    self.send(&topic, None, Some(value), None).await?;
+                    self.send(&topic, OwnedRecord::new(None, Some(value)), None)
+                        .await?;
                     self.metrics.event(Op::Truncate);
                 }
             }
@@ -916,7 +916,8 @@ impl<'a> StreamTask<'a> {
                     now_micros(),
                     block.as_ref(),
                 )?;
-                self.send(&topic, Some(key), Some(value), None).await?;
+                self.send(&topic, OwnedRecord::new(Some(&key), Some(value)), None)
+                    .await?;
                 self.metrics.event(Op::Message);
             }
         }
@@ -1004,9 +1005,8 @@ impl<'a> StreamTask<'a> {
         let block = self.count_event(Some(&change.table));
         let topic = self.config.table_topic(&change.table.id);
         self.records.prepare(&change.table, &topic).await?;
-        let key = self.records.key(change)?;
-        let value = self.records.value(change, now_micros(), block.as_ref())?;
-        self.send(&topic, key, Some(value), headers).await?;
+        let record = self.records.record(change, now_micros(), block.as_ref())?;
+        self.send(&topic, record, headers).await?;
         self.metrics.event(change.op);
         Ok(())
     }
@@ -1017,7 +1017,8 @@ impl<'a> StreamTask<'a> {
         let Some(key) = self.records.key(delete)? else {
             return Ok(());
         };
-        self.send(&topic, Some(key), None, None).await
+        self.send(&topic, OwnedRecord::new(Some(&key), None), None)
+            .await
     }
 
     /// A primary-key change: a delete of the old key (+ tombstone) and a create of the new one,
@@ -1069,7 +1070,8 @@ impl<'a> StreamTask<'a> {
         };
         let topic = self.config.transaction_topic.clone();
         let (key, value) = self.records.transaction_marker(&topic, &marker).await?;
-        self.send(&topic, Some(key), Some(value), None).await
+        self.send(&topic, OwnedRecord::new(Some(&key), Some(value)), None)
+            .await
     }
 
     async fn send_heartbeat(&mut self) -> Result<(), Error> {
@@ -1078,7 +1080,8 @@ impl<'a> StreamTask<'a> {
             .records
             .heartbeat(&topic, &self.config.topic_prefix, now_micros() / 1000)
             .await?;
-        self.send(&topic, Some(key), Some(value), None).await
+        self.send(&topic, OwnedRecord::new(Some(&key), Some(value)), None)
+            .await
     }
 
     async fn ensure_topic(&mut self, topic: &str) -> Result<(), Error> {
@@ -1101,13 +1104,12 @@ impl<'a> StreamTask<'a> {
     async fn send(
         &mut self,
         topic: &str,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
+        record: OwnedRecord,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         self.ensure_topic(topic).await?;
         if self.in_flight.is_some() {
-            let size = key.as_ref().map_or(0, Vec::len) + value.as_ref().map_or(0, Vec::len);
+            let size = record.len();
             if self.held_bytes + size <= HELD_BYTES_LIMIT {
                 // Held records mostly go to one topic: they share its name.
                 let topic = match self.held.last() {
@@ -1116,8 +1118,7 @@ impl<'a> StreamTask<'a> {
                 };
                 self.held.push(HeldRecord {
                     topic,
-                    key,
-                    value,
+                    record,
                     headers,
                 });
                 self.held_bytes += size;
@@ -1125,7 +1126,7 @@ impl<'a> StreamTask<'a> {
             }
             self.wait_for_commit().await?;
         }
-        self.produce(topic, key.as_deref(), value, headers).await
+        self.produce(topic, record, headers).await
     }
 
     /// Produces into the producer's transaction, beginning it first if needed, waiting while
@@ -1133,8 +1134,7 @@ impl<'a> StreamTask<'a> {
     async fn produce(
         &mut self,
         topic: &str,
-        key: Option<&[u8]>,
-        mut value: Option<Vec<u8>>,
+        mut record: OwnedRecord,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         if !self.producer_txn_open {
@@ -1149,7 +1149,7 @@ impl<'a> StreamTask<'a> {
         };
         if let Some(headers) = headers {
             return self
-                .produce_with_headers(topic, key, value.as_deref(), headers)
+                .produce_with_headers(topic, record.key(), record.value(), headers)
                 .await;
         }
         let handle = match self.last_topic.take() {
@@ -1159,14 +1159,14 @@ impl<'a> StreamTask<'a> {
         let handle = self.last_topic.insert(handle);
         loop {
             // The timestamp is the producer's clock at send, as Kafka Connect's.
-            match self.producer.send_owned(handle, key, value, 0) {
+            match self.producer.send_owned(handle, record, 0) {
                 // Delivery is checked as a whole by commit_transaction.
                 Ok(()) => return Ok(()),
                 Err(Refused {
                     error: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    value: returned,
+                    record: returned,
                 }) => {
-                    value = returned;
+                    record = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err(Refused { error, .. }) => return Err(produce_error(error)),
@@ -1243,13 +1243,8 @@ impl<'a> StreamTask<'a> {
         let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
         for record in held {
-            self.produce(
-                &record.topic,
-                record.key.as_deref(),
-                record.value,
-                record.headers,
-            )
-            .await?;
+            self.produce(&record.topic, record.record, record.headers)
+                .await?;
         }
         Ok(())
     }
@@ -1264,8 +1259,12 @@ impl<'a> StreamTask<'a> {
         let record = self
             .offsets
             .record(&self.config.name, &self.config.topic_prefix, &offset);
-        self.produce(&record.topic, Some(&record.key), Some(record.value), None)
-            .await?;
+        self.produce(
+            &record.topic,
+            OwnedRecord::new(Some(&record.key), Some(record.value)),
+            None,
+        )
+        .await?;
         let producer = self.producer.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -1325,12 +1324,11 @@ impl StreamTask<'_> {
     pub(super) async fn send_snapshot_record(
         &mut self,
         topic: &str,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
+        record: OwnedRecord,
         offset: &SourceOffset,
     ) -> Result<(), Error> {
         self.before_snapshot_record().await?;
-        self.send(topic, key, Some(value), None).await?;
+        self.send(topic, record, None).await?;
         self.metrics.event(Op::Read);
         self.after_snapshot_record(offset).await
     }
