@@ -121,7 +121,7 @@ impl JsonEncoder {
     }
 
     /// As [`Self::key`], appended to `out`: true when there is a key (nothing is appended for
-    /// a null key, nor on error).
+    /// a null key; after an error `out` may end with part of one).
     pub fn key_into(&mut self, change: &RowChange, out: &mut Vec<u8>) -> Result<bool, Error> {
         let schemas_enable = self.options.schemas_enable;
         let (plan, ctx) = self.plan_and_context(&change.table);
@@ -138,12 +138,8 @@ impl JsonEncoder {
             image,
         })?;
         check_row_shape(&change.table, row)?;
-        let start = out.len();
         start_document(out, schemas_enable, key_schema);
-        if let Err(error) = ctx.write_row(out, &change.table, plan, row, true) {
-            out.truncate(start);
-            return Err(error);
-        }
+        ctx.write_row(out, &change.table, plan, row, true)?;
         close_document(out, schemas_enable);
         Ok(true)
     }

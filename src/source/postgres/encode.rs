@@ -124,7 +124,12 @@ impl RecordEncoder {
             Side::Json(json, _) => json
                 .value_with_room(change, processed_at_micros, transaction, self.key_room)
                 .map_err(Error::Encode)?,
-            Side::Avro(_) => self.value(change, processed_at_micros, transaction)?,
+            Side::Avro(side) => {
+                let id = side.id(&change.table)?;
+                side.encoder
+                    .value(change, processed_at_micros, transaction, id)
+                    .map_err(Error::Encode)?
+            }
         };
         let value_len = bytes.len();
         let keyed = match &mut self.key {
@@ -151,25 +156,6 @@ impl RecordEncoder {
             Side::Avro(side) => {
                 let id = side.id(&change.table)?;
                 side.encoder.key(change, id).map_err(Error::Encode)
-            }
-        }
-    }
-
-    pub(super) fn value(
-        &mut self,
-        change: &RowChange,
-        processed_at_micros: i64,
-        transaction: Option<&TransactionBlock>,
-    ) -> Result<Vec<u8>, Error> {
-        match &mut self.value {
-            Side::Json(json, _) => json
-                .value(change, processed_at_micros, transaction)
-                .map_err(Error::Encode),
-            Side::Avro(side) => {
-                let id = side.id(&change.table)?;
-                side.encoder
-                    .value(change, processed_at_micros, transaction, id)
-                    .map_err(Error::Encode)
             }
         }
     }
