@@ -169,3 +169,63 @@ async fn a_record_the_broker_refuses_fails_the_bulk_producers_commit() {
     assert_eq!(keys, [Some(&b"c1"[..]), Some(&b"c2"[..])]);
     committed.expect_no_more(Duration::from_secs(2)).await;
 }
+
+/// A record's key and value as sent and as read back.
+type KeyAndValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The source sends a snapshot's records in batches: every record must arrive once, in order,
+/// with its own key and value (null and empty ones too), also when a full queue refuses part
+/// of a batch and the rest is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bulk_producers_batch_send_delivers_every_record_once_in_order() {
+    let topic = TestTopic::create(1).await;
+    let mut settings = kafka::settings();
+    // A queue of 100 records: a batch of 700 is refused in part, more than once.
+    settings
+        .overrides
+        .push(("queue.buffering.max.messages".into(), "100".into()));
+    let producer = bulk_transactional_producer(&settings, &unique_name("txn"), TIMEOUT)
+        .await
+        .expect("transactions initialise");
+    let handle = producer.topic(&topic.name).expect("a topic handle");
+
+    let expected: Vec<KeyAndValue> = (0..700)
+        .map(|i| match i {
+            // A tombstone, a record without key, an empty value without a key.
+            100 => (Some(b"k100".to_vec()), None),
+            200 => (None, Some(b"v200".to_vec())),
+            300 => (None, Some(Vec::new())),
+            _ => (
+                Some(format!("k{i}").into_bytes()),
+                Some(format!("value {i}").into_bytes()),
+            ),
+        })
+        .collect();
+    let mut pending: Vec<OwnedRecord> = expected
+        .iter()
+        .map(|(key, value)| OwnedRecord::new(key.as_deref(), value.clone()))
+        .collect();
+    producer.begin_transaction().expect("begin");
+    let mut refusals = 0;
+    loop {
+        producer
+            .send_owned_batch(&handle, &mut pending)
+            .expect("nothing but a full queue refuses these");
+        if pending.is_empty() {
+            break;
+        }
+        refusals += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(refusals > 0, "the 100-record queue never refused anything");
+    producer.commit_transaction(TIMEOUT).expect("commit");
+
+    let mut committed = Collector::new(&topic, Isolation::ReadCommitted);
+    let seen = committed.collect(expected.len(), TIMEOUT).await;
+    let got: Vec<_> = seen
+        .iter()
+        .map(|record| (record.key.clone(), record.value.clone()))
+        .collect();
+    assert_eq!(got, expected);
+    committed.expect_no_more(Duration::from_secs(2)).await;
+}

@@ -448,8 +448,13 @@ impl std::fmt::Debug for TaskMetrics {
 
 impl TaskMetrics {
     pub fn event(&self, op: Op) {
+        self.events(op, 1);
+    }
+
+    /// `count` events of `op` at once.
+    pub fn events(&self, op: Op, count: u64) {
         let index = OPS.iter().position(|o| *o == op).unwrap_or(0);
-        self.events[index].inc();
+        self.events[index].inc_by(count);
     }
 
     /// A Kafka transaction committed after `took`; its newest change was committed in

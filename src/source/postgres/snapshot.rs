@@ -1128,22 +1128,23 @@ impl SnapshotProducer<'_, '_> {
                     .progress
                     .rows
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                // The encoded records between two rows go to the producer as one run.
+                let mut run = Vec::with_capacity(rows.len());
                 for record in rows {
                     let row = match record {
-                        SnapshotRecord::Row(row) => row,
                         SnapshotRecord::Encoded(record) => {
                             // Never a table's first row: that is a chunk's first, sent as a row.
-                            if let Some(previous) = self.held[table].take() {
+                            if run.is_empty()
+                                && let Some(previous) = self.held[table].take()
+                            {
                                 self.emit(previous, false, false).await?;
                             }
-                            let topic = &self.tables[table].topic;
-                            self.task
-                                .send_snapshot_record(topic, record, &self.offset)
-                                .await?;
-                            self.produced += 1;
+                            run.push(record);
                             continue;
                         }
+                        SnapshotRecord::Row(row) => row,
                     };
+                    self.send_run(table, &mut run).await?;
                     let first_in_table = !std::mem::replace(&mut self.started_tables[table], true);
                     let next = HeldRow {
                         table,
@@ -1155,6 +1156,7 @@ impl SnapshotProducer<'_, '_> {
                         self.emit(previous, false, false).await?;
                     }
                 }
+                self.send_run(table, &mut run).await?;
             }
             Message::ChunkDone {
                 table,
@@ -1212,6 +1214,18 @@ impl SnapshotProducer<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Produces a run of encoded records of `table`, leaving `run` empty.
+    async fn send_run(&mut self, table: usize, run: &mut Vec<OwnedRecord>) -> Result<(), Error> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(run);
+        self.produced += records.len() as u64;
+        self.task
+            .send_snapshot_records(&self.tables[table].topic, records, &self.offset)
+            .await
     }
 
     /// Produces the held-back last row and commits the last snapshot transaction, which

@@ -1322,17 +1322,87 @@ impl StreamTask<'_> {
         self.after_snapshot_record(offset).await
     }
 
-    /// As [`Self::send_snapshot_row`], for a snapshot read encoded elsewhere.
-    pub(super) async fn send_snapshot_record(
+    /// As [`Self::send_snapshot_row`], for a run of snapshot reads of one table encoded
+    /// elsewhere, sent through the producer's batch call.
+    pub(super) async fn send_snapshot_records(
         &mut self,
         topic: &str,
-        record: OwnedRecord,
+        records: Vec<OwnedRecord>,
         offset: &SourceOffset,
     ) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
         self.before_snapshot_record().await?;
-        self.send(topic, record, None).await?;
-        self.metrics.event(Op::Read);
-        self.after_snapshot_record(offset).await
+        self.ensure_topic(topic).await?;
+        let count = records.len();
+        if self.in_flight.is_some() {
+            let size: usize = records.iter().map(OwnedRecord::len).sum();
+            if self.held_bytes + size <= HELD_BYTES_LIMIT {
+                let topic: Arc<str> = Arc::from(topic);
+                self.held
+                    .extend(records.into_iter().map(|record| HeldRecord {
+                        topic: Arc::clone(&topic),
+                        record,
+                        headers: None,
+                    }));
+                self.held_bytes += size;
+            } else {
+                self.wait_for_commit().await?;
+                self.produce_batch(topic, records).await?;
+            }
+        } else {
+            self.produce_batch(topic, records).await?;
+        }
+        self.metrics.events(Op::Read, count as u64);
+        if let Some((_, newest)) = &mut self.kafka_txn
+            && newest.as_ref() != Some(offset)
+        {
+            *newest = Some(offset.clone());
+        }
+        if Instant::now()
+            >= self.commit_due_after(
+                self.config
+                    .transaction_interval
+                    .max(SNAPSHOT_TRANSACTION_MIN),
+            )
+        {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// As [`Self::produce`] for records without headers, all to `topic`, in batches.
+    async fn produce_batch(
+        &mut self,
+        topic: &str,
+        mut records: Vec<OwnedRecord>,
+    ) -> Result<(), Error> {
+        if !self.producer_txn_open {
+            self.producer
+                .begin_transaction()
+                .map_err(Error::KafkaTransaction)?;
+            self.producer_txn_open = true;
+        }
+        let produce_error = |source| Error::Produce {
+            topic: topic.to_owned(),
+            source,
+        };
+        let handle = match self.last_topic.take() {
+            Some(handle) if handle.name() == topic => handle,
+            _ => self.producer.topic(topic).map_err(produce_error)?,
+        };
+        let handle = self.last_topic.insert(handle);
+        loop {
+            self.producer
+                .send_owned_batch(handle, &mut records)
+                .map_err(produce_error)?;
+            if records.is_empty() {
+                return Ok(());
+            }
+            // The queue is full: librdkafka drains it within milliseconds.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn before_snapshot_record(&mut self) -> Result<(), Error> {
