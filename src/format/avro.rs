@@ -28,10 +28,7 @@
 //! gave, then the Avro binary datum (no container header). Schemas are built and parsed once per
 //! table and rebuilt when the table's schema changes.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use apache_avro::{
     Schema as ParsedSchema, types::Value as AvroValue, writer::datum::GenericDatumWriter,
@@ -195,7 +192,7 @@ pub struct AvroEncoder {
     /// The side topics' schemas, by [`SideRecordKind`].
     side: Vec<(ConnectSchema, AvroSchema)>,
     /// Plans by relation id; a plan is reused while its table schema is unchanged.
-    plans: HashMap<u32, TablePlan>,
+    plans: foldhash::HashMap<u32, TablePlan>,
 }
 
 impl AvroEncoder {
@@ -226,7 +223,7 @@ impl AvroEncoder {
             transaction_schema,
             message_key_schema,
             message_value_schema,
-            plans: HashMap::new(),
+            plans: foldhash::HashMap::default(),
         }
     }
 
