@@ -74,6 +74,12 @@ pub struct Args {
     /// JSON).
     #[arg(long)]
     keep_topics: bool,
+    /// Rows of an untimed tributary run before the first timed one (0: none) [default: --rows].
+    /// A freshly started broker spends its first runs compiling its produce path (its JIT
+    /// compiler threads took 6 CPU-s of a 5M-row run, its request handlers twice their later
+    /// CPU, for about 15M records), which a broker that has been up for a while has long done.
+    #[arg(long)]
+    warmup_rows: Option<u64>,
 }
 
 /// One drain of the single COPY.
@@ -219,31 +225,35 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
         );
         drains.push(drain);
     }
+    let setup = RunSetup {
+        pg: &pg,
+        client: &client,
+        settings: &settings,
+        admin: &admin,
+        binary: &binary,
+        tmp: &tmp,
+        args: &args,
+    };
+    let warmup_rows = args.warmup_rows.unwrap_or(args.rows).min(args.rows);
+    if warmup_rows > 0 {
+        let rows = warmup_rows;
+        let names = Names::new(run_id, "warmup");
+        let threads = args.threads.iter().copied().max().unwrap_or(1);
+        let warmup = setup.run(&names, threads, Some(rows)).await?;
+        println!(
+            "  warm-up (untimed, not in the results): ids 1..{rows} in {:.2} s; Kafka broker {}",
+            warmup.elapsed.as_secs_f64(),
+            warmup.kafka.map_or("not local".to_owned(), |k| format!(
+                "{:.2} CPU-s",
+                k.cpu_seconds
+            )),
+        );
+    }
     let mut runs = Vec::new();
     for &threads in &args.threads {
-        let names = Names::new(run_id, threads);
+        let names = Names::new(run_id, &format!("t{threads}"));
         warn_if_busy().await;
-        // Whatever happens, the run's topics go.
-        let outcome = async {
-            admin
-                .ensure_topic(&TopicSpec::new(names.table_topic.as_str(), 1))
-                .await?;
-            let configs = write_configs(&tmp, &names, &pg, &args, threads)?;
-            let run = snapshot_run(
-                &pg, &client, &settings, &binary, &configs, &names, args.rows,
-            )
-            .await?;
-            Ok::<_, anyhow::Error>(SnapshotRun { threads, ..run })
-        }
-        .await;
-        if !args.keep_topics {
-            for topic in [&names.table_topic, &names.offsets_topic] {
-                if let Err(error) = admin.delete_topic(topic).await {
-                    println!("warning: could not delete topic {topic}: {error}");
-                }
-            }
-        }
-        let mut run = outcome?;
+        let mut run = setup.run(&names, threads, None).await?;
         let before = drains.last().map_or(0.0, |d| d.rate(args.rows));
         let after = copy_drain(&pg, args.rows).await?;
         println!(
@@ -327,6 +337,56 @@ pub async fn run(args: Args, out_dir: &Path) -> anyhow::Result<Report> {
             "runs": runs.iter().map(|r| r.to_json(args.rows, ceiling)).collect::<Vec<_>>(),
         }),
     })
+}
+
+/// What every tributary run of the bench shares.
+struct RunSetup<'a> {
+    pg: &'a Postgres,
+    client: &'a Client,
+    settings: &'a ClientSettings,
+    admin: &'a TopicAdmin,
+    binary: &'a Path,
+    tmp: &'a Path,
+    args: &'a Args,
+}
+
+impl RunSetup<'_> {
+    /// One tributary run with `threads`, over the whole table or, for a warm-up, over the ids up
+    /// to `only_first`; its topics are deleted afterwards whatever happened (unless kept).
+    async fn run(
+        &self,
+        names: &Names,
+        threads: usize,
+        only_first: Option<u64>,
+    ) -> anyhow::Result<SnapshotRun> {
+        let outcome = async {
+            self.admin
+                .ensure_topic(&TopicSpec::new(names.table_topic.as_str(), 1))
+                .await?;
+            let configs = write_configs(self.tmp, names, self.pg, self.args, threads, only_first)?;
+            let rows = only_first.unwrap_or(self.args.rows);
+            let run = snapshot_run(
+                self.pg,
+                self.client,
+                self.settings,
+                self.binary,
+                &configs,
+                names,
+                rows,
+            )
+            .await?;
+            Ok::<_, anyhow::Error>(SnapshotRun { threads, ..run })
+        }
+        .await;
+        if !self.args.keep_topics {
+            for topic in [&names.table_topic, &names.offsets_topic] {
+                if let Err(error) = self.admin.delete_topic(topic).await {
+                    println!("warning: could not delete topic {topic}: {error}");
+                }
+            }
+        }
+        outcome
+    }
 }
 
 /// Warns when the machine is busy before a run: on two cores anything else running skews it.
@@ -638,8 +698,8 @@ struct Names {
 }
 
 impl Names {
-    fn new(run_id: u64, threads: usize) -> Self {
-        let label = format!("t{threads}");
+    fn new(run_id: u64, label: &str) -> Self {
+        let label = label.to_owned();
         let prefix = format!("tributary-bench-{run_id}-snapshot-{label}");
         Self {
             connector: prefix.clone(),
@@ -658,6 +718,7 @@ fn write_configs(
     pg: &Postgres,
     args: &Args,
     threads: usize,
+    only_first: Option<u64>,
 ) -> anyhow::Result<Configs> {
     let worker = dir.join("tributary-snapshot.toml");
     let text = format!(
@@ -697,6 +758,12 @@ fn write_configs(
     }
     for (key, value) in &args.connector_overrides {
         json["config"][key] = json!(value);
+    }
+    if let Some(rows) = only_first {
+        let table = format!("public.{TABLE}");
+        json["config"]["snapshot.select.statement.overrides"] = json!(table);
+        json["config"][format!("snapshot.select.statement.overrides.{table}")] =
+            json!(format!("SELECT {COLUMNS} FROM {table} WHERE id <= {rows}"));
     }
     std::fs::write(&connector, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("cannot write {}", connector.display()))?;
