@@ -741,8 +741,20 @@ async fn a_snapshot_killed_midway_is_taken_again_and_the_state_matches_the_table
     let topic = fixture.table_topic("counters");
     let mut counters = Collector::new(fixture.topic(&topic).await, Isolation::ReadCommitted);
 
+    // The first run reads through a SELECT paced by pg_sleep (5 ms every 500 rows, ~2 s in
+    // all): it is still copying when its first transaction (after 1 s) is committed and it is
+    // killed, however fast the machine (unpaced, 200k rows took 0.4 s). The second run copies
+    // in chunks.
+    let mut paced = extra.clone();
+    paced.extend([
+        ("snapshot.select.statement.overrides", "public.counters"),
+        (
+            "snapshot.select.statement.overrides.public.counters",
+            "SELECT id, n, note FROM public.counters WHERE id % 500 <> 0 OR pg_sleep(0.005) IS NOT NULL",
+        ),
+    ]);
     let mut process =
-        ProcessSource::start(&fixture, &fixture.connector_json("public.counters", &extra));
+        ProcessSource::start(&fixture, &fixture.connector_json("public.counters", &paced));
     // The first snapshot transaction is committed: kill -9 in the middle.
     counters.collect(1, WAIT).await;
     process.kill_9().await;

@@ -339,6 +339,7 @@ impl BulkProducer {
                     message.len = record.value_len.unwrap_or(0);
                 }
                 if let Some(key) = record.key() {
+                    prefetch(key);
                     message.key = key.as_ptr().cast::<c_void>().cast_mut();
                     message.key_len = key.len();
                 }
@@ -390,6 +391,20 @@ impl BulkProducer {
         *records = refused;
         Ok(())
     }
+}
+
+/// Asks the CPU to start loading `bytes` (at most a cache line or two: a key). librdkafka copies
+/// each key as it queues the message; the records were encoded on another thread milliseconds
+/// earlier, so without this every copy waited for memory in turn (5 % of a snapshot's CPU).
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Records per call of librdkafka's batch send: its messages live on the stack (72 bytes

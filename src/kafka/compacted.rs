@@ -72,7 +72,10 @@ pub async fn ensure_compacted_topic(
     admin.ensure_topic(&spec).await?;
     // Right after creation the broker may describe the topic with no configs yet: an empty
     // answer means "ask again", only a different policy is an error.
+    // A new admin client's first answer is often empty too, even for an old topic, and a
+    // source waits for this at every start: ask again soon, then less often.
     let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
     let policy = loop {
         let policy = admin
             .topic_config(topic, "cleanup.policy")
@@ -81,7 +84,8 @@ pub async fn ensure_compacted_topic(
         if !policy.trim().is_empty() || started.elapsed() >= CONFIG_GRACE {
             break policy;
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_INTERVAL);
     };
     if policy.trim() != "compact" {
         return Err(Error::StateTopicNotCompacted {

@@ -121,21 +121,30 @@ async fn run_in_span(
     for warning in &config.warnings {
         warn!(connector = %config.name, "{warning}");
     }
-    let sql = database::connect(config).await?;
-    database::preflight(&sql, config).await?;
-    database::ensure_publication(&sql, config).await?;
-
-    // The producer comes first: initialising its transactions fences any earlier instance and
-    // aborts what it left open, so the offsets read next are final.
-    let producer = producer(config, destination).await?;
+    // PostgreSQL and Kafka are set up side by side: each is a few round trips that wait on
+    // the network (a third of a second in all, one after the other).
+    let postgres = async {
+        let sql = database::connect(config).await?;
+        database::preflight(&sql, config).await?;
+        database::ensure_publication(&sql, config).await?;
+        let mut replication = ReplicationConnection::connect(&replication_config(config)).await?;
+        let identity = replication.identify_system().await?;
+        Ok::<_, Error>((sql, replication, identity))
+    };
     let offsets = OffsetStore::new(&destination.kafka, &destination.offsets_topic);
-    offsets.ensure_topic().await?;
-    let stored = offsets
-        .load(&config.name, &config.topic_prefix, Duration::from_secs(60))
-        .await?;
-
-    let mut replication = ReplicationConnection::connect(&replication_config(config)).await?;
-    let identity = replication.identify_system().await?;
+    let kafka = async {
+        // The producer comes before reading the offsets: initialising its transactions fences
+        // any earlier instance and aborts what it left open, so the offsets read are final.
+        let (producer, ()) = tokio::try_join!(producer(config, destination), async {
+            Ok(offsets.ensure_topic().await?)
+        })?;
+        let stored = offsets
+            .load(&config.name, &config.topic_prefix, Duration::from_secs(60))
+            .await?;
+        Ok::<_, Error>((producer, stored))
+    };
+    let ((sql, mut replication, identity), (producer, stored)) = tokio::try_join!(postgres, kafka)?;
+    // Read after the fencing: an earlier instance can no longer move the slot.
     let slot = database::slot_info(&sql, &config.slot_name).await?;
     let plan = snapshot::plan_start(
         config.snapshot_mode,
@@ -1242,11 +1251,22 @@ impl<'a> StreamTask<'a> {
             }
         }
         debug!(lsn = %lsn, "committed to Kafka and confirmed");
-        let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
-        for record in held {
-            self.produce(&record.topic, record.record, record.headers)
-                .await?;
+        // In order; runs of one topic without headers (a snapshot's rows) go in batches.
+        let mut held = std::mem::take(&mut self.held).into_iter().peekable();
+        while let Some(first) = held.next() {
+            if first.headers.is_some() {
+                self.produce(&first.topic, first.record, first.headers)
+                    .await?;
+                continue;
+            }
+            let mut run = vec![first.record];
+            while let Some(next) =
+                held.next_if(|next| next.headers.is_none() && next.topic == first.topic)
+            {
+                run.push(next.record);
+            }
+            self.produce_batch(&first.topic, run).await?;
         }
         Ok(())
     }
