@@ -79,7 +79,9 @@ const ASSUMED_ROWS_PER_PAGE: f64 = 50.0;
 
 /// A batch is handed on when it holds this many bytes (encoded records, or COPY text for rows),
 /// even if it has fewer than `snapshot.fetch.size` rows: wide rows must not make batches large.
-const BATCH_BYTES: usize = 4 << 20;
+/// Small enough that its records are still in the CPU's caches when librdkafka copies them
+/// (at 4 MiB its copies waited on memory: 6 % more rows/s at 1 MiB, 256 KiB was slower again).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// What the source does on start, from the mode and what is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
