@@ -294,9 +294,7 @@ impl BulkProducer {
         }
         Ok(())
     }
-}
 
-impl BulkProducer {
     /// Queues `records` in order, as [`Self::send_owned`] does one, through librdkafka's batch
     /// call: the clock, the producer's state and the topic's lock are taken once per
     /// [`BATCH_MESSAGES`] records instead of once per record (a snapshot sends millions).

@@ -70,10 +70,10 @@ pub async fn ensure_compacted_topic(
     let mut spec = TopicSpec::compacted(topic);
     spec.partitions = partitions;
     admin.ensure_topic(&spec).await?;
-    // Right after creation the broker may describe the topic with no configs yet: an empty
-    // answer means "ask again", only a different policy is an error.
-    // A new admin client's first answer is often empty too, even for an old topic, and a
-    // source waits for this at every start: ask again soon, then less often.
+    // Right after creation, and often on a new admin client's first request even for an old
+    // topic, the broker describes the topic with no configs: an empty answer means "ask again"
+    // (soon, then less often: a source waits for this at every start), only a different policy
+    // is an error.
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     let policy = loop {

@@ -436,6 +436,20 @@ fn resume_point(
     }
 }
 
+/// The producer's handle for `topic`: `last` when it is that topic's (runs of records go to one
+/// topic), else a new one, kept in `last`.
+fn topic_handle<'h>(
+    producer: &Arc<BulkProducer>,
+    last: &'h mut Option<TopicHandle>,
+    topic: &str,
+) -> Result<&'h TopicHandle, KafkaError> {
+    let handle = match last.take() {
+        Some(handle) if handle.name() == topic => handle,
+        _ => producer.topic(topic)?,
+    };
+    Ok(last.insert(handle))
+}
+
 async fn producer(
     config: &PostgresSourceConfig,
     destination: &Destination,
@@ -1119,25 +1133,72 @@ impl<'a> StreamTask<'a> {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
         self.ensure_topic(topic).await?;
-        if self.in_flight.is_some() {
-            let size = record.len();
-            if self.held_bytes + size <= HELD_BYTES_LIMIT {
-                // Held records mostly go to one topic: they share its name.
-                let topic = match self.held.last() {
-                    Some(last) if &*last.topic == topic => Arc::clone(&last.topic),
-                    _ => Arc::from(topic),
-                };
-                self.held.push(HeldRecord {
-                    topic,
-                    record,
-                    headers,
-                });
-                self.held_bytes += size;
-                return Ok(());
-            }
-            self.wait_for_commit().await?;
+        let size = record.len();
+        if self.hold_or_wait(size).await? {
+            self.hold(topic, [(record, headers)], size);
+            return Ok(());
         }
         self.produce(topic, record, headers).await
+    }
+
+    /// As [`Self::send`] for records without headers, all to `topic`, produced in batches.
+    async fn send_batch(&mut self, topic: &str, records: Vec<OwnedRecord>) -> Result<(), Error> {
+        self.ensure_topic(topic).await?;
+        let size = records.iter().map(OwnedRecord::len).sum();
+        if self.hold_or_wait(size).await? {
+            self.hold(
+                topic,
+                records.into_iter().map(|record| (record, None)),
+                size,
+            );
+            return Ok(());
+        }
+        self.produce_batch(topic, records).await
+    }
+
+    /// Whether records of `size` bytes are to be held: while a commit is in flight, when they
+    /// fit; when they do not, the commit is waited for first.
+    async fn hold_or_wait(&mut self, size: usize) -> Result<bool, Error> {
+        if self.in_flight.is_none() {
+            return Ok(false);
+        }
+        if self.held_bytes + size <= HELD_BYTES_LIMIT {
+            return Ok(true);
+        }
+        self.wait_for_commit().await?;
+        Ok(false)
+    }
+
+    /// Keeps records of `size` bytes for the next transaction (taken whole: kept, not copied).
+    fn hold(
+        &mut self,
+        topic: &str,
+        records: impl IntoIterator<Item = (OwnedRecord, Option<OwnedHeaders>)>,
+        size: usize,
+    ) {
+        // Held records mostly go to one topic: they share its name.
+        let topic = match self.held.last() {
+            Some(last) if &*last.topic == topic => Arc::clone(&last.topic),
+            _ => Arc::from(topic),
+        };
+        self.held
+            .extend(records.into_iter().map(|(record, headers)| HeldRecord {
+                topic: Arc::clone(&topic),
+                record,
+                headers,
+            }));
+        self.held_bytes += size;
+    }
+
+    /// Begins the producer's transaction unless it is open.
+    fn open_transaction(&mut self) -> Result<(), Error> {
+        if !self.producer_txn_open {
+            self.producer
+                .begin_transaction()
+                .map_err(Error::KafkaTransaction)?;
+            self.producer_txn_open = true;
+        }
+        Ok(())
     }
 
     /// Produces into the producer's transaction, beginning it first if needed, waiting while
@@ -1148,12 +1209,7 @@ impl<'a> StreamTask<'a> {
         mut record: OwnedRecord,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Error> {
-        if !self.producer_txn_open {
-            self.producer
-                .begin_transaction()
-                .map_err(Error::KafkaTransaction)?;
-            self.producer_txn_open = true;
-        }
+        self.open_transaction()?;
         let produce_error = |source| Error::Produce {
             topic: topic.to_owned(),
             source,
@@ -1163,11 +1219,8 @@ impl<'a> StreamTask<'a> {
                 .produce_with_headers(topic, record.key(), record.value(), headers)
                 .await;
         }
-        let handle = match self.last_topic.take() {
-            Some(handle) if handle.name() == topic => handle,
-            _ => self.producer.topic(topic).map_err(produce_error)?,
-        };
-        let handle = self.last_topic.insert(handle);
+        let handle =
+            topic_handle(&self.producer, &mut self.last_topic, topic).map_err(produce_error)?;
         loop {
             // The timestamp is the producer's clock at send, as Kafka Connect's.
             match self.producer.send_owned(handle, record, 0) {
@@ -1354,42 +1407,11 @@ impl StreamTask<'_> {
             return Ok(());
         }
         self.before_snapshot_record().await?;
-        self.ensure_topic(topic).await?;
-        let count = records.len();
-        if self.in_flight.is_some() {
-            let size: usize = records.iter().map(OwnedRecord::len).sum();
-            if self.held_bytes + size <= HELD_BYTES_LIMIT {
-                let topic: Arc<str> = Arc::from(topic);
-                self.held
-                    .extend(records.into_iter().map(|record| HeldRecord {
-                        topic: Arc::clone(&topic),
-                        record,
-                        headers: None,
-                    }));
-                self.held_bytes += size;
-            } else {
-                self.wait_for_commit().await?;
-                self.produce_batch(topic, records).await?;
-            }
-        } else {
-            self.produce_batch(topic, records).await?;
-        }
-        self.metrics.events(Op::Read, count as u64);
-        if let Some((_, newest)) = &mut self.kafka_txn
-            && newest.as_ref() != Some(offset)
-        {
-            *newest = Some(offset.clone());
-        }
-        if Instant::now()
-            >= self.commit_due_after(
-                self.config
-                    .transaction_interval
-                    .max(SNAPSHOT_TRANSACTION_MIN),
-            )
-        {
-            self.commit().await?;
-        }
-        Ok(())
+        let count = records.len() as u64;
+        self.send_batch(topic, records).await?;
+        self.metrics.events(Op::Read, count);
+        // A run is hundreds of records: the clock is read after each.
+        self.after_snapshot_records(offset, true).await
     }
 
     /// As [`Self::produce`] for records without headers, all to `topic`, in batches.
@@ -1398,21 +1420,13 @@ impl StreamTask<'_> {
         topic: &str,
         mut records: Vec<OwnedRecord>,
     ) -> Result<(), Error> {
-        if !self.producer_txn_open {
-            self.producer
-                .begin_transaction()
-                .map_err(Error::KafkaTransaction)?;
-            self.producer_txn_open = true;
-        }
+        self.open_transaction()?;
         let produce_error = |source| Error::Produce {
             topic: topic.to_owned(),
             source,
         };
-        let handle = match self.last_topic.take() {
-            Some(handle) if handle.name() == topic => handle,
-            _ => self.producer.topic(topic).map_err(produce_error)?,
-        };
-        let handle = self.last_topic.insert(handle);
+        let handle =
+            topic_handle(&self.producer, &mut self.last_topic, topic).map_err(produce_error)?;
         loop {
             self.producer
                 .send_owned_batch(handle, &mut records)
@@ -1440,14 +1454,25 @@ impl StreamTask<'_> {
     }
 
     async fn after_snapshot_record(&mut self, offset: &SourceOffset) -> Result<(), Error> {
+        // The clock is read every so many records, not for each (a few ms apart at most).
+        self.snapshot_records = self.snapshot_records.wrapping_add(1);
+        let read_clock = self.snapshot_records.is_multiple_of(SNAPSHOT_CLOCK_EVERY);
+        self.after_snapshot_records(offset, read_clock).await
+    }
+
+    /// After snapshot records: `offset` becomes the transaction's, which is committed when the
+    /// transaction interval has passed (looked at only when `read_clock`).
+    async fn after_snapshot_records(
+        &mut self,
+        offset: &SourceOffset,
+        read_clock: bool,
+    ) -> Result<(), Error> {
         if let Some((_, newest)) = &mut self.kafka_txn
             && newest.as_ref() != Some(offset)
         {
             *newest = Some(offset.clone());
         }
-        // The clock is read every so many records, not for each (a few ms apart at most).
-        self.snapshot_records = self.snapshot_records.wrapping_add(1);
-        if self.snapshot_records.is_multiple_of(SNAPSHOT_CLOCK_EVERY)
+        if read_clock
             && Instant::now()
                 >= self.commit_due_after(
                     self.config
